@@ -1,0 +1,1 @@
+"""CMU-MOSEI and CMU-MOSI sentiment pipelines (vision, audio, text; regression or binary)."""
