@@ -1,0 +1,13 @@
+"""mcr-reg: the Multimodal Competition Regularizer (MCR) for PyTorch.
+
+Kontras et al., "Balancing Multimodal Training Through Game-Theoretic Regularization".
+
+>>> from mcr_reg import MCRRegularizer
+"""
+
+from mcr_reg import functional
+from mcr_reg._version import __version__
+from mcr_reg.diagnostics import ImportanceTracker
+from mcr_reg.regularizer import MCROutput, MCRRegularizer
+
+__all__ = ["ImportanceTracker", "MCROutput", "MCRRegularizer", "__version__", "functional"]

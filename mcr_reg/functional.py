@@ -1,0 +1,599 @@
+"""The mathematics of MCR as plain functions.
+
+Each function computes one piece of the paper (Kontras et al., "Balancing Multimodal Training
+Through Game-Theoretic Regularization"); :class:`mcr_reg.MCRRegularizer` only holds settings and
+calls these. Equation numbers refer to that paper.
+
+Conventions:
+
+* Latents are batch-first. Terms that need one vector per sample *pool* a latent by the mean over
+  every axis that is neither the batch axis nor the feature axis (:func:`pool_latent`).
+* Divergences are computed in at least float32 from logits in log space; float64 stays float64.
+* Sampling functions take an explicit ``generator`` and ``device`` and leave the global RNG alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from itertools import combinations
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+from mcr_reg._checks import shape_of
+
+__all__ = [
+    "Divergence",
+    "binary_jensen_shannon",
+    "ceb_reconstruction",
+    "divergence_fn",
+    "enumerate_subsets",
+    "feature_axis_of",
+    "mipd",
+    "pool_latent",
+    "sample_permutations",
+    "scale_grad",
+    "squared_error",
+    "strategy_factor",
+    "supervised_contrastive",
+]
+
+LN2 = math.log(2.0)
+
+Divergence = Literal["jsd", "binary_jsd", "squared_error"]
+SubsetSpec = Literal["all", "singletons"] | Sequence[Sequence[int]]
+
+#: ``"all"`` enumerates 2^M - 2 subsets; beyond this many modalities that is refused.
+MAX_MODALITIES_FOR_ALL = 6
+
+_STRATEGY_K = {"collaborative": 1.0, "independent": 0.0, "greedy": -1.0}
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; everything else is computed in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _safe_log_probs(logits: Tensor, dim: int) -> Tensor:
+    """Log-softmax in at least float32, with -inf replaced by the most negative finite value."""
+    log_p = torch.log_softmax(logits.to(_compute_dtype(logits.dtype)), dim=dim)
+    return log_p.clamp_min(torch.finfo(log_p.dtype).min)
+
+
+# --------------------------------------------------------------------------- divergences
+
+
+def jensen_shannon(logits_p: Tensor, logits_q: Tensor, *, dim: int = -1) -> Tensor:
+    """Jensen-Shannon divergence between the softmax distributions of two logit tensors.
+
+    The divergence of paper eq. 10: ``JSD(p, q) = ½ KL(p ‖ m) + ½ KL(q ‖ m)`` with
+    ``m = ½ (p + q)``. Everything is computed from log-probabilities
+    (``log p - log m = ln 2 - softplus(log q - log p)``) in float32 or float64, so the result lies in
+    ``[0, ln 2]`` and is finite for any finite logits, including ±1e4 and fp16/bf16 inputs.
+
+    Args:
+        logits_p: logits ``(..., C)``.
+        logits_q: logits broadcastable to ``logits_p``.
+        dim: the class axis.
+
+    Returns:
+        The divergence per element, the class axis reduced: shape ``(...)``, dtype float32
+        (float64 for float64 inputs).
+
+    Example:
+        >>> p = torch.tensor([[2.0, 0.0, -1.0]])
+        >>> float(jensen_shannon(p, p))
+        0.0
+        >>> v = float(jensen_shannon(torch.tensor([[1e4, 0.0]]), torch.tensor([[0.0, 1e4]])))
+        >>> abs(v - math.log(2)) < 1e-6
+        True
+    """
+    log_p = _safe_log_probs(logits_p, dim)
+    log_q = _safe_log_probs(logits_q, dim)
+    log_p, log_q = torch.broadcast_tensors(log_p, log_q)
+    # log p - log m = ln 2 - softplus(log q - log p): exactly 0 where p == q
+    delta = log_q - log_p
+    kl_pm = (log_p.exp() * (LN2 - F.softplus(delta))).sum(dim=dim)
+    kl_qm = (log_q.exp() * (LN2 - F.softplus(-delta))).sum(dim=dim)
+    jsd: Tensor = (0.5 * (kl_pm + kl_qm)).clamp(0.0, LN2)
+    return jsd
+
+
+def binary_jensen_shannon(logit_p: Tensor, logit_q: Tensor) -> Tensor:
+    """Jensen-Shannon divergence between two Bernoulli distributions given by single logits.
+
+    ``sigmoid(x)`` equals the softmax of ``[0, x]``, so this is :func:`jensen_shannon` on those
+    two-class logits.
+
+    Args:
+        logit_p: logits ``(...)`` or ``(..., 1)``.
+        logit_q: logits of the same shape.
+
+    Returns:
+        The divergence ``(...)`` (a trailing singleton axis removed), in ``[0, ln 2]``.
+
+    Example:
+        >>> float(binary_jensen_shannon(torch.tensor([3.0]), torch.tensor([3.0])))
+        0.0
+    """
+    if logit_p.dim() > 0 and logit_p.shape[-1] == 1:
+        logit_p, logit_q = logit_p.squeeze(-1), logit_q.squeeze(-1)
+    zeros = torch.zeros_like(logit_p)
+    two_p = torch.stack((zeros, logit_p), dim=-1)
+    two_q = torch.stack((torch.zeros_like(logit_q), logit_q), dim=-1)
+    return jensen_shannon(two_p, two_q)
+
+
+def squared_error(pred_p: Tensor, pred_q: Tensor) -> Tensor:
+    """Squared difference of two regression outputs, summed over a trailing output axis.
+
+    Used as the MIPD divergence for regression heads with one output, where a softmax would be
+    constant. Computed in float32 (float64 for float64 inputs).
+
+    Args:
+        pred_p: predictions ``(...)`` or ``(..., K)``.
+        pred_q: predictions of the same shape.
+
+    Returns:
+        ``(...)``: ``sum_k (p_k - q_k)^2`` (a 1-D input is treated as one output per element).
+
+    Example:
+        >>> squared_error(torch.tensor([[1.0], [2.0]]), torch.tensor([[0.0], [0.5]]))
+        tensor([1.0000, 2.2500])
+    """
+    dtype = _compute_dtype(pred_p.dtype)
+    diff = pred_p.to(dtype) - pred_q.to(dtype)
+    if diff.dim() <= 1:
+        return diff.square()
+    return diff.square().sum(dim=-1)
+
+
+def divergence_fn(kind: Divergence) -> Callable[[Tensor, Tensor], Tensor]:
+    """The divergence function for ``"jsd"``, ``"binary_jsd"`` or ``"squared_error"``."""
+    table: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+        "jsd": jensen_shannon,
+        "binary_jsd": binary_jensen_shannon,
+        "squared_error": squared_error,
+    }
+    if kind not in table:
+        raise ValueError(f"expected divergence in {sorted(table)}, got {kind!r}")
+    return table[kind]
+
+
+# --------------------------------------------------------------------------- latents
+
+
+def feature_axis_of(z: Tensor, feature_axis: int | Literal["auto"] = "auto") -> int:
+    """The feature axis of a batch-first latent, as a non-negative index.
+
+    ``"auto"``: the last axis for ``(B, D)`` and ``(B, T, D)``; axis 1 (channels) for latents of
+    four or more axes such as ``(B, C, H, W)`` or ``(B, C, T, H, W)``.
+    """
+    if z.dim() < 2:
+        raise ValueError(f"expected a latent with batch and feature axes, got shape {shape_of(z)}")
+    if feature_axis == "auto":
+        return z.dim() - 1 if z.dim() <= 3 else 1
+    axis = feature_axis % z.dim()
+    if axis == 0:
+        raise ValueError("the feature axis cannot be the batch axis 0")
+    return axis
+
+
+def pool_latent(z: Tensor, feature_axis: int | Literal["auto"] = "auto") -> Tensor:
+    """Mean over every axis that is neither the batch axis nor the feature axis.
+
+    Args:
+        z: a batch-first latent, e.g. ``(B, D)``, ``(B, T, D)`` or ``(B, C, H, W)``.
+        feature_axis: see :func:`feature_axis_of`.
+
+    Returns:
+        ``(B, D)``.
+
+    Example:
+        >>> pool_latent(torch.ones(4, 7, 16)).shape
+        torch.Size([4, 16])
+        >>> pool_latent(torch.ones(4, 8, 5, 5)).shape
+        torch.Size([4, 8])
+    """
+    axis = feature_axis_of(z, feature_axis)
+    if z.dim() == 2:
+        return z
+    z = z.movedim(axis, -1)
+    return z.flatten(1, -2).mean(dim=1)
+
+
+# --------------------------------------------------------------------------- contrastive
+
+
+def supervised_contrastive(
+    features: Tensor,
+    labels: Tensor,
+    *,
+    temperature: float = 0.5,
+    normalize: bool = True,
+) -> Tensor:
+    """Supervised contrastive loss (Khosla et al., 2020), the L_Con of paper eq. 11 / 15.
+
+    For every anchor ``i`` with positives ``P(i) = {p != i : y_p = y_i}``:
+    ``l_i = -1/|P(i)| Σ_{p∈P(i)} log( exp(s_ip/τ) / Σ_{a≠i} exp(s_ia/τ) )`` with ``s`` the dot
+    product of the (L2-normalised) features. The loss is the mean of ``l_i`` over anchors that
+    have at least one positive; anchors without one are left out, and a batch where no anchor
+    has a positive gives 0 (still connected to the graph). Computed in float32 (float64 for
+    float64 inputs) with autocast off.
+
+    Args:
+        features: ``(N, D)``; in MCR the pooled latents of all modalities stacked.
+        labels: ``(N,)`` integer class labels.
+        temperature: τ > 0.
+        normalize: L2-normalise the features first.
+
+    Returns:
+        A scalar.
+
+    Raises:
+        ValueError: on shapes that disagree or a non-positive temperature.
+
+    Example:
+        >>> f = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
+        >>> y = torch.tensor([0, 0, 1, 1])
+        >>> bool(supervised_contrastive(f, y) < supervised_contrastive(f, torch.tensor([0, 1, 0, 1])))
+        True
+    """
+    if features.dim() != 2:
+        raise ValueError(f"expected features of shape (N, D), got {shape_of(features)}")
+    if labels.shape != features.shape[:1]:
+        raise ValueError(
+            f"expected labels of shape ({features.shape[0]},) to match features "
+            f"{shape_of(features)}, got {shape_of(labels)}"
+        )
+    if not temperature > 0:
+        raise ValueError(f"expected a positive temperature, got {temperature}")
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        f = features.to(_compute_dtype(features.dtype))
+        if normalize:
+            f = F.normalize(f, dim=-1)
+        n = f.shape[0]
+        logits = f @ f.T / temperature  # (N, N)
+        self_mask = torch.eye(n, dtype=torch.bool, device=f.device)
+        denominator = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1)
+        log_prob = logits - denominator[:, None]  # (N, N)
+        positives = labels[:, None].eq(labels[None, :]) & ~self_mask
+        n_pos = positives.sum(dim=1)
+        mean_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1) / n_pos.clamp_min(1)
+        has_pos = (n_pos > 0).to(f.dtype)
+        return -(mean_log_prob * has_pos).sum() / has_pos.sum().clamp_min(1.0)
+
+
+# --------------------------------------------------------------------------- CEB
+
+
+def ceb_reconstruction(reconstruction: Tensor, pooled_latents: Sequence[Tensor]) -> Tensor:
+    """L_CEB of paper eq. 13: mean squared error between ``h(prediction)`` and ``[z_1..z_M]``.
+
+    Args:
+        reconstruction: the reconstruction head's output ``(B, Σ d_m)``.
+        pooled_latents: the pooled latents ``(B, d_m)`` per modality (not detached: the
+            encoders are pulled towards what the prediction can explain).
+
+    Returns:
+        A scalar.
+    """
+    target = torch.cat(list(pooled_latents), dim=-1)
+    if reconstruction.shape != target.shape:
+        raise ValueError(
+            f"expected the reconstruction shape {shape_of(target)}, got {shape_of(reconstruction)}"
+        )
+    dtype = _compute_dtype(target.dtype)
+    return F.mse_loss(reconstruction.to(dtype), target.to(dtype))
+
+
+# --------------------------------------------------------------------------- the game
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the incoming gradient by a constant backward."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor  # type: ignore[attr-defined]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor, None]:
+        return grad * ctx.factor, None  # type: ignore[attr-defined]
+
+
+def scale_grad(x: Tensor, factor: float) -> Tensor:
+    """Identity in the forward pass; the gradient is multiplied by ``factor`` in the backward.
+
+    ``factor == 1`` returns ``x`` itself and ``factor == 0`` returns ``x.detach()``, so a zero
+    factor gives exactly no gradient (also when the incoming gradient is not finite).
+
+    Args:
+        x: any tensor.
+        factor: a Python number (the game's k, see :func:`strategy_factor`).
+
+    Returns:
+        A tensor equal to ``x``.
+
+    Example:
+        >>> x = torch.ones(3, requires_grad=True)
+        >>> scale_grad(x, -1.0).sum().backward()
+        >>> x.grad
+        tensor([-1., -1., -1.])
+    """
+    factor = float(factor)
+    if factor == 1.0:
+        return x
+    if factor == 0.0:
+        return x.detach()
+    return _ScaleGrad.apply(x, factor)  # type: ignore[no-any-return]
+
+
+def strategy_factor(strategy: str | float) -> float:
+    """The game's gradient factor k (paper section 3.2, Figure 3).
+
+    ``"collaborative"`` → +1, ``"independent"`` → 0, ``"greedy"`` → -1; a number is used as is.
+
+    Example:
+        >>> strategy_factor("greedy")
+        -1.0
+    """
+    if isinstance(strategy, bool):
+        raise TypeError(f"expected a strategy name or a float k, got the bool {strategy}")
+    if isinstance(strategy, str):
+        if strategy not in _STRATEGY_K:
+            raise ValueError(
+                f"expected strategy in {sorted(_STRATEGY_K)} or a float k, got {strategy!r}"
+            )
+        return _STRATEGY_K[strategy]
+    if isinstance(strategy, int | float):
+        k = float(strategy)
+        if not math.isfinite(k):
+            raise ValueError(f"expected a finite strategy factor k, got {strategy}")
+        return k
+    raise TypeError(f"expected a strategy name or a float k, got {type(strategy).__name__}")
+
+
+# --------------------------------------------------------------------------- subsets
+
+
+def enumerate_subsets(
+    num_modalities: int, subsets: SubsetSpec = "all"
+) -> tuple[tuple[int, ...], ...]:
+    """The perturbed subsets S of modalities (paper appendix A.5, eq. 14).
+
+    Args:
+        num_modalities: M >= 2.
+        subsets: ``"all"`` — every non-empty proper subset (2^M - 2 of them, at most
+            :data:`MAX_MODALITIES_FOR_ALL` modalities); ``"singletons"`` — the M single
+            modalities; or an explicit list of index tuples.
+
+    Returns:
+        Sorted index tuples, singletons first, then by size and lexicographically.
+
+    Raises:
+        ValueError: unknown name, M < 2, too many modalities for ``"all"``, an empty, full,
+            repeated or out-of-range subset.
+
+    Example:
+        >>> enumerate_subsets(3)
+        ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2))
+    """
+    m = int(num_modalities)
+    if m < 2:
+        raise ValueError(f"expected at least two modalities, got {m}")
+    if isinstance(subsets, str):
+        if subsets == "singletons":
+            return tuple((i,) for i in range(m))
+        if subsets != "all":
+            raise ValueError(
+                f"expected subsets 'all', 'singletons' or a list of index tuples, got {subsets!r}"
+            )
+        if m > MAX_MODALITIES_FOR_ALL:
+            raise ValueError(
+                f"subsets='all' gives 2^{m} - 2 = {2**m - 2} terms for {m} modalities; "
+                f"expected at most {MAX_MODALITIES_FOR_ALL} modalities. Use "
+                "subsets='singletons' or an explicit list"
+            )
+        return tuple(c for size in range(1, m) for c in combinations(range(m), size))
+    out: list[tuple[int, ...]] = []
+    for raw in subsets:
+        s = tuple(sorted(int(i) for i in raw))
+        if not s:
+            raise ValueError("expected non-empty subsets, got an empty one")
+        if len(set(s)) != len(s) or s[0] < 0 or s[-1] >= m:
+            raise ValueError(
+                f"expected distinct modality indices in range({m}) in every subset, got {tuple(raw)}"
+            )
+        if len(s) == m:
+            raise ValueError(
+                f"expected proper subsets (permuting all {m} modalities leaves nothing to "
+                f"compare against), got {tuple(raw)}"
+            )
+        if s in out:
+            raise ValueError(f"expected each subset once, got {s} twice")
+        out.append(s)
+    if not out:
+        raise ValueError("expected at least one subset, got an empty list")
+    return tuple(sorted(out, key=lambda s: (len(s), s)))
+
+
+# --------------------------------------------------------------------------- permutations
+
+
+def sample_permutations(
+    num_draws: int,
+    num_modalities: int,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Independent uniform permutations of the batch, one per draw and modality.
+
+    Drawn by sorting uniform noise in one batched call on ``device`` (no host round trip).
+    With a ``generator`` the global RNG is left untouched; the noise is drawn on the
+    generator's device and moved to ``device``.
+
+    Args:
+        num_draws: P.
+        num_modalities: M.
+        batch_size: B >= 2.
+        generator: optional source of randomness.
+        device: where the result lives (default: the generator's device, else CPU).
+
+    Returns:
+        A LongTensor ``(P, M, B)``; row ``[p, m]`` is a permutation of ``range(B)``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> perms = sample_permutations(2, 3, 5, generator=g)
+        >>> perms.shape, bool((perms.sort(-1).values == torch.arange(5)).all())
+        (torch.Size([2, 3, 5]), True)
+    """
+    if batch_size < 2:
+        raise ValueError(f"expected a batch of at least 2 to permute, got {batch_size}")
+    if num_draws < 1 or num_modalities < 1:
+        raise ValueError(
+            f"expected positive draws and modalities, got {num_draws}, {num_modalities}"
+        )
+    target = torch.device(device) if device is not None else None
+    source = generator.device if generator is not None else (target or torch.device("cpu"))
+    noise = torch.rand(num_draws, num_modalities, batch_size, generator=generator, device=source)
+    perms = noise.argsort(dim=-1)
+    return perms if target is None else perms.to(target, non_blocking=True)
+
+
+# --------------------------------------------------------------------------- MIPD
+
+
+def mipd(
+    fusion_head: Callable[..., Tensor],
+    latents: Sequence[Tensor],
+    subsets: Sequence[tuple[int, ...]],
+    *,
+    permutations: Tensor | None = None,
+    perturbed: Sequence[Tensor | None] | None = None,
+    k: float = -1.0,
+    divergence: Divergence = "jsd",
+    detach_reference: bool = False,
+    batched: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Mean prediction divergence under perturbation of each subset, with the game's gradients.
+
+    For every subset S and draw p the latents of S are replaced by their perturbed version
+    (``z_i[π_{p,i}]`` or ``perturbed[i][p]``) and the fusion head's prediction is compared with the
+    unperturbed one (paper eq. 8-10; ``L_S = -mean_{p,b} D``). All reference and perturbed
+    passes go through ``fusion_head`` in **one** call stacked on the batch axis (``batched``),
+    or one call per block of B rows otherwise.
+
+    Gradients follow the game of DESIGN section 4: in the term of S, every use of ``z_i`` is
+    scaled by 1 if ``i ∈ S`` (owner) and by ``k`` otherwise, so that
+    ``∇θ_i = Σ_{S∋i} ∇θ_i L_S + k Σ_{S∌i} ∇θ_i L_S`` while the head gets the plain sum. This is
+    done by gathering rows from ``[z_i ; perturbed rows ; scale_grad(z_i, k)]``: owner rows index
+    the first part, non-owner rows the last.
+
+    Args:
+        fusion_head: ``fusion_head(z_1, ..., z_M) -> predictions (N, ...)``.
+        latents: M batch-first tensors with batch size B.
+        subsets: index tuples (see :func:`enumerate_subsets`).
+        permutations: ``(P, M, B)`` LongTensor, used for modalities without ``perturbed``.
+        perturbed: optional per-modality ``(P, B, ...)`` perturbed latents (e.g. noise, zeros or
+            re-encoded perturbed inputs); ``None`` entries use ``permutations``.
+        k: the strategy factor for non-owners (:func:`strategy_factor`).
+        divergence: ``"jsd"``, ``"binary_jsd"`` or ``"squared_error"``.
+        detach_reference: stop gradients through the unperturbed prediction (one shared
+            reference pass instead of one per subset).
+        batched: one fusion-head call for everything (False: per block, for heads with
+            batch-dependent layers such as BatchNorm in training mode).
+
+    Returns:
+        ``(per_subset, reference)``: ``per_subset`` is ``(len(subsets),)``, the mean divergence
+        of each subset (``L_S`` is its negative); ``reference`` is the detached unperturbed
+        prediction ``(B, ...)``.
+
+    Example:
+        >>> head = torch.nn.Linear(8, 3)
+        >>> fuse = lambda a, b: head(torch.cat([a, b], dim=-1))
+        >>> z = [torch.randn(6, 4), torch.randn(6, 4)]
+        >>> perms = sample_permutations(4, 2, 6, generator=torch.Generator().manual_seed(0))
+        >>> per_subset, ref = mipd(fuse, z, ((0,), (1,)), permutations=perms)
+        >>> per_subset.shape, ref.shape
+        (torch.Size([2]), torch.Size([6, 3]))
+    """
+    m_count = len(latents)
+    batch = int(latents[0].shape[0])
+    device = latents[0].device
+    perturbed = list(perturbed) if perturbed is not None else [None] * m_count
+    if len(perturbed) != m_count:
+        raise ValueError(f"expected {m_count} perturbed entries, got {len(perturbed)}")
+    draws = _count_draws(permutations, perturbed)
+    n_sub = len(subsets)
+    n_ref = 1 if detach_reference else n_sub
+    arange = torch.arange(batch, device=device)
+
+    rows: list[Tensor] = []
+    for i, z in enumerate(latents):
+        parts = [z]
+        extra = perturbed[i]
+        if extra is None:
+            if permutations is None:
+                raise ValueError(f"modality {i} has neither permutations nor perturbed latents")
+            perturbed_index = permutations[:, i]  # (P, B)
+        else:
+            parts.append(extra.flatten(0, 1))
+            perturbed_index = batch + torch.arange(draws * batch, device=device).view(draws, batch)
+        offset = 0
+        if k != 1.0:  # a copy whose gradient is scaled by k, for the non-owner rows
+            offset = sum(int(p.shape[0]) for p in parts)
+            parts.append(scale_grad(z, k))
+        source = torch.cat(parts) if len(parts) > 1 else z
+        other_rows = arange + offset
+        index: list[Tensor] = []
+        for s in subsets[:n_ref]:
+            index.append(arange if detach_reference or i in s else other_rows)
+        for s in subsets:
+            index.append(perturbed_index.reshape(-1) if i in s else other_rows.repeat(draws))
+        rows.append(source.index_select(0, torch.cat(index)))
+
+    n_rows = (n_ref + n_sub * draws) * batch
+    if batched:
+        out = fusion_head(*rows)
+    else:
+        out = torch.cat(
+            [fusion_head(*(r[j : j + batch] for r in rows)) for j in range(0, n_rows, batch)]
+        )
+    if not isinstance(out, Tensor) or out.dim() < 1 or out.shape[0] != n_rows:
+        got = shape_of(out) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"expected the fusion head to return predictions with {n_rows} rows for {n_rows} "
+            f"stacked inputs, got {got}"
+        )
+    if out.dim() == 1:  # one prediction per row: give it an explicit output axis
+        out = out.unsqueeze(-1)
+    ref = out[: n_ref * batch].unflatten(0, (n_ref, 1, batch))  # (n_ref, 1, B, ...)
+    if detach_reference:
+        ref = ref.detach()
+    pert = out[n_ref * batch :].unflatten(0, (n_sub, draws, batch))  # (S, P, B, ...)
+    div = divergence_fn(divergence)(ref, pert)  # (S, P, B)
+    per_subset = rearrange(div, "s p b -> s (p b)").mean(dim=1)
+    return per_subset, ref[0, 0].detach()
+
+
+def _count_draws(permutations: Tensor | None, perturbed: Sequence[Tensor | None]) -> int:
+    counts = {int(p.shape[0]) for p in perturbed if p is not None}
+    if permutations is not None and any(p is None for p in perturbed):
+        counts.add(int(permutations.shape[0]))
+    if len(counts) != 1:
+        raise ValueError(
+            f"expected one number of draws P across permutations and perturbed latents, "
+            f"got {sorted(counts)}"
+        )
+    return counts.pop()

@@ -1,0 +1,785 @@
+"""The :class:`MCRRegularizer` module: settings, MCR's own small heads, input checks.
+
+The mathematics lives in :mod:`mcr_reg.functional`; this module validates what comes in,
+draws the perturbations, calls the functions and assembles :class:`MCROutput`.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mcr_reg import functional as MF
+from mcr_reg._checks import (
+    check_finite,
+    check_permutation_values,
+    check_same_batch,
+    check_same_device,
+    check_tensor,
+    compiling,
+    shape_of,
+)
+from mcr_reg.distributed import gather_with_grad
+
+__all__ = ["MCROutput", "MCRRegularizer"]
+
+Strategy = Literal["greedy", "independent", "collaborative"]
+Task = Literal["classification", "binary", "regression"]
+Perturbation = Literal["permutation", "noise", "zero"]
+Latents = Sequence[Tensor] | Mapping[str, Tensor]
+
+_TASKS = ("classification", "binary", "regression")
+_PERTURBATIONS = ("permutation", "noise", "zero")
+
+
+@dataclass(frozen=True)
+class MCROutput:
+    """What :meth:`MCRRegularizer.forward` returns.
+
+    Attributes:
+        loss: the weighted total of the active terms; a differentiable scalar to add to the
+            task loss.
+        terms: detached, *unweighted* values of the active terms, keys among ``"mipd"`` (the sum
+            over subsets of ``L_S``), ``"contrastive"``, ``"ceb"``, ``"unimodal"``.
+        importance: detached ``(M,)``: for each modality, the mean divergence of the prediction
+            when that modality alone is perturbed (NaN for a modality whose singleton subset is
+            not among the perturbed subsets).
+        modalities: the modality names, in the order of ``importance``.
+        unimodal_logits: the outputs of MCR's own unimodal heads ``(B, C)`` per modality, when
+            it has them; else ``None``.
+    """
+
+    loss: Tensor
+    terms: dict[str, Tensor]
+    importance: Tensor
+    modalities: tuple[str, ...]
+    unimodal_logits: tuple[Tensor, ...] | None = field(default=None)
+
+
+def _has_batch_dependent_layers(module: object) -> bool:
+    if not isinstance(module, nn.Module):
+        return False
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+class _CEBHead(nn.Module):
+    """``h``: Linear(C, H, no bias) -> ReLU -> Linear(H, Σd_m, no bias) (paper eq. 13)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim, bias=False),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, out_dim, bias=False),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return cast(Tensor, self.net(x))
+
+
+class MCRRegularizer(nn.Module):
+    """The Multimodal Competition Regularizer as a drop-in loss module.
+
+    ``L_MCR = λ_M·L_MIPD + λ_con·L_Con + λ_ceb·L_CEB + λ_uni·L_uni`` (paper eq. 6, Algorithm 1).
+    The latents of the user's encoders are perturbed within the batch (no encoder re-runs) and
+    passed through the user's own fusion head; the MIPD gradients reaching each encoder follow the
+    chosen game strategy.
+
+    The fusion head is *not* registered as a submodule: ``mcr.parameters()`` holds only MCR's
+    own parameters (CEB head, projections, unimodal heads), created here in ``__init__``.
+
+    Args:
+        fusion_head: any callable ``fusion_head(z_1, ..., z_M) -> predictions (N, C)``
+            (``(N,)`` or ``(N, 1)`` for binary and regression).
+        strategy: ``"greedy"`` (k = -1), ``"independent"`` (k = 0), ``"collaborative"``
+            (k = +1) or a float k.
+        task: ``"classification"`` (JSD of softmaxes), ``"binary"`` (one logit, Bernoulli JSD)
+            or ``"regression"`` (squared error).
+        num_classes: classes of the fusion head's output; checked against the logits, needed
+            for the CEB head and the unimodal heads in classification.
+        latent_dims: feature width of each latent (modality order); checked against the
+            latents, needed for MCR's own heads and projections.
+        num_permutations: P, the number of permutation draws per step.
+        subsets: ``"all"``, ``"singletons"`` or a list of index tuples (see
+            :func:`mcr_reg.functional.enumerate_subsets`).
+        mipd_weight: λ_M.
+        contrastive_weight: λ_con (0 turns the term off).
+        ceb_weight: λ_ceb; > 0 needs ``latent_dims`` (and ``num_classes`` in classification).
+        unimodal_weight: λ_uni. MCR owns one linear head per modality when ``latent_dims``
+            (and ``num_classes`` in classification) are given; otherwise the term is active only
+            when ``unimodal_logits`` are passed to ``forward``.
+        temperature: τ of the supervised contrastive loss.
+        projection_dim: width of per-modality linear projections before the contrastive loss;
+            needed when latent widths differ.
+        perturbation: ``"permutation"`` (the paper's default), ``"noise"`` (latent + Gaussian
+            noise with the latent's per-feature batch standard deviation times
+            ``noise_scale``) or ``"zero"`` (latent replaced by zeros; one draw).
+        detach_reference: stop gradients through the unperturbed prediction.
+        gather_distributed: gather latents and labels from all ranks (with gradients) for the
+            contrastive term.
+        generator: source of the permutations and noise; by default a private generator per
+            device, seeded from the OS, so the global RNG is never touched.
+        check_values: run the checks that read tensor values (label range, permutations,
+            finiteness). They synchronise with the device; they are skipped under
+            ``torch.compile`` and can be turned off for sync-free GPU steps.
+        check_finite: raise on NaN/Inf latents (a value check).
+        feature_axis: the latents' feature axis: ``"auto"`` (last for ``(B, D)`` and
+            ``(B, T, D)``, 1 for ``(B, C, H, W)`` and longer) or an int.
+        ceb_hidden_dim: hidden width H of the CEB head.
+        noise_scale: multiplier of the noise standard deviation for ``perturbation="noise"``.
+        contrastive_labels: maps labels to the integer classes that define contrastive
+            positives; default: identity (classification), ``round`` (regression), ``0/1``
+            (binary).
+        batched: ``None`` (default) stacks every pass into one fusion-head call unless the head
+            contains BatchNorm layers in training mode (then one call per block, with a one-time
+            warning); ``True``/``False`` force either.
+
+    Example:
+        >>> head = torch.nn.Linear(16, 3)
+        >>> fusion = lambda a, v: head(torch.cat([a, v], dim=-1))
+        >>> mcr = MCRRegularizer(fusion, strategy="greedy", num_classes=3, latent_dims=(8, 8),
+        ...                      generator=torch.Generator().manual_seed(0))
+        >>> za, zv = torch.randn(4, 8, requires_grad=True), torch.randn(4, 8, requires_grad=True)
+        >>> y = torch.tensor([0, 1, 2, 1])
+        >>> logits = fusion(za, zv)
+        >>> out = mcr([za, zv], y, logits)
+        >>> (F.cross_entropy(logits, y) + out.loss).backward()
+        >>> sorted(out.terms), tuple(out.importance.shape)
+        (['contrastive', 'mipd', 'unimodal'], (2,))
+    """
+
+    def __init__(
+        self,
+        fusion_head: Callable[..., Tensor],
+        *,
+        strategy: Strategy | float = "greedy",
+        task: Task = "classification",
+        num_classes: int | None = None,
+        latent_dims: Sequence[int] | None = None,
+        num_permutations: int = 32,
+        subsets: MF.SubsetSpec = "all",
+        mipd_weight: float = 0.1,
+        contrastive_weight: float = 1.0,
+        ceb_weight: float = 0.0,
+        unimodal_weight: float = 0.01,
+        temperature: float = 0.5,
+        projection_dim: int | None = None,
+        perturbation: Perturbation = "permutation",
+        detach_reference: bool = False,
+        gather_distributed: bool = False,
+        generator: torch.Generator | None = None,
+        check_values: bool = True,
+        check_finite: bool = False,
+        feature_axis: int | Literal["auto"] = "auto",
+        ceb_hidden_dim: int = 128,
+        noise_scale: float = 1.0,
+        contrastive_labels: Callable[[Tensor], Tensor] | None = None,
+        batched: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if not callable(fusion_head):
+            raise TypeError(
+                f"expected fusion_head to be callable (z_1, ..., z_M) -> logits, "
+                f"got {type(fusion_head).__name__}"
+            )
+        # Held outside the module tree on purpose: the head's parameters belong to the user's
+        # model, so they never appear in mcr.parameters() or mcr.state_dict().
+        object.__setattr__(self, "_fusion_head", fusion_head)
+        self.k = MF.strategy_factor(strategy)
+        self.strategy = strategy
+        if task not in _TASKS:
+            raise ValueError(f"expected task in {list(_TASKS)}, got {task!r}")
+        self.task: Task = task
+        if perturbation not in _PERTURBATIONS:
+            raise ValueError(
+                f"expected perturbation in {list(_PERTURBATIONS)}, got {perturbation!r}"
+            )
+        self.perturbation: Perturbation = perturbation
+        self.num_classes = self._check_num_classes(num_classes, task)
+        self.latent_dims = self._check_latent_dims(latent_dims)
+        if isinstance(num_permutations, bool) or not isinstance(num_permutations, int):
+            raise TypeError(f"expected num_permutations to be an int, got {num_permutations!r}")
+        if num_permutations < 1:
+            raise ValueError(f"expected num_permutations >= 1, got {num_permutations}")
+        self.num_permutations = num_permutations
+        self.subsets_spec = subsets
+        self._subsets: dict[int, tuple[tuple[int, ...], ...]] = {}
+        if self.latent_dims is not None:
+            self.subsets_for(len(self.latent_dims))  # validate now
+        elif not isinstance(subsets, str):
+            if any(len(tuple(s)) == 0 for s in subsets):
+                raise ValueError("expected non-empty subsets, got an empty one")
+        elif subsets not in ("all", "singletons"):
+            raise ValueError(
+                f"expected subsets 'all', 'singletons' or a list of index tuples, got {subsets!r}"
+            )
+        for name, w in (
+            ("mipd_weight", mipd_weight),
+            ("contrastive_weight", contrastive_weight),
+            ("ceb_weight", ceb_weight),
+            ("unimodal_weight", unimodal_weight),
+            ("noise_scale", noise_scale),
+        ):
+            if not (isinstance(w, int | float) and math.isfinite(w) and w >= 0):
+                raise ValueError(f"expected {name} to be a finite number >= 0, got {w!r}")
+        self.mipd_weight = float(mipd_weight)
+        self.contrastive_weight = float(contrastive_weight)
+        self.ceb_weight = float(ceb_weight)
+        self.unimodal_weight = float(unimodal_weight)
+        self.noise_scale = float(noise_scale)
+        if not temperature > 0:
+            raise ValueError(f"expected a positive temperature, got {temperature}")
+        self.temperature = float(temperature)
+        self.detach_reference = bool(detach_reference)
+        self.gather_distributed = bool(gather_distributed)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"expected a torch.Generator, got {type(generator).__name__}")
+        self.generator = generator
+        self._private_generators: dict[torch.device, torch.Generator] = {}
+        self.check_values = bool(check_values)
+        self.check_finite = bool(check_finite)
+        self.feature_axis = feature_axis
+        self.contrastive_labels = contrastive_labels
+        self.batched = batched
+        self._warned_batch_dependent = False
+
+        out_dim = self.num_classes if task == "classification" else 1
+        dims = self.latent_dims
+        # --- projections for the contrastive term
+        self.projections: nn.ModuleList | None = None
+        if projection_dim is not None:
+            if dims is None:
+                raise ValueError(
+                    "projection_dim needs latent_dims (the input width of each projection)"
+                )
+            if projection_dim < 1:
+                raise ValueError(f"expected projection_dim >= 1, got {projection_dim}")
+            self.projections = nn.ModuleList(nn.Linear(d, projection_dim) for d in dims)
+        elif dims is not None and self.contrastive_weight > 0 and len(set(dims)) > 1:
+            raise ValueError(
+                f"the contrastive term compares latents in one space, but latent_dims {tuple(dims)} "
+                "differ: set projection_dim (or contrastive_weight=0)"
+            )
+        # --- CEB head
+        self.ceb_head: _CEBHead | None = None
+        if self.ceb_weight > 0:
+            missing = [n for n, v in (("latent_dims", dims), ("num_classes", out_dim)) if v is None]
+            if missing:
+                raise ValueError(
+                    f"ceb_weight > 0 needs {' and '.join(missing)} to size the CEB head"
+                )
+            assert dims is not None and out_dim is not None
+            self.ceb_head = _CEBHead(out_dim, ceb_hidden_dim, sum(dims))
+        # --- unimodal heads
+        self.unimodal_heads: nn.ModuleList | None = None
+        if self.unimodal_weight > 0 and dims is not None and out_dim is not None:
+            self.unimodal_heads = nn.ModuleList(nn.Linear(d, out_dim) for d in dims)
+
+    # ------------------------------------------------------------------ settings helpers
+
+    @property
+    def fusion_head(self) -> Callable[..., Tensor]:
+        """The user's fusion head (not a submodule of this module)."""
+        return cast(Callable[..., Tensor], self._fusion_head)  # type: ignore[has-type]
+
+    @staticmethod
+    def _check_num_classes(num_classes: int | None, task: Task) -> int | None:
+        if num_classes is None:
+            return None
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+            raise TypeError(f"expected num_classes to be an int, got {num_classes!r}")
+        if task == "classification" and num_classes < 2:
+            raise ValueError(f"expected num_classes >= 2 for classification, got {num_classes}")
+        if task != "classification" and num_classes != 1:
+            raise ValueError(
+                f"task={task!r} expects one output per sample: num_classes must be None or 1, "
+                f"got {num_classes}"
+            )
+        return num_classes
+
+    @staticmethod
+    def _check_latent_dims(latent_dims: Sequence[int] | None) -> tuple[int, ...] | None:
+        if latent_dims is None:
+            return None
+        if isinstance(latent_dims, Mapping):
+            latent_dims = list(latent_dims.values())
+        dims = tuple(latent_dims)
+        if len(dims) < 2:
+            raise ValueError(f"expected latent_dims for at least two modalities, got {dims}")
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
+            raise ValueError(f"expected positive integer latent_dims, got {dims}")
+        return dims
+
+    def subsets_for(self, num_modalities: int) -> tuple[tuple[int, ...], ...]:
+        """The perturbed subsets for ``num_modalities`` modalities (cached)."""
+        if num_modalities not in self._subsets:
+            self._subsets[num_modalities] = MF.enumerate_subsets(num_modalities, self.subsets_spec)
+        return self._subsets[num_modalities]
+
+    def _generator_for(self, device: torch.device) -> torch.Generator | None:
+        if compiling():
+            return None  # Dynamo cannot trace Generator objects: the global RNG is used
+        if self.generator is not None:
+            return self.generator
+        if device not in self._private_generators:
+            g = torch.Generator(device=device)
+            g.manual_seed(secrets.randbits(63))
+            self._private_generators[device] = g
+        return self._private_generators[device]
+
+    def extra_repr(self) -> str:
+        return (
+            f"strategy={self.strategy!r} (k={self.k}), task={self.task!r}, "
+            f"P={self.num_permutations}, subsets={self.subsets_spec!r}, "
+            f"perturbation={self.perturbation!r}, weights(mipd={self.mipd_weight}, "
+            f"contrastive={self.contrastive_weight}, ceb={self.ceb_weight}, "
+            f"unimodal={self.unimodal_weight})"
+        )
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(
+        self,
+        latents: Latents,
+        labels: Tensor,
+        logits: Tensor | None = None,
+        *,
+        permutations: Tensor | None = None,
+        unimodal_logits: Sequence[Tensor] | None = None,
+        perturbed_latents: Sequence[Tensor | None] | Mapping[str, Tensor] | None = None,
+    ) -> MCROutput:
+        """Compute the MCR loss terms for one batch.
+
+        Args:
+            latents: ``[z_1, ..., z_M]`` or ``{name: z_m}``, each batch-first with batch B >= 2,
+                in the order the fusion head takes them.
+            labels: ``(B,)`` integer classes (classification); ``(B,)`` or ``(B, 1)`` floats
+                (regression) or 0/1 values (binary).
+            logits: the fused prediction ``fusion_head(*latents)`` the task loss used; only read
+                (detached) by the CEB term and checked for shape. Omitted: MCR uses its own
+                unperturbed pass.
+            permutations: optional ``(P, M, B)`` LongTensor; row ``[p, m]`` permutes modality m in
+                draw p (ignored where m is not perturbed). Only with ``perturbation="permutation"``.
+            unimodal_logits: optional per-modality predictions ``(B, C)`` for the unimodal term,
+                when MCR does not own unimodal heads.
+            perturbed_latents: optional per-modality ``(P, B, ...)`` perturbed latents (e.g. from
+                perturbed *inputs* re-encoded by the user); ``None`` entries (or names absent from
+                a mapping) fall back to the configured perturbation.
+
+        Returns:
+            :class:`MCROutput`.
+
+        Raises:
+            TypeError, ValueError: on malformed inputs, before any computation.
+        """
+        names, zs = self._split_latents(latents)
+        batch, device = self._check_latents(names, zs)
+        m_count = len(zs)
+        labels = self._check_labels(labels, batch, device)
+        out_dim = self._check_logits(logits, batch)
+        subsets = self.subsets_for(m_count)
+        extra = self._check_perturbed(perturbed_latents, names, zs)
+        if permutations is not None:
+            self._check_permutations(permutations, m_count, batch, device)
+        if unimodal_logits is not None:
+            unimodal_logits = self._check_unimodal_logits(unimodal_logits, m_count, batch)
+        if self.check_finite and not compiling():
+            for n, z in zip(names, zs):
+                check_finite(z, f"latent {n!r}")
+
+        terms: dict[str, Tensor] = {}
+        total = zs[0].new_zeros((), dtype=torch.float32)
+        pooled = [MF.pool_latent(z, self.feature_axis) for z in zs]
+
+        # ---- L_MIPD (eq. 8-10) with the game (section 3.2)
+        reference: Tensor | None = None
+        importance = torch.full((m_count,), float("nan"), device=device)
+        if self.mipd_weight > 0:
+            perturbed = self._perturbations(zs, extra, permutations, batch, device)
+            per_subset, reference = MF.mipd(
+                self.fusion_head,
+                zs,
+                subsets,
+                permutations=perturbed[0],
+                perturbed=perturbed[1],
+                k=self.k,
+                divergence=self._divergence(),
+                detach_reference=self.detach_reference,
+                batched=self._use_batched(),
+            )
+            if out_dim is not None and reference.shape[-1] != out_dim:
+                raise ValueError(
+                    f"expected the fusion head to output {out_dim} values per sample like the "
+                    f"logits, got {shape_of(reference)} for one batch"
+                )
+            self._check_head_classes(reference)
+            mipd_loss = -per_subset.sum()
+            terms["mipd"] = mipd_loss.detach()
+            total = total + self.mipd_weight * mipd_loss
+            singles = [subsets.index((i,)) if (i,) in subsets else -1 for i in range(m_count)]
+            importance = torch.stack(
+                [per_subset[j].detach() if j >= 0 else importance[i] for i, j in enumerate(singles)]
+            )
+
+        # ---- L_Con (eq. 11/15)
+        if self.contrastive_weight > 0:
+            con = self._contrastive(pooled, labels, names)
+            terms["contrastive"] = con.detach()
+            total = total + self.contrastive_weight * con
+
+        # ---- L_CEB (eq. 13)
+        if self.ceb_head is not None:
+            source = logits if logits is not None else reference
+            if source is None:
+                with torch.no_grad():
+                    source = self.fusion_head(*zs)
+            source = source.detach()
+            if source.dim() == 1:
+                source = source.unsqueeze(-1)
+            head_dtype = next(self.ceb_head.parameters()).dtype
+            ceb = MF.ceb_reconstruction(self.ceb_head(source.to(head_dtype)), pooled)
+            terms["ceb"] = ceb.detach()
+            total = total + self.ceb_weight * ceb
+
+        # ---- L_uni (Algorithm 1, line 4)
+        own_uni: tuple[Tensor, ...] | None = None
+        if self.unimodal_weight > 0:
+            if self.unimodal_heads is not None:
+                own_uni = tuple(h(p) for h, p in zip(self.unimodal_heads, pooled))
+                uni_preds: Sequence[Tensor] | None = own_uni
+            else:
+                uni_preds = unimodal_logits
+            if uni_preds is not None:
+                uni = torch.stack([self._task_loss(p, labels) for p in uni_preds]).sum()
+                terms["unimodal"] = uni.detach()
+                total = total + self.unimodal_weight * uni
+
+        return MCROutput(
+            loss=total,
+            terms=terms,
+            importance=importance,
+            modalities=names,
+            unimodal_logits=own_uni,
+        )
+
+    # ------------------------------------------------------------------ pieces
+
+    def _divergence(self) -> MF.Divergence:
+        return {"classification": "jsd", "binary": "binary_jsd", "regression": "squared_error"}[
+            self.task
+        ]  # type: ignore[return-value]
+
+    def _use_batched(self) -> bool:
+        if self.batched is not None:
+            return self.batched
+        head = self.fusion_head
+        if isinstance(head, nn.Module) and head.training and _has_batch_dependent_layers(head):
+            if not self._warned_batch_dependent and not compiling():
+                warnings.warn(
+                    "the fusion head has BatchNorm layers in training mode, whose output depends "
+                    "on the whole batch; MCR runs one fusion-head call per perturbation block "
+                    "instead of one batched call (slower). Pass batched=True to override.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                self._warned_batch_dependent = True
+            return False
+        return True
+
+    def _perturbations(
+        self,
+        zs: Sequence[Tensor],
+        extra: list[Tensor | None],
+        permutations: Tensor | None,
+        batch: int,
+        device: torch.device,
+    ) -> tuple[Tensor | None, list[Tensor | None]]:
+        """Return ``(permutations, perturbed)`` for :func:`mcr_reg.functional.mipd`."""
+        if all(e is not None for e in extra):
+            return None, extra
+        given = [e for e in extra if e is not None]
+        draws = int(given[0].shape[0]) if given else self.num_permutations
+        if self.perturbation == "permutation":
+            if permutations is None:
+                permutations = MF.sample_permutations(
+                    draws, len(zs), batch, generator=self._generator_for(device), device=device
+                )
+            return permutations, extra
+        out: list[Tensor | None] = []
+        gen = self._generator_for(device)
+        for z, e in zip(zs, extra):
+            if e is not None:
+                out.append(e)
+            elif self.perturbation == "zero":
+                out.append(torch.zeros_like(z).unsqueeze(0).expand(draws if given else 1, *z.shape))
+            else:
+                std = z.detach().std(dim=0, keepdim=True)
+                noise = torch.randn(
+                    (draws, *z.shape),
+                    generator=gen,
+                    device=gen.device if gen else device,
+                    dtype=z.dtype,
+                ).to(device)
+                out.append(z.unsqueeze(0) + self.noise_scale * std * noise)
+        return None, out
+
+    def _contrastive(
+        self, pooled: Sequence[Tensor], labels: Tensor, names: Sequence[str]
+    ) -> Tensor:
+        feats = list(pooled)
+        if self.projections is not None:
+            if len(self.projections) != len(feats):
+                raise ValueError(
+                    f"expected {len(self.projections)} modalities (from latent_dims), got {len(feats)}"
+                )
+            feats = [p(f.to(next(p.parameters()).dtype)) for p, f in zip(self.projections, feats)]
+        widths = {int(f.shape[-1]) for f in feats}
+        if len(widths) > 1:
+            listing = ", ".join(f"{n} {int(f.shape[-1])}" for n, f in zip(names, feats))
+            raise ValueError(
+                f"expected latents of one width for the contrastive term, got {listing}; "
+                "set projection_dim (with latent_dims) or contrastive_weight=0"
+            )
+        con_labels = self._contrastive_labels(labels)
+        if self.gather_distributed:
+            feats = [gather_with_grad(f) for f in feats]
+            con_labels = gather_with_grad(con_labels)
+        stacked = torch.cat(feats)  # (M*B, D): [z_1; ...; z_M]
+        tiled = con_labels.repeat(len(feats))  # (M*B,)
+        return MF.supervised_contrastive(stacked, tiled, temperature=self.temperature)
+
+    def _contrastive_labels(self, labels: Tensor) -> Tensor:
+        if self.contrastive_labels is not None:
+            return self.contrastive_labels(labels)
+        if self.task == "regression":
+            return torch.round(labels).long()
+        return labels.long()
+
+    def _task_loss(self, pred: Tensor, labels: Tensor) -> Tensor:
+        if self.task == "classification":
+            return F.cross_entropy(pred.float(), labels)
+        pred = pred.reshape(-1).float()
+        if self.task == "binary":
+            return F.binary_cross_entropy_with_logits(pred, labels.float())
+        return F.l1_loss(pred, labels.float())
+
+    # ------------------------------------------------------------------ input checks
+
+    def _split_latents(self, latents: Latents) -> tuple[tuple[str, ...], list[Tensor]]:
+        if isinstance(latents, Tensor):
+            raise TypeError(
+                "expected latents as a sequence or a name->tensor mapping of per-modality "
+                f"tensors, got one tensor of shape {shape_of(latents)}"
+            )
+        if isinstance(latents, Mapping):
+            names = tuple(str(n) for n in latents)
+            zs = [check_tensor(v, f"latent {n!r}") for n, v in latents.items()]
+        elif isinstance(latents, Sequence):
+            zs = [check_tensor(v, f"latent {i}") for i, v in enumerate(latents)]
+            names = tuple(str(i) for i in range(len(zs)))
+        else:
+            raise TypeError(
+                f"expected latents as a sequence or a mapping, got {type(latents).__name__}"
+            )
+        if len(zs) < 2:
+            raise ValueError(f"expected at least two modalities, got {len(zs)}")
+        return names, zs
+
+    def _check_latents(
+        self, names: Sequence[str], zs: Sequence[Tensor]
+    ) -> tuple[int, torch.device]:
+        for n, z in zip(names, zs):
+            if z.dim() < 2:
+                raise ValueError(
+                    f"expected batch-first latents with a feature axis, got {n!r} {shape_of(z)}"
+                )
+            if not z.is_floating_point():
+                raise TypeError(f"expected floating-point latents, got {n!r} of dtype {z.dtype}")
+        batch = check_same_batch(zs, names)
+        device = check_same_device(zs, names)
+        if batch < 2:
+            raise ValueError(
+                f"expected a batch of at least 2 (a permutation needs two samples), got {batch}"
+            )
+        if self.latent_dims is not None:
+            if len(self.latent_dims) != len(zs):
+                raise ValueError(
+                    f"expected {len(self.latent_dims)} modalities (latent_dims={self.latent_dims}), "
+                    f"got {len(zs)}"
+                )
+            widths = tuple(int(z.shape[MF.feature_axis_of(z, self.feature_axis)]) for z in zs)
+            if widths != self.latent_dims:
+                listing = ", ".join(f"{n} {shape_of(z)}" for n, z in zip(names, zs))
+                raise ValueError(
+                    f"expected latent widths {self.latent_dims} (latent_dims), got {widths}: {listing}"
+                )
+        return batch, device
+
+    def _check_labels(self, labels: Tensor, batch: int, device: torch.device) -> Tensor:
+        labels = check_tensor(labels, "labels")
+        if labels.device != device:
+            raise ValueError(f"expected labels on {device} like the latents, got {labels.device}")
+        if self.task == "classification":
+            if labels.shape != (batch,):
+                raise ValueError(
+                    f"expected class labels of shape ({batch},), got {shape_of(labels)}"
+                )
+            if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
+                raise TypeError(f"expected integer class labels, got dtype {labels.dtype}")
+            if self.check_values and not compiling() and self.num_classes is not None:
+                lo, hi = int(labels.min()), int(labels.max())
+                if lo < 0 or hi >= self.num_classes:
+                    raise ValueError(
+                        f"expected labels in [0, {self.num_classes - 1}], got values in [{lo}, {hi}]"
+                    )
+            return labels.long()
+        if labels.shape not in ((batch,), (batch, 1)):
+            raise ValueError(
+                f"expected {self.task} labels of shape ({batch},) or ({batch}, 1), got {shape_of(labels)}"
+            )
+        labels = labels.reshape(batch)
+        if self.task == "regression":
+            if not labels.is_floating_point():
+                raise TypeError(f"expected floating-point regression targets, got {labels.dtype}")
+            if self.check_values and not compiling():
+                check_finite(labels, "regression labels")
+            return labels
+        if (
+            self.check_values
+            and not compiling()
+            and not bool(((labels == 0) | (labels == 1)).all())
+        ):
+            raise ValueError("expected binary labels with values 0 or 1, got other values")
+        return labels
+
+    def _check_logits(self, logits: Tensor | None, batch: int) -> int | None:
+        """Check the fused logits; return the expected output width per sample, if known."""
+        expected = self.num_classes if self.task == "classification" else 1
+        if logits is None:
+            return expected
+        logits = check_tensor(logits, "logits")
+        if self.task == "classification":
+            if logits.dim() != 2 or logits.shape[0] != batch:
+                raise ValueError(f"expected logits of shape ({batch}, C), got {shape_of(logits)}")
+            if expected is not None and logits.shape[1] != expected:
+                raise ValueError(
+                    f"expected logits with num_classes={expected} columns, got {shape_of(logits)}"
+                )
+            return int(logits.shape[1])
+        if logits.shape not in ((batch,), (batch, 1)):
+            raise ValueError(
+                f"expected {self.task} predictions of shape ({batch},) or ({batch}, 1), "
+                f"got {shape_of(logits)}"
+            )
+        return 1
+
+    def _check_head_classes(self, reference: Tensor) -> None:
+        if self.task == "classification":
+            if reference.dim() != 2:
+                raise ValueError(
+                    f"expected the fusion head to return (N, C) logits, got {shape_of(reference)} "
+                    "for one batch"
+                )
+            if self.num_classes is not None and reference.shape[1] != self.num_classes:
+                raise ValueError(
+                    f"expected the fusion head to output num_classes={self.num_classes} logits, "
+                    f"got {shape_of(reference)} for one batch"
+                )
+        elif reference.shape[1:] != (1,):
+            raise ValueError(
+                f"expected the fusion head to output one value per sample for task={self.task!r}, "
+                f"got {shape_of(reference)} for one batch"
+            )
+
+    def _check_permutations(
+        self, permutations: Tensor, m_count: int, batch: int, device: torch.device
+    ) -> None:
+        permutations = check_tensor(permutations, "permutations")
+        if self.perturbation != "permutation":
+            raise ValueError(
+                f"permutations were given but perturbation={self.perturbation!r}; "
+                "they are only used with perturbation='permutation'"
+            )
+        if permutations.dtype != torch.long:
+            raise TypeError(f"expected permutations of dtype torch.int64, got {permutations.dtype}")
+        if permutations.dim() != 3 or permutations.shape[1:] != (m_count, batch):
+            raise ValueError(
+                f"expected permutations of shape (P, {m_count}, {batch}), got {shape_of(permutations)}"
+            )
+        if permutations.shape[0] < 1:
+            raise ValueError("expected at least one permutation draw, got P = 0")
+        if permutations.device != device:
+            raise ValueError(f"expected permutations on {device}, got {permutations.device}")
+        if self.check_values and not compiling():
+            check_permutation_values(permutations)
+
+    def _check_unimodal_logits(
+        self, unimodal_logits: Sequence[Tensor], m_count: int, batch: int
+    ) -> list[Tensor]:
+        if self.unimodal_heads is not None:
+            raise ValueError(
+                "unimodal_logits were given, but MCR owns unimodal heads (unimodal_weight > 0 with "
+                "latent_dims); pass unimodal_weight=0 or build MCR without latent_dims"
+            )
+        preds = [check_tensor(p, f"unimodal_logits[{i}]") for i, p in enumerate(unimodal_logits)]
+        if len(preds) != m_count:
+            raise ValueError(f"expected {m_count} unimodal predictions, got {len(preds)}")
+        for i, p in enumerate(preds):
+            if p.dim() < 1 or p.shape[0] != batch:
+                raise ValueError(
+                    f"expected unimodal_logits[{i}] with batch {batch}, got {shape_of(p)}"
+                )
+            if self.task == "classification" and (
+                p.dim() != 2 or (self.num_classes is not None and p.shape[1] != self.num_classes)
+            ):
+                c = self.num_classes if self.num_classes is not None else "C"
+                raise ValueError(
+                    f"expected unimodal_logits[{i}] of shape ({batch}, {c}), got {shape_of(p)}"
+                )
+        return preds
+
+    def _check_perturbed(
+        self,
+        perturbed: Sequence[Tensor | None] | Mapping[str, Tensor] | None,
+        names: Sequence[str],
+        zs: Sequence[Tensor],
+    ) -> list[Tensor | None]:
+        if perturbed is None:
+            return [None] * len(zs)
+        if isinstance(perturbed, Mapping):
+            unknown = sorted(set(perturbed) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"perturbed_latents names {unknown} are not modalities {list(names)}"
+                )
+            items: list[Tensor | None] = [perturbed.get(n) for n in names]
+        else:
+            items = list(perturbed)
+            if len(items) != len(zs):
+                raise ValueError(f"expected {len(zs)} perturbed_latents entries, got {len(items)}")
+        draws: set[int] = set()
+        for n, z, p in zip(names, zs, items):
+            if p is None:
+                continue
+            p = check_tensor(p, f"perturbed_latents[{n!r}]")
+            if p.dim() != z.dim() + 1 or p.shape[1:] != z.shape:
+                raise ValueError(
+                    f"expected perturbed_latents[{n!r}] of shape (P, {', '.join(map(str, z.shape))}), "
+                    f"got {shape_of(p)}"
+                )
+            if p.device != z.device:
+                raise ValueError(f"expected perturbed_latents[{n!r}] on {z.device}, got {p.device}")
+            draws.add(int(p.shape[0]))
+        if len(draws) > 1:
+            raise ValueError(
+                f"expected one number of draws P in perturbed_latents, got {sorted(draws)}"
+            )
+        return items
