@@ -23,7 +23,9 @@ def pool_to_vector(z: Tensor) -> Tensor:
     expected to be pooled by their encoder already (our encoders return ``(B, D)``).
     """
     if z.dim() < 2:
-        raise ValueError(f"expected a latent with batch and feature axes, got shape {tuple(z.shape)}")
+        raise ValueError(
+            f"expected a latent with batch and feature axes, got shape {tuple(z.shape)}"
+        )
     if z.dim() == 2:
         return z
     return z.flatten(1, -2).mean(dim=1)
@@ -44,9 +46,7 @@ class ConcatFusionHead(nn.Module):
 
     def forward(self, *latents: Tensor) -> Tensor:
         if len(latents) != len(self.latent_dims):
-            raise ValueError(
-                f"expected {len(self.latent_dims)} latents, got {len(latents)}"
-            )
+            raise ValueError(f"expected {len(self.latent_dims)} latents, got {len(latents)}")
         return self.linear(torch.cat([pool_to_vector(z) for z in latents], dim=-1))
 
 

@@ -1,0 +1,53 @@
+"""Atomic checkpoint files: write to a temporary file in the same folder, then ``os.replace``.
+
+A crash while saving leaves the previous checkpoint intact, because ``os.replace`` swaps the
+file in one step on POSIX and Windows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path | str) -> None:
+    """``torch.save(obj, path)`` that never leaves a half-written file at ``path``."""
+    _atomic_write(Path(path), lambda handle: torch.save(obj, handle))
+
+
+def atomic_write_json(obj: Any, path: Path | str) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    data = json.dumps(obj, indent=2, sort_keys=False).encode()
+    _atomic_write(Path(path), lambda handle: handle.write(data))
+
+
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> Any:
+    """Load a checkpoint written by :func:`atomic_torch_save`.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; run without --resume first")
+    return torch.load(path, map_location=map_location, weights_only=False)
