@@ -104,16 +104,22 @@ class Method(nn.Module):
         super().__init__()
         if not isinstance(model, MultimodalModel):
             raise TypeError(f"expected a MultimodalModel, got {type(model).__name__}")
-        unknown = sorted(set(options) - set(self.defaults))
+        defaults = self.option_defaults()
+        unknown = sorted(set(options) - set(defaults))
         if unknown:
             raise ValueError(
                 f"unknown options {unknown} for method {self.name!r}; it accepts "
-                f"{sorted(self.defaults) or 'none'}"
+                f"{sorted(defaults) or 'none'}"
             )
         self.model = model
         self.task = task
-        self.options: dict[str, Any] = {**self.defaults, **options}
+        self.options: dict[str, Any] = {**defaults, **options}
         self.stages: tuple[str, ...] = ("joint",)
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Accepted hyper-parameters and their defaults."""
+        return dict(cls.defaults)
 
     # ----------------------------------------------------------------- optimisation
     def begin_stage(self, stage: str) -> None:
