@@ -12,6 +12,7 @@ source files and are rebuilt when those change.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -25,9 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.io import decode_jpeg, encode_jpeg
 
 from examples.av_common.features import (
     AudioSettings,
@@ -92,6 +93,19 @@ def extract_features(
         short_side=video.store_short_side,
     )
     return ClipFeatures(log_spectrogram(wave, audio), frames)
+
+
+def encode_jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB -> JPEG bytes as a 1-D uint8 array."""
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=quality)
+    return np.frombuffer(buffer.getvalue(), dtype=np.uint8)
+
+
+def decode_jpeg(data: np.ndarray) -> np.ndarray:
+    """JPEG bytes -> ``(H, W, 3)`` uint8 RGB."""
+    with Image.open(io.BytesIO(data.tobytes())) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def cache_settings(dataset: str, audio: AudioSettings, video: VideoSettings) -> dict[str, Any]:
@@ -166,30 +180,25 @@ class FeatureCache:
                 if not np.array_equal(entry["source"], _source_stamp(record)):
                     return None
                 spec = entry["spectrogram"]
-                jpeg = torch.from_numpy(entry["jpeg"])
+                jpeg = entry["jpeg"]
                 offsets = entry["offsets"].tolist()
         except (OSError, KeyError, ValueError) as err:
             logger.warning("ignoring unreadable cache entry %s (%s)", path, err)
             return None
-        frames = [decode_jpeg(jpeg[a:b]).permute(1, 2, 0).numpy() for a, b in pairwise(offsets)]
+        frames = [decode_jpeg(jpeg[a:b]) for a, b in pairwise(offsets)]
         return ClipFeatures(spec, np.stack(frames))
 
     def store(self, record: ClipRecord, features: ClipFeatures) -> None:
         """Write an entry atomically (safe with several DataLoader workers)."""
-        encoded = [
-            encode_jpeg(
-                torch.from_numpy(f).permute(2, 0, 1).contiguous(), quality=self.video.jpeg_quality
-            )
-            for f in features.frames
-        ]
-        offsets = np.cumsum([0] + [len(e) for e in encoded]).astype(np.int64)
+        encoded = [encode_jpeg(f, self.video.jpeg_quality) for f in features.frames]
+        offsets = np.cumsum([0] + [e.size for e in encoded]).astype(np.int64)
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
                 np.savez(
                     handle,
                     spectrogram=features.spectrogram,
-                    jpeg=torch.cat(encoded).numpy(),
+                    jpeg=np.concatenate(encoded),
                     offsets=offsets,
                     source=_source_stamp(record),
                 )

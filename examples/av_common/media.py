@@ -25,19 +25,22 @@ SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
 class MediaError(ValueError):
     """A media file exists but cannot be decoded (or holds no usable stream).
 
+    The message always names the file. It takes a single message argument so that a
+    DataLoader worker can re-raise it in the main process with its type intact.
+
     Args:
-        path: the offending file.
-        reason: what went wrong, in words.
+        message: what went wrong, naming the file.
+        path: the offending file, if known.
     """
 
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"cannot decode media file {self.path}: {reason}")
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
 
-    def __reduce__(self) -> tuple[type[MediaError], tuple[Path, str]]:
-        # DataLoader workers pickle exceptions back to the main process.
-        return (MediaError, (self.path, self.reason))
+    @classmethod
+    def for_file(cls, path: str | Path, reason: str) -> MediaError:
+        """``cannot decode media file <path>: <reason>``."""
+        return cls(f"cannot decode media file {path}: {reason}", path)
 
 
 def require_file(path: str | Path, what: str) -> Path:
@@ -77,7 +80,7 @@ def _read_soundfile(path: Path) -> tuple[np.ndarray, int, float]:
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise MediaError(path, f"soundfile could not read it ({err})") from err
+        raise MediaError.for_file(path, f"soundfile could not read it ({err})") from err
     return data.mean(axis=1), int(rate), 0.0
 
 
@@ -87,7 +90,7 @@ def _read_pyav_audio(path: Path, target_rate: int) -> tuple[np.ndarray, int, flo
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
-                raise MediaError(path, "the container has no audio stream")
+                raise MediaError.for_file(path, "the container has no audio stream")
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
             for frame in container.decode(stream):
@@ -96,9 +99,9 @@ def _read_pyav_audio(path: Path, target_rate: int) -> tuple[np.ndarray, int, flo
                 chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
             chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
     except av.FFmpegError as err:
-        raise MediaError(path, f"FFmpeg could not decode its audio ({err})") from err
+        raise MediaError.for_file(path, f"FFmpeg could not decode its audio ({err})") from err
     if not chunks:
-        raise MediaError(path, "the audio stream holds no samples")
+        raise MediaError.for_file(path, "the audio stream holds no samples")
     return np.concatenate(chunks).astype(np.float32), target_rate, start_time or 0.0
 
 
@@ -138,7 +141,7 @@ def load_audio(
         hi = len(wave) if end is None else max(0, round((end - t0) * sample_rate))
         wave = wave[lo:hi]
     if wave.size == 0:
-        raise MediaError(path, f"no audio samples in the segment [{start}, {end}] s")
+        raise MediaError.for_file(path, f"no audio samples in the segment [{start}, {end}] s")
     return wave
 
 
@@ -199,7 +202,7 @@ def sample_video_frames(
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise MediaError(path, "the container has no video stream")
+                raise MediaError.for_file(path, "the container has no video stream")
             stream = container.streams.video[0]
             target = start
             prev: tuple[float, av.VideoFrame] | None = None
@@ -216,9 +219,9 @@ def sample_video_frames(
                     break
                 prev = (t, frame)
     except av.FFmpegError as err:
-        raise MediaError(path, f"FFmpeg could not decode its video ({err})") from err
+        raise MediaError.for_file(path, f"FFmpeg could not decode its video ({err})") from err
     if not chosen:
-        raise MediaError(path, f"no video frame between {start} s and {end} s")
+        raise MediaError.for_file(path, f"no video frame between {start} s and {end} s")
     return np.stack(chosen)
 
 
@@ -240,17 +243,17 @@ def probe_media(path: str | Path, kind: str) -> None:
         try:
             info = sf.info(str(path))
         except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-            raise MediaError(path, f"soundfile could not read it ({err})") from err
+            raise MediaError.for_file(path, f"soundfile could not read it ({err})") from err
         if info.frames <= 0:
-            raise MediaError(path, "the audio file holds no samples")
+            raise MediaError.for_file(path, "the audio file holds no samples")
         return
     try:
         with av.open(str(path)) as container:
             streams = container.streams.audio if kind == "audio" else container.streams.video
             if not streams:
-                raise MediaError(path, f"the container has no {kind} stream")
+                raise MediaError.for_file(path, f"the container has no {kind} stream")
             for _frame in container.decode(streams[0]):
                 return
     except av.FFmpegError as err:
-        raise MediaError(path, f"FFmpeg could not decode its {kind} ({err})") from err
-    raise MediaError(path, f"the {kind} stream holds no decodable frame")
+        raise MediaError.for_file(path, f"FFmpeg could not decode its {kind} ({err})") from err
+    raise MediaError.for_file(path, f"the {kind} stream holds no decodable frame")
