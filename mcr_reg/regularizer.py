@@ -415,12 +415,7 @@ class MCRRegularizer(nn.Module):
                 detach_reference=self.detach_reference,
                 batched=self._use_batched(),
             )
-            if out_dim is not None and reference.shape[-1] != out_dim:
-                raise ValueError(
-                    f"expected the fusion head to output {out_dim} values per sample like the "
-                    f"logits, got {shape_of(reference)} for one batch"
-                )
-            self._check_head_classes(reference)
+            self._check_head_output(reference, out_dim)
             mipd_loss = -per_subset.sum()
             terms["mipd"] = mipd_loss.detach()
             total = total + self.mipd_weight * mipd_loss
@@ -681,22 +676,24 @@ class MCRRegularizer(nn.Module):
             )
         return 1
 
-    def _check_head_classes(self, reference: Tensor) -> None:
-        if self.task == "classification":
-            if reference.dim() != 2:
+    def _check_head_output(self, reference: Tensor, expected: int | None) -> None:
+        """``reference`` is the head's output for one block of B rows."""
+        if self.task != "classification":
+            if reference.shape[1:] != (1,):
                 raise ValueError(
-                    f"expected the fusion head to return (N, C) logits, got {shape_of(reference)} "
-                    "for one batch"
+                    f"expected the fusion head to output one value per sample for "
+                    f"task={self.task!r}, got {shape_of(reference)} for one batch"
                 )
-            if self.num_classes is not None and reference.shape[1] != self.num_classes:
-                raise ValueError(
-                    f"expected the fusion head to output num_classes={self.num_classes} logits, "
-                    f"got {shape_of(reference)} for one batch"
-                )
-        elif reference.shape[1:] != (1,):
+            return
+        if reference.dim() != 2:
             raise ValueError(
-                f"expected the fusion head to output one value per sample for task={self.task!r}, "
-                f"got {shape_of(reference)} for one batch"
+                f"expected the fusion head to return (N, C) logits, got {shape_of(reference)} "
+                "for one batch"
+            )
+        if expected is not None and reference.shape[1] != expected:
+            raise ValueError(
+                f"expected the fusion head to output {expected} values per sample (from "
+                f"num_classes or the logits), got {shape_of(reference)} for one batch"
             )
 
     def _check_permutations(

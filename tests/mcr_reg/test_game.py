@@ -1,0 +1,183 @@
+"""The gradient rule of the game (DESIGN section 4) against a plain-autograd reference.
+
+For every subset S the reference computes L_S = -mean_{p,b} JSD(f(z), f(z with S permuted))
+on its own, takes d L_S / d theta with torch.autograd.grad, and combines them by the formula
+
+    grad theta_i = lambda * ( sum_{S contains i} grad_i L_S + k * sum_{S not containing i} grad_i L_S )
+    grad theta_c = lambda * sum_S grad_c L_S
+
+which MCRRegularizer must reproduce exactly (float64).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mcr_reg import MCRRegularizer
+from mcr_reg import functional as MF
+from tests.mcr_reg.helpers import Toy, ref_jsd
+
+
+def build(m: int, seed: int, out_dim: int = 4, batch: int = 6, draws: int = 3):
+    torch.manual_seed(seed)
+    in_dims = [3 + i for i in range(m)]
+    latent = [5] * m
+    model = Toy(in_dims, latent, out_dim).double()
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(batch, d, generator=g, dtype=torch.float64) for d in in_dims]
+    perms = MF.sample_permutations(draws, m, batch, generator=g)
+    return model, xs, perms
+
+
+def reference_subset_loss(model: Toy, xs, perms, subset) -> torch.Tensor:
+    zs = model.encode(xs)
+    ref = model.head(*zs)
+    losses = []
+    for p in range(perms.shape[0]):
+        perturbed = [z[perms[p, i]] if i in subset else z for i, z in enumerate(zs)]
+        losses.append(-ref_jsd(ref, model.head(*perturbed)).mean())
+    return torch.stack(losses).mean()
+
+
+def formula_grads(model: Toy, xs, perms, subsets, k: float, weight: float):
+    """The expected gradient of every parameter, from per-subset plain autograd."""
+    params = {n: p for n, p in model.named_parameters()}
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    for s in subsets:
+        loss = reference_subset_loss(model, xs, perms, s)
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        for (name, _), g in zip(params.items(), grads):
+            if g is None:
+                continue
+            if name.startswith("encoders."):
+                owner = int(name.split(".")[1]) in s
+                total[name] += weight * (g if owner else k * g)
+            else:
+                total[name] += weight * g
+    return total
+
+
+def mcr_grads(model: Toy, xs, perms, subsets, k: float, weight: float, **kwargs):
+    mcr = MCRRegularizer(
+        model.head,
+        strategy=k,
+        subsets=subsets,
+        mipd_weight=weight,
+        contrastive_weight=0.0,
+        unimodal_weight=0.0,
+        **kwargs,
+    )
+    model.zero_grad()
+    zs = model.encode(xs)
+    labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
+    out = mcr(zs, labels, permutations=perms)
+    out.loss.backward()
+    return {
+        n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+        for n, p in model.named_parameters()
+    }, out
+
+
+def assert_grads_equal(got, expected) -> None:
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-10, rtol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+@pytest.mark.parametrize("strategy", ["greedy", "independent", "collaborative", 0.37, -2.5])
+@pytest.mark.parametrize("batched", [True, False])
+def test_gradients_match_formula(m: int, strategy: str | float, batched: bool) -> None:
+    model, xs, perms = build(m, seed=m)
+    subsets = MF.enumerate_subsets(m, "all")
+    k = MF.strategy_factor(strategy)
+    expected = formula_grads(model, xs, perms, subsets, k, weight=0.3)
+    got, out = mcr_grads(model, xs, perms, "all", k, weight=0.3, batched=batched)
+    assert_grads_equal(got, expected)
+    # the reported term is the sum over subsets of L_S
+    ref_total = sum(float(reference_subset_loss(model, xs, perms, s)) for s in subsets)
+    assert abs(float(out.terms["mipd"]) - ref_total) < 1e-10
+
+
+def test_independent_gives_non_owners_exactly_zero() -> None:
+    model, xs, perms = build(3, seed=11)
+    got, _ = mcr_grads(model, xs, perms, [(1,)], 0.0, weight=1.0)
+    for name, g in got.items():
+        if name.startswith("encoders.0.") or name.startswith("encoders.2."):
+            assert torch.equal(g, torch.zeros_like(g)), name
+        else:
+            assert float(g.abs().sum()) > 0, name
+
+
+def test_greedy_flips_the_sign_for_non_owners() -> None:
+    model, xs, perms = build(2, seed=5)
+    collab, _ = mcr_grads(model, xs, perms, [(0,)], 1.0, weight=1.0)
+    greedy, _ = mcr_grads(model, xs, perms, [(0,)], -1.0, weight=1.0)
+    for name in collab:
+        if name.startswith("encoders.1."):
+            torch.testing.assert_close(greedy[name], -collab[name])
+        else:
+            torch.testing.assert_close(greedy[name], collab[name])
+
+
+def test_collaborative_is_the_true_gradient() -> None:
+    """k = +1 adds nothing to autograd: gradcheck the whole MIPD term in float64."""
+    model, xs, perms = build(2, seed=3, batch=4, draws=2)
+    mcr = MCRRegularizer(
+        model.head, strategy="collaborative", contrastive_weight=0.0, unimodal_weight=0.0
+    )
+    labels = torch.zeros(4, dtype=torch.long)
+
+    def f(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+        return mcr([z0, z1], labels, permutations=perms).loss
+
+    zs = [z.detach().requires_grad_() for z in model.encode(xs)]
+    assert torch.autograd.gradcheck(f, tuple(zs))
+
+
+def test_detach_reference_removes_the_reference_path() -> None:
+    model, xs, perms = build(2, seed=8)
+    got, _ = mcr_grads(model, xs, perms, "all", -1.0, weight=1.0, detach_reference=True)
+    # reference: gradients only through the perturbed prediction
+    params = dict(model.named_parameters())
+    expected = {n: torch.zeros_like(p) for n, p in params.items()}
+    for s in MF.enumerate_subsets(2):
+        zs = model.encode(xs)
+        ref = model.head(*zs).detach()
+        loss = torch.stack(
+            [
+                -ref_jsd(
+                    ref, model.head(*[z[perms[p, i]] if i in s else z for i, z in enumerate(zs)])
+                ).mean()
+                for p in range(perms.shape[0])
+            ]
+        ).mean()
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        for (name, _), g in zip(params.items(), grads):
+            if g is None:
+                continue
+            owner = not name.startswith("encoders.") or int(name.split(".")[1]) in s
+            expected[name] += g if owner else -g
+    assert_grads_equal(got, expected)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    m=st.integers(2, 4),
+    k=st.floats(-3, 3, allow_nan=False),
+    seed=st.integers(0, 1000),
+    draws=st.integers(1, 3),
+    batch=st.integers(2, 5),
+    singletons=st.booleans(),
+)
+def test_gradient_routing_property(
+    m: int, k: float, seed: int, draws: int, batch: int, singletons: bool
+) -> None:
+    model, xs, perms = build(m, seed=seed, batch=batch, draws=draws)
+    spec = "singletons" if singletons else "all"
+    subsets = MF.enumerate_subsets(m, spec)
+    expected = formula_grads(model, xs, perms, subsets, k, weight=0.5)
+    got, _ = mcr_grads(model, xs, perms, spec, k, weight=0.5)
+    assert_grads_equal(got, expected)
