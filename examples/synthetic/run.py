@@ -1,0 +1,503 @@
+"""The synthetic competition benchmark: every method along a U1/S sweep (paper Figure 1).
+
+    python -m examples.synthetic.run --quick --out runs/synthetic-quick
+    python -m examples.synthetic.run --out runs/synthetic-full          # full sweep + ablations
+
+For each sweep point (``u2`` fixed, ``u1`` growing, ``s = 1 - u1 - u2``) and each seed, every
+method is trained with the same budget: the same encoders, epochs, patience, batch size and
+``G`` tuning trials (the first ``G`` entries of :data:`GRID`). The trial with the best mean
+validation accuracy over the seeds is reported on the test set (mean and std over seeds).
+
+Outputs in ``--out``: ``results.json`` (``{"points": [{"u1", "s", "u2", "methods": {name:
+{"mean", "std", ...}}}], ...}``, accuracies in [0, 1]), ``results.md`` (tables) and
+``accuracy_vs_ratio.png`` (accuracy vs U1/S, one line per method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from examples.common.checkpoint import atomic_write_json
+from examples.common.cli import METHODS
+from examples.common.data import build_loaders
+from examples.common.methods import build_method
+from examples.common.metrics import error_matrix
+from examples.common.model import ConcatFusionHead, MultimodalModel
+from examples.common.task import TaskSpec
+from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
+from examples.synthetic.generator import SyntheticSpec, make_datasets
+
+#: Tuning trials per method, in the order they are used (``--grid G`` takes the first G).
+#: Methods with their own hyper-parameter tune it at the base learning rate; methods without
+#: one (joint, ensemble, uni_pre_frozen) tune the learning rate instead.
+GRID: dict[str, list[dict[str, Any]]] = {
+    "joint": [{"lr": 1e-3}, {"lr": 3e-3}, {"lr": 3e-4}],
+    "ensemble": [{"lr": 1e-3}, {"lr": 3e-3}, {"lr": 3e-4}],
+    "uni_pre_frozen": [{"lr": 1e-3}, {"lr": 3e-3}, {"lr": 3e-4}],
+    "uni_pre_finetuned": [
+        {"finetune_lr_scale": 0.1},
+        {"finetune_lr_scale": 1.0},
+        {"finetune_lr_scale": 0.3},
+    ],
+    "multiloss": [{"unimodal_weight": 1.0}, {"unimodal_weight": 0.3}, {"unimodal_weight": 3.0}],
+    "ogm_ge": [{"alpha": 0.5}, {"alpha": 0.1}, {"alpha": 1.0}],
+    "agm": [{"alpha": 1.0}, {"alpha": 0.5}, {"alpha": 2.0}],
+    "mlb": [{"alpha": 1.0}, {"alpha": 0.5}, {"alpha": 2.0}],
+    "mmcosine": [{"scale": 10.0}, {"scale": 5.0}, {"scale": 20.0}],
+    "mcr": [{"mipd_weight": 0.1}, {"mipd_weight": 1.0}, {"mipd_weight": 0.01}],
+}
+
+#: Ablations at the most imbalanced point (paper Tables 2-4), as MCR option overrides.
+ABLATIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "strategy": {
+        "collaborative": {"strategy": "collaborative"},
+        "independent": {"strategy": "independent"},
+        "greedy": {"strategy": "greedy"},
+    },
+    "components": {
+        "none": {"mipd_weight": 0.0, "contrastive_weight": 0.0},
+        "mipd": {"contrastive_weight": 0.0},
+        "con": {"mipd_weight": 0.0},
+        "mipd+con": {},
+        "mipd+con+ceb": {"ceb_weight": 1.0},
+    },
+    "perturbation": {
+        "noise": {"perturbation": "noise"},
+        "zero": {"perturbation": "zero"},
+        "permutation": {"perturbation": "permutation"},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The training budget every method gets (documented in docs/examples/synthetic.md)."""
+
+    max_epochs: int = 60
+    patience: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    hidden: int = 64
+    latent: int = 32
+
+
+def build_model(spec: SyntheticSpec, budget: Budget) -> MultimodalModel:
+    """Two MLP encoders ``Linear-ReLU-Linear`` and a linear late-fusion head."""
+
+    def encoder(d: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Linear(d, budget.hidden), nn.ReLU(), nn.Linear(budget.hidden, budget.latent)
+        )
+
+    encoders = {"m1": encoder(spec.input_dims[0]), "m2": encoder(spec.input_dims[1])}
+    head = ConcatFusionHead([budget.latent, budget.latent], spec.num_classes)
+    return MultimodalModel(encoders, head, {"m1": budget.latent, "m2": budget.latent})
+
+
+def train_one(
+    spec: SyntheticSpec, budget: Budget, method: str, trial: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """Train one method with one trial setting on one seed; return val/test results.
+
+    The returned dict holds ``val`` and ``test`` accuracy, test accuracy per category
+    (shared, U1, U2), the test predictions, and for the ensemble its unimodal test predictions
+    (the reference of the error matrix).
+    """
+    torch.set_num_threads(1)
+    trial = dict(trial)
+    lr = float(trial.pop("lr", budget.lr))
+    data = make_datasets(spec, seed)
+    seed_everything(seed)
+    task = TaskSpec("classification", num_classes=spec.num_classes)
+    m = build_method(method, build_model(spec, budget), task, trial)
+    m.set_seed(seed)
+    loaders = build_loaders(data, batch_size=budget.batch_size, seed=seed)
+    config = TrainConfig(
+        max_epochs=budget.max_epochs,
+        patience=budget.patience,
+        lr=lr,
+        weight_decay=budget.weight_decay,
+        seed=seed,
+        progress=False,
+        importance=False,
+    )
+    t0 = time.time()
+    fit(m, loaders, config)
+    stage = m.stages[-1]
+    val = evaluate(m, loaders["val"], stage, importance_seed=None)
+    test = evaluate(m, loaders["test"], stage, importance_seed=seed)
+    pred = test.outputs.argmax(dim=-1)
+    correct = (pred == test.labels).float()
+    cats = data["test"].tensors["category"]
+    result: dict[str, Any] = {
+        "val": float((val.outputs.argmax(-1) == val.labels).float().mean()),
+        "test": float(correct.mean()),
+        "per_category": {
+            name: float(correct[cats == c].mean()) if bool((cats == c).any()) else None
+            for c, name in enumerate(("shared", "u1", "u2"))
+        },
+        "importance": test.importance.tolist() if test.importance is not None else None,
+        "pred": pred.tolist(),
+        "labels": test.labels.tolist(),
+        "seconds": time.time() - t0,
+    }
+    if method == "ensemble" and test.unimodal is not None:
+        result["unimodal_pred"] = {k: v.argmax(-1).tolist() for k, v in test.unimodal.items()}
+    return result
+
+
+def _job(args: tuple[SyntheticSpec, Budget, str, dict[str, Any], int]) -> dict[str, Any]:
+    return train_one(*args)
+
+
+def _mean_std(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "mean": float(statistics.fmean(values)),
+        "std": float(statistics.stdev(values)) if len(values) > 1 else 0.0,
+    }
+
+
+def _select(
+    runs_by_trial: list[list[dict[str, Any]]], trials: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Pick the trial with the best mean validation accuracy; summarise its test results."""
+    val_means = [statistics.fmean(r["val"] for r in runs) for runs in runs_by_trial]
+    best = max(range(len(trials)), key=lambda i: val_means[i])
+    runs = runs_by_trial[best]
+    summary = _mean_std([r["test"] for r in runs])
+    per_cat = {}
+    for name in ("shared", "u1", "u2"):
+        vals = [r["per_category"][name] for r in runs if r["per_category"][name] is not None]
+        per_cat[name] = statistics.fmean(vals) if vals else None
+    imps = [r["importance"] for r in runs if r["importance"] is not None]
+    return {
+        **summary,
+        "val_mean": val_means[best],
+        "trial": trials[best],
+        "trials_val_mean": val_means,
+        "per_seed": [r["test"] for r in runs],
+        "per_category": per_cat,
+        "importance": [statistics.fmean(col) for col in zip(*imps)] if imps else None,
+        "seconds": sum(r["seconds"] for rr in runs_by_trial for r in rr),
+        "_runs": runs,
+    }
+
+
+def _error_matrices(point: dict[str, Any]) -> dict[str, Any]:
+    """Figure-5 matrices per method, against the ensemble's unimodal models (same seed)."""
+    methods = point["methods"]
+    if "ensemble" not in methods:
+        return {}
+    refs = [r.get("unimodal_pred") for r in methods["ensemble"]["_runs"]]
+    out = {}
+    for name, res in methods.items():
+        total = None
+        for run, ref in zip(res["_runs"], refs, strict=True):
+            if ref is None:
+                continue
+            em = error_matrix(
+                torch.tensor(run["pred"]),
+                [torch.tensor(ref[k]) for k in sorted(ref)],
+                torch.tensor(run["labels"]),
+            )
+            total = em.counts if total is None else total + em.counts
+        if total is not None:
+            from examples.common.metrics import ErrorMatrix
+
+            out[name] = {
+                **ErrorMatrix(total).as_dict(),
+                "unimodal_source": "ensemble unimodal models",
+            }
+    return out
+
+
+def run_sweep(
+    *,
+    u1_values: Sequence[float],
+    u2: float,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    grid_size: int,
+    spec: SyntheticSpec,
+    budget: Budget,
+    workers: int,
+    ablations: bool,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Train everything and return the results dict (without writing files)."""
+    jobs: list[tuple[Any, ...]] = []
+    keys: list[tuple[Any, ...]] = []
+    point_specs = []
+    for u1 in u1_values:
+        s = round(1.0 - u1 - u2, 10)
+        if s < 0:
+            raise ValueError(f"u1={u1} and u2={u2} leave no room for shared points (s={s})")
+        pspec = replace(spec, u1=u1, s=s, u2=u2)
+        point_specs.append(pspec)
+        for method in methods:
+            for t, trial in enumerate(GRID[method][:grid_size]):
+                for seed in seeds:
+                    jobs.append((pspec, budget, method, trial, seed))
+                    keys.append(("sweep", u1, method, t, seed))
+    log(f"{len(jobs)} training runs on {workers} worker(s)")
+    t0 = time.time()
+    by_key = dict(zip(keys, _run_jobs(jobs, workers), strict=True))
+    log(f"sweep trained in {time.time() - t0:.0f} s")
+
+    points = []
+    for u1, pspec in zip(u1_values, point_specs, strict=True):
+        point: dict[str, Any] = {
+            "u1": u1,
+            "s": pspec.s,
+            "u2": u2,
+            "ratio_u1_s": u1 / pspec.s if pspec.s else math.inf,
+            "methods": {},
+        }
+        for method in methods:
+            trials = GRID[method][:grid_size]
+            runs_by_trial = [
+                [by_key[("sweep", u1, method, t, sd)] for sd in seeds] for t in range(len(trials))
+            ]
+            point["methods"][method] = _select(runs_by_trial, trials)
+        point["error_matrices"] = _error_matrices(point)
+        for res in point["methods"].values():
+            res.pop("_runs")
+        points.append(point)
+    result: dict[str, Any] = {"points": points}
+    if ablations:
+        result["ablations"] = run_ablations(points, point_specs, budget, seeds, workers, log)
+    return result
+
+
+def _run_jobs(jobs: list[tuple[Any, ...]], workers: int) -> list[dict[str, Any]]:
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(_job, jobs, chunksize=1))
+    return [_job(j) for j in jobs]
+
+
+def run_ablations(
+    points: list[dict[str, Any]],
+    point_specs: list[SyntheticSpec],
+    budget: Budget,
+    seeds: Sequence[int],
+    workers: int,
+    log: Any = print,
+) -> dict[str, Any]:
+    """MCR variants (paper Tables 2-4) at the most imbalanced point.
+
+    Each variant starts from the MCR trial selected on validation at that point and changes
+    only the ablated setting.
+    """
+    index = max(range(len(points)), key=lambda i: points[i]["u1"])
+    spec = point_specs[index]
+    base = dict(points[index]["methods"]["mcr"]["trial"])
+    jobs: list[tuple[Any, ...]] = []
+    keys: list[tuple[str, str, int]] = []
+    for family, variants in ABLATIONS.items():
+        for variant, overrides in variants.items():
+            for seed in seeds:
+                jobs.append((spec, budget, "mcr", {**base, **overrides}, seed))
+                keys.append((family, variant, seed))
+    t0 = time.time()
+    by_key = dict(zip(keys, _run_jobs(jobs, workers), strict=True))
+    log(f"{len(jobs)} ablation runs trained in {time.time() - t0:.0f} s")
+    out: dict[str, Any] = {"point": {"u1": spec.u1, "s": spec.s, "u2": spec.u2}, "base_trial": base}
+    for family, variants in ABLATIONS.items():
+        out[family] = {
+            variant: {
+                **_mean_std([by_key[(family, variant, sd)]["test"] for sd in seeds]),
+                "options": {**base, **overrides},
+            }
+            for variant, overrides in variants.items()
+        }
+    return out
+
+
+def check_claims(result: dict[str, Any]) -> dict[str, Any]:
+    """The issue's claims at the most imbalanced point (largest U1/S)."""
+    point = max(result["points"], key=lambda p: p["u1"])
+    acc = {m: r["mean"] for m, r in point["methods"].items()}
+    claims: dict[str, Any] = {"point": {k: point[k] for k in ("u1", "s", "u2")}}
+    if "joint" in acc and "ensemble" in acc:
+        claims["joint_below_ensemble"] = acc["joint"] < acc["ensemble"]
+    if "mcr" in acc:
+        if "ensemble" in acc:
+            claims["mcr_above_ensemble"] = acc["mcr"] > acc["ensemble"]
+        if "joint" in acc:
+            claims["mcr_above_joint"] = acc["mcr"] > acc["joint"]
+        others = [v for m, v in acc.items() if m != "mcr"]
+        if others:
+            claims["mcr_at_or_above_all"] = acc["mcr"] >= max(others)
+            claims["best_other"] = max((v, m) for m, v in acc.items() if m != "mcr")[1]
+    return claims
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Tables: accuracy (mean ± std, %) per point and method; ablations; claims."""
+    points = result["points"]
+    methods = list(points[0]["methods"])
+    lines = ["## Test accuracy (%) along the U1/S sweep", ""]
+    header = (
+        "| method | "
+        + " | ".join(
+            f"U1={p['u1']:.2f} S={p['s']:.2f} (U1/S={p['ratio_u1_s']:.2f})" for p in points
+        )
+        + " |"
+    )
+    lines += [header, "|---" * (len(points) + 1) + "|"]
+    for m in methods:
+        cells = []
+        for p in points:
+            r = p["methods"][m]
+            best = max(q["mean"] for q in p["methods"].values())
+            text = f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
+            cells.append(f"**{text}**" if r["mean"] == best else text)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    last = max(points, key=lambda p: p["u1"])
+    lines += [
+        "",
+        f"## Accuracy (%) per data-point category at U1={last['u1']:.2f}, S={last['s']:.2f}",
+        "",
+    ]
+    lines += ["| method | shared | U1 only | U2 only | chosen trial |", "|---|---|---|---|---|"]
+    for m in methods:
+        r = last["methods"][m]
+        pc = r["per_category"]
+        cells = [f"{100 * pc[k]:.1f}" if pc[k] is not None else "–" for k in ("shared", "u1", "u2")]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | `{json.dumps(r['trial'])}` |")
+    if "ablations" in result:
+        abl = result["ablations"]
+        lines += [
+            "",
+            f"## MCR ablations at U1={abl['point']['u1']:.2f}, S={abl['point']['s']:.2f} (test accuracy %)",
+            "",
+        ]
+        for family in ("strategy", "components", "perturbation"):
+            lines += [f"**{family}**", "", "| variant | accuracy |", "|---|---|"]
+            for variant, r in abl[family].items():
+                lines.append(f"| {variant} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} |")
+            lines.append("")
+    if "claims" in result:
+        lines += ["", "## Claims at the most imbalanced point", ""]
+        for k, v in result["claims"].items():
+            lines.append(f"- {k}: {v}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Accuracy vs U1/S (log x axis), one line per method with ±std bars (Figure 1 style)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = result["points"]
+    ratios = [p["ratio_u1_s"] for p in points]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for m in points[0]["methods"]:
+        means = [100 * p["methods"][m]["mean"] for p in points]
+        stds = [100 * p["methods"][m]["std"] for p in points]
+        style = {"lw": 2.5, "color": "k"} if m == "mcr" else {"lw": 1.2}
+        ax.errorbar(ratios, means, yerr=stds, marker="o", ms=3, capsize=2, label=m, **style)
+    ax.set_xscale("log")
+    ax.set_xlabel("U1 / S")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Synthetic competition benchmark (U2 = {points[0]['u2']:.2f})")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--quick", action="store_true", help="3 points, 3 seeds, 2 trials, no ablations")
+    p.add_argument("--u1", type=float, nargs="+", default=None, help="U1 fractions of the sweep")
+    p.add_argument("--u2", type=float, default=0.2, help="fixed U2 fraction")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    p.add_argument("--grid", type=int, default=None, help="tuning trials per method (1-3)")
+    p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--n-eval", type=int, default=None, help="size of val and of test")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    u1_values = args.u1 or ([0.1, 0.4, 0.7] if args.quick else [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    grid = args.grid or (2 if args.quick else 3)
+    if not 1 <= grid <= 3:
+        raise ValueError(f"expected --grid between 1 and 3, got {grid}")
+    ablations = args.ablations if args.ablations is not None else not args.quick
+    if ablations and "mcr" not in args.methods:
+        raise ValueError("ablations need the mcr method")
+    budget = Budget()
+    if args.max_epochs is not None or args.patience is not None:
+        budget = replace(
+            budget,
+            max_epochs=args.max_epochs or budget.max_epochs,
+            patience=args.patience or budget.patience,
+        )
+    spec = SyntheticSpec()
+    if args.n_train is not None or args.n_eval is not None:
+        spec = replace(
+            spec,
+            n_train=args.n_train or spec.n_train,
+            n_val=args.n_eval or spec.n_val,
+            n_test=args.n_eval or spec.n_test,
+        )
+    t0 = time.time()
+    result = run_sweep(
+        u1_values=u1_values,
+        u2=args.u2,
+        methods=args.methods,
+        seeds=list(range(args.seeds)),
+        grid_size=grid,
+        spec=spec,
+        budget=budget,
+        workers=args.workers,
+        ablations=ablations,
+    )
+    result["claims"] = check_claims(result)
+    result["setup"] = {
+        "spec": asdict(spec),
+        "budget": asdict(budget),
+        "seeds": args.seeds,
+        "grid": {m: GRID[m][:grid] for m in args.methods},
+        "quick": args.quick,
+        "wall_time_s": time.time() - t0,
+    }
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(result, out / "results.json")
+    (out / "results.md").write_text(markdown(result))
+    plot(result, out / "accuracy_vs_ratio.png")
+    print(markdown(result))
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy_vs_ratio.png'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
