@@ -1,0 +1,160 @@
+"""End-to-end runs of ``examples.sthsth.train`` on the fixture: single process, resume, DDP."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from examples.common.methods import MCR
+from examples.sthsth import train
+from examples.sthsth.make_fixture import make_fixture
+from examples.sthsth.model import VideoEncoder
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_fixture(tmp_path_factory.mktemp("sthsth_data"), layout="hdf5", seed=0)
+
+
+def _argv(data_root: Path, out: Path, *extra: str) -> list[str]:
+    base = ["--data-root", str(data_root), "--out", str(out), "--smoke", "--no-progress"]
+    return [*base, "--method", "mcr", *extra]
+
+
+@pytest.mark.slow
+def test_mcr_smoke_single_process(data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    metrics = train.main(_argv(data_root, out))
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["test"] == pytest.approx(metrics["test"])
+    assert {"accuracy", "macro_f1"} <= set(written["test"])
+    assert written["task"] == {"kind": "classification", "num_classes": 4, "monitor": "accuracy"}
+    assert written["modalities"] == ["rgb", "flow"]
+    config = written["config"]
+    assert (config["optimizer"], config["lr"], config["weight_decay"]) == ("adamw", 1e-5, 0.02)
+    assert config["grad_clip"] == 5.0 and config["world_size"] == 1
+    assert (config["backbone"], config["num_frames"], config["batch_size"]) == (
+        "swin3d_smoke",
+        4,
+        2,
+    )
+    opts = written["method_options"]
+    assert (opts["mipd_weight"], opts["unimodal_weight"], opts["ceb_weight"]) == (0.1, 1.0, 1.0)
+    assert {"mcr/mipd", "mcr/contrastive", "mcr/ceb", "mcr/unimodal"} <= set(
+        written["history"][0]["train"]
+    )
+    assert (out / "importance.png").stat().st_size > 0
+    assert any((out / "tb").iterdir())
+
+
+class _InterruptedError(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_resume_continues_at_the_next_epoch(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+
+    def stop_in_second_epoch(self: MCR, stage: str, epoch: int, val: object) -> None:
+        if epoch == 1:
+            raise _InterruptedError
+
+    with monkeypatch.context() as m:
+        m.setattr(MCR, "end_epoch", stop_in_second_epoch)
+        with pytest.raises(_InterruptedError):
+            train.main(_argv(data_root, out, "--max-epochs", "2"))
+    first_epoch = torch.load(out / "checkpoint.pt", weights_only=False)["history"][0]
+    resumed = train.main(_argv(data_root, out, "--max-epochs", "2", "--resume"))
+    assert [h["epoch"] for h in resumed["history"]] == [0, 1]
+    assert resumed["history"][0]["train"] == pytest.approx(first_epoch["train"])
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_two_process_torchrun_gloo(data_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "examples.sthsth.train",
+        *_argv(data_root, out, "--val-fraction", "0", "--device", "cpu"),
+    ]
+    proc = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["world_size"] == 2
+    assert len(metrics["history"]) == 2
+    assert all(math.isfinite(h["train"]["loss"]) for h in metrics["history"])
+    # the 4 validation videos are split 2 + 2 over the ranks and gathered for the metrics
+    assert metrics["importance"]["test"] is not None
+    assert (out / "importance.png").is_file()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt",
+        "importance.png",
+        "metrics.json",
+        "tb",
+    ]
+
+
+def test_holdout_split() -> None:
+    ids = [str(i) for i in range(100)]
+    fit, held = train.holdout_split(ids, 0.05, seed=3)
+    assert len(held) == 5 and len(fit) == 95
+    assert sorted(fit + held, key=int) == ids
+    assert train.holdout_split(ids, 0.05, seed=3) == (fit, held)
+    assert train.holdout_split(ids, 0.05, seed=4)[1] != held
+    assert train.holdout_split(ids, 0.0, seed=0) == (ids, [])
+    assert len(train.holdout_split(ids[:10], 0.01, seed=0)[1]) == 2  # at least two
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        train.holdout_split(ids, 1.0, seed=0)
+    with pytest.raises(ValueError, match="cannot hold out 2 of 2"):
+        train.holdout_split(ids[:2], 0.5, seed=0)
+
+
+def test_too_few_training_videos_for_a_batch() -> None:
+    args = argparse.Namespace(batch_size=64, seed=0, num_workers=0, device="cpu")
+    with pytest.raises(ValueError, match="at least batch_size=64 training videos per process"):
+        train.train_loader(list(range(10)), args)
+
+
+def test_no_process_group_without_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert train.setup_distributed("cpu") is False
+
+
+def test_missing_data_root(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--data-root"):
+        train.main(["--out", str(tmp_path), "--smoke"])
+    with pytest.raises(FileNotFoundError, match="something-something-v2-labels"):
+        train.main(["--data-root", str(tmp_path), "--out", str(tmp_path / "o"), "--smoke"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_autocast_on_cuda_returns_float32_latents() -> None:
+    enc = VideoEncoder("swin3d_smoke").cuda()
+    enc.amp_dtype = torch.bfloat16
+    z = enc(torch.randn(2, 3, 4, 32, 32, device="cuda"))
+    assert z.dtype == torch.float32
+    z.sum().backward()
+    assert all(p.grad is not None for p in enc.parameters())
