@@ -27,6 +27,11 @@ def _run(data_root: Path, out: Path, *extra: str) -> dict:
     return train.main([*argv, *extra])
 
 
+def _run_light(data_root: Path, out: Path, *extra: str) -> dict:
+    """A smoke run with one Transformer layer per encoder (the loop is what is tested)."""
+    return _run(data_root, out, "--num-layers", "1", *extra)
+
+
 @pytest.mark.slow
 def test_mcr_smoke_mosei_vt_writes_outputs(data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -51,7 +56,7 @@ def test_mcr_smoke_mosei_vt_writes_outputs(data_root: Path, tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_mcr_smoke_mosi_three_modalities(data_root: Path, tmp_path: Path) -> None:
-    metrics = _run(
+    metrics = _run_light(
         data_root, tmp_path / "run", "--dataset", "mosi", "--modalities", "VAT", "--method", "mcr"
     )
     assert metrics["modalities"] == ["vision", "audio", "text"]
@@ -64,7 +69,7 @@ def test_mcr_smoke_mosi_three_modalities(data_root: Path, tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_binary_task(data_root: Path, tmp_path: Path) -> None:
-    metrics = _run(data_root, tmp_path / "run", "--task", "binary", "--method", "joint")
+    metrics = _run_light(data_root, tmp_path / "run", "--task", "binary", "--method", "joint")
     assert metrics["task"]["kind"] == "binary"
     assert {"accuracy", "acc2_has0", "f1_has0"} <= set(metrics["test"])
     # label = sentiment >= 0 and the prediction is logit > 0 vs >= 0: the same up to ties at 0
@@ -80,7 +85,7 @@ def test_resume_continues_at_the_next_epoch(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
-    fresh = _run(data_root, tmp_path / "fresh", "--method", "mcr", "--max-epochs", "2")
+    fresh = _run_light(data_root, tmp_path / "fresh", "--method", "mcr", "--max-epochs", "2")
 
     def stop_in_second_epoch(self: MCR, stage: str, epoch: int, val: object) -> None:
         if epoch == 1:  # before epoch 1's checkpoint: the one on disk is epoch 0's
@@ -89,8 +94,8 @@ def test_resume_continues_at_the_next_epoch(
     with monkeypatch.context() as m:
         m.setattr(MCR, "end_epoch", stop_in_second_epoch)
         with pytest.raises(_InterruptedError):
-            _run(data_root, out, "--method", "mcr", "--max-epochs", "2")
-    resumed = _run(data_root, out, "--method", "mcr", "--max-epochs", "2", "--resume")
+            _run_light(data_root, out, "--method", "mcr", "--max-epochs", "2")
+    resumed = _run_light(data_root, out, "--method", "mcr", "--max-epochs", "2", "--resume")
     assert [h["epoch"] for h in resumed["history"]] == [0, 1]
     # epoch 0 comes from the checkpoint; epoch 1 re-runs with the restored weights, optimizer,
     # data order and RNG state, so every term that does not depend on MCR's permutation draws
