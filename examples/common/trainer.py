@@ -438,7 +438,8 @@ def fit(
         stop = stopper.done() if resuming_here else False
         epoch = first_epoch - 1
         for epoch in range(first_epoch, config.max_epochs):
-            if stop:
+            if stop:  # resumed from a checkpoint written just before stopping
+                epoch -= 1
                 break
             t0 = time.time()
             method.begin_epoch(stage, epoch)

@@ -1,0 +1,81 @@
+"""Flags, config files and their precedence."""
+
+import json
+
+import pytest
+
+from examples.common.cli import METHODS, build_parser, load_config, parse_args
+
+
+def test_defaults_without_config(tmp_path):
+    args = parse_args(build_parser("x"), ["--out", str(tmp_path)])
+    assert args.method == "mcr" and args.strategy == "greedy"
+    assert args.method_options == {}
+    assert args.resume is False and args.smoke is False
+
+
+def test_config_then_cli_precedence(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "lr": 0.5,
+                "batch_size": 7,
+                "method": "ogm_ge",
+                "method_options": {"ogm_ge": {"alpha": 0.3}, "mcr": {"mipd_weight": 0.2}},
+            }
+        )
+    )
+    args = parse_args(build_parser("x"), ["--config", str(cfg), "--lr", "0.1"])
+    assert args.lr == 0.1  # command line wins
+    assert args.batch_size == 7  # config beats the default
+    assert args.method == "ogm_ge"
+    assert args.method_options == {"alpha": 0.3}
+
+
+def test_default_config_and_method_option_override(tmp_path):
+    cfg = tmp_path / "d.json"
+    cfg.write_text(
+        json.dumps({"method_options": {"mcr": {"mipd_weight": 0.2, "num_permutations": 4}}})
+    )
+    parser = build_parser("x", default_config=cfg)
+    args = parse_args(
+        parser, ["--method-option", "mipd_weight=0.5", "--method-option", "perturbation=noise"]
+    )
+    assert args.method_options == {
+        "mipd_weight": 0.5,
+        "num_permutations": 4,
+        "perturbation": "noise",
+    }
+
+
+def test_unknown_config_key_raises(tmp_path):
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(json.dumps({"learning_rate": 1.0}))
+    with pytest.raises(ValueError, match="unknown keys"):
+        parse_args(build_parser("x"), ["--config", str(cfg)])
+
+
+def test_missing_config_and_bad_json(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        load_config(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_config(bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        load_config(bad)
+
+
+def test_method_option_needs_equals():
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_args(build_parser("x"), ["--method-option", "alpha"])
+
+
+def test_all_methods_are_choices():
+    parser = build_parser("x")
+    for m in METHODS:
+        assert parse_args(parser, ["--method", m]).method == m
+    with pytest.raises(SystemExit):
+        parse_args(parser, ["--method", "nope"])

@@ -1,0 +1,128 @@
+"""run.py end to end on a tiny setting: the files and the results schema."""
+
+import json
+
+import pytest
+
+from examples.common.cli import METHODS
+from examples.synthetic import run
+
+
+@pytest.mark.slow
+def test_tiny_sweep_writes_results_markdown_and_plot(tmp_path):
+    out = tmp_path / "syn"
+    run.main(
+        [
+            "--out",
+            str(out),
+            "--u1",
+            "0.2",
+            "0.6",
+            "--seeds",
+            "2",
+            "--grid",
+            "1",
+            "--max-epochs",
+            "1",
+            "--n-train",
+            "60",
+            "--n-eval",
+            "40",
+            "--workers",
+            "1",
+            "--ablations",
+        ]
+    )
+    result = json.loads((out / "results.json").read_text())
+    assert [p["u1"] for p in result["points"]] == [0.2, 0.6]
+    for point in result["points"]:
+        assert point["u2"] == 0.2
+        assert point["s"] == pytest.approx(1 - point["u1"] - 0.2)
+        assert sorted(point["methods"]) == sorted(METHODS)
+        for res in point["methods"].values():
+            assert 0.0 <= res["mean"] <= 1.0 and res["std"] >= 0.0
+            assert len(res["per_seed"]) == 2
+        assert "mcr" in point["error_matrices"]
+    assert set(result["ablations"]) >= {"strategy", "components", "perturbation"}
+    assert set(result["claims"]) >= {
+        "joint_below_ensemble",
+        "mcr_above_ensemble",
+        "mcr_above_joint",
+    }
+    text = (out / "results.md").read_text()
+    assert "| mcr |" in text and "U1/S" in text
+    assert (out / "accuracy_vs_ratio.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_selection_uses_validation_not_test():
+    runs = [
+        [
+            {
+                "val": 0.9,
+                "test": 0.1,
+                "per_category": {"shared": 1.0, "u1": None, "u2": 0.0},
+                "importance": None,
+                "seconds": 1.0,
+            }
+        ],
+        [
+            {
+                "val": 0.5,
+                "test": 0.9,
+                "per_category": {"shared": 1.0, "u1": None, "u2": 0.0},
+                "importance": None,
+                "seconds": 1.0,
+            }
+        ],
+    ]
+    chosen = run._select(runs, [{"lr": 1}, {"lr": 2}])
+    assert chosen["trial"] == {"lr": 1} and chosen["mean"] == 0.1
+
+
+def test_claims_at_most_imbalanced_point():
+    result = {
+        "points": [
+            {
+                "u1": 0.1,
+                "s": 0.7,
+                "u2": 0.2,
+                "methods": {
+                    "joint": {"mean": 0.9},
+                    "ensemble": {"mean": 0.8},
+                    "mcr": {"mean": 0.7},
+                },
+            },
+            {
+                "u1": 0.7,
+                "s": 0.1,
+                "u2": 0.2,
+                "methods": {
+                    "joint": {"mean": 0.6},
+                    "ensemble": {"mean": 0.7},
+                    "mcr": {"mean": 0.75},
+                },
+            },
+        ]
+    }
+    claims = run.check_claims(result)
+    assert claims["point"]["u1"] == 0.7
+    assert (
+        claims["joint_below_ensemble"]
+        and claims["mcr_above_ensemble"]
+        and claims["mcr_at_or_above_all"]
+    )
+
+
+def test_bad_sweep_raises():
+    with pytest.raises(ValueError, match="no room for shared"):
+        run.run_sweep(
+            u1_values=[0.9],
+            u2=0.2,
+            methods=["joint"],
+            seeds=[0],
+            grid_size=1,
+            spec=run.SyntheticSpec(),
+            budget=run.Budget(),
+            workers=1,
+            ablations=False,
+        )
