@@ -58,6 +58,8 @@ class SequenceEncoder(nn.Module):
         ``(B, T, F) -> (B, hidden)``.
     """
 
+    positions: Tensor  # (max_len, hidden) buffer
+
     def __init__(
         self,
         in_dim: int,
@@ -95,7 +97,8 @@ class SequenceEncoder(nn.Module):
         h = self.project(x) * math.sqrt(self.hidden)  # (B, T, H)
         h = self.dropout(h + self.positions[: x.shape[1]])
         h = self.norm(self.layers(h))
-        return h[:, -1]  # (B, H): the last step is a real word (left padding)
+        last: Tensor = h[:, -1]  # (B, H): the last step is a real word (left padding)
+        return last
 
 
 class MLPFusionHead(nn.Module):
@@ -124,7 +127,8 @@ class MLPFusionHead(nn.Module):
             shapes = [tuple(z.shape) for z in latents]
             raise ValueError(f"expected latents (B, d) with d = {self.latent_dims}, got {shapes}")
         h = torch.cat(latents, dim=-1)  # (B, sum d)
-        return self.out(h + self.block(h))
+        out: Tensor = self.out(h + self.block(h))  # (B, out_dim)
+        return out
 
 
 def build_model(

@@ -128,9 +128,10 @@ class VideoEncoder(nn.Module):
             raise ValueError(f"expected a clip of shape (B, 3, T, H, W), got {tuple(clip.shape)}")
         if self.amp_dtype is not None and clip.is_cuda:
             with torch.autocast("cuda", dtype=self.amp_dtype):
-                z = self.backbone(clip)  # (B, D) in amp_dtype
+                z: Tensor = self.backbone(clip)  # (B, D) in amp_dtype
             return z.float()
-        return self.backbone(clip)  # (B, D)
+        z = self.backbone(clip)  # (B, D)
+        return z
 
 
 def build_model(
