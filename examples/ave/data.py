@@ -51,9 +51,9 @@ SPLIT_NAMES = tuple(SPLIT_FILES)
 #: nperseg 512 / noverlap 353 -> (257, 1004); 4 frames at 1 fps.
 AUDIO = AudioSettings(sample_rate=16000, seconds=10.0, n_fft=512, hop=159, kind="psd")
 VIDEO = VideoSettings(fps=1.0, num_frames=4, frame_size=224, store_short_side=256)
-#: ``--smoke``: 2 s at 8 kHz -> (129, 124); 4 frames of 64 x 64.
-SMOKE_AUDIO = AudioSettings(sample_rate=8000, seconds=2.0, n_fft=256, hop=128, kind="psd")
-SMOKE_VIDEO = VideoSettings(fps=1.0, num_frames=4, frame_size=64, store_short_side=72)
+#: ``--smoke``: 1 s at 8 kHz -> (65, 66); 4 frames of 32 x 32.
+SMOKE_AUDIO = AudioSettings(sample_rate=8000, seconds=1.0, n_fft=128, hop=120, kind="psd")
+SMOKE_VIDEO = VideoSettings(fps=1.0, num_frames=4, frame_size=32, store_short_side=36)
 
 
 @dataclass(frozen=True)

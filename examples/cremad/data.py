@@ -55,9 +55,9 @@ FOLD_CSV_HEADER = (
 #: The standard preprocessing: 3 s at 22.05 kHz, STFT 512 / 353 -> (257, 188); 3 frames at 1 fps.
 AUDIO = AudioSettings(sample_rate=22050, seconds=3.0, n_fft=512, hop=353, kind="stft")
 VIDEO = VideoSettings(fps=1.0, num_frames=3, frame_size=224, store_short_side=256)
-#: ``--smoke``: 1 s at 8 kHz -> (129, 63); 3 frames of 64 x 64.
-SMOKE_AUDIO = AudioSettings(sample_rate=8000, seconds=1.0, n_fft=256, hop=128, kind="stft")
-SMOKE_VIDEO = VideoSettings(fps=1.0, num_frames=3, frame_size=64, store_short_side=72)
+#: ``--smoke``: 1 s at 8 kHz -> (65, 65); 3 frames of 32 x 32.
+SMOKE_AUDIO = AudioSettings(sample_rate=8000, seconds=1.0, n_fft=128, hop=125, kind="stft")
+SMOKE_VIDEO = VideoSettings(fps=1.0, num_frames=3, frame_size=32, store_short_side=36)
 
 
 @dataclass(frozen=True)
@@ -102,20 +102,25 @@ def parse_clip_name(name: str) -> CremadClip:
 
 
 def list_clips(root: str | Path) -> list[str]:
-    """Clip ids of every ``AudioWAV/*.wav`` under ``root``, sorted.
+    """Clip ids of every ``AudioWAV/*.wav`` and ``VideoFlash/*.flv`` under ``root``, sorted.
+
+    The union of both folders is listed, so a clip whose audio or video is missing is still
+    listed and later reported by name instead of silently left out.
 
     Raises:
-        FileNotFoundError: ``root/AudioWAV`` is missing or empty.
+        FileNotFoundError: ``root/AudioWAV`` is missing or holds no ``.wav`` file.
+        ValueError: a file name is not a CREMA-D clip name.
     """
     audio_dir = Path(root) / "AudioWAV"
     if not audio_dir.is_dir():
         raise FileNotFoundError(f"expected the CREMA-D folder {audio_dir} (AudioWAV/*.wav)")
-    clips = sorted(p.stem for p in audio_dir.glob("*.wav"))
+    clips = {p.stem for p in audio_dir.glob("*.wav")}
     if not clips:
         raise FileNotFoundError(f"no .wav files in {audio_dir}")
+    clips |= {p.stem for p in (Path(root) / "VideoFlash").glob("*.flv")}
     for clip in clips:
         parse_clip_name(clip)
-    return clips
+    return sorted(clips)
 
 
 def read_demographics(root: str | Path) -> dict[int, dict[str, str]]:

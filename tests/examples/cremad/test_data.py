@@ -127,8 +127,8 @@ def test_datasets_round_trip(cremad_root: Path) -> None:
         ds = sets[name]
         assert ds.train == (name == "train")
         item = ds[0]
-        assert item["audio"].shape == (1, 129, 63)
-        assert item["video"].shape == (3, 3, 64, 64)
+        assert item["audio"].shape == (1, 65, 65)
+        assert item["video"].shape == (3, 3, 32, 32)
         assert int(item["label"]) == data.parse_clip_name(ds.records[0].clip_id).label
         assert ds.labels == [data.parse_clip_name(r.clip_id).label for r in ds.records]
 
