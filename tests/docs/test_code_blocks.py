@@ -1,0 +1,134 @@
+"""Every Python code block of the documentation runs, so the docs cannot rot.
+
+The blocks of one page run in order in one namespace (a page may build on its earlier blocks),
+in a temporary working directory, with torch's global RNG restored afterwards. Blocks with a
+directive (see :mod:`tests.docs.blocks`) get their own tests: ``requires`` blocks run after the
+page's plain blocks when the module is importable; ``run: torchrun`` blocks are launched as
+scripts with two gloo processes; ``skip`` blocks are compiled and skipped with their reason.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.docs.blocks import (
+    DOCTEST_LANGS,
+    ROOT,
+    Block,
+    executable,
+    markdown_files,
+    parse_blocks,
+)
+
+PAGES = {p: executable(parse_blocks(p)) for p in markdown_files()}
+PLAIN_PAGES = [p for p, bs in PAGES.items() if any(b.directive is None for b in bs)]
+SPECIAL = [b for bs in PAGES.values() for b in bs if b.directive is not None]
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def _run_block(block: Block, namespace: dict[str, Any]) -> None:
+    if block.lang in DOCTEST_LANGS:
+        test = doctest.DocTestParser().get_doctest(
+            block.code, namespace, block.where, str(block.path), block.line - 1
+        )
+        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+        runner.run(test, clear_globs=False)
+        if runner.failures:
+            pytest.fail(f"{runner.failures} doctest example(s) failed in {block.where}")
+        return
+    # pad with newlines so that tracebacks show the Markdown file's own line numbers
+    code = compile("\n" * (block.line - 1) + block.code, str(block.path), "exec")
+    exec(code, namespace)
+
+
+def _run_page(blocks: list[Block], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    with torch.random.fork_rng(devices=[]):
+        for block in blocks:
+            try:
+                _run_block(block, namespace)
+            except Exception as err:
+                raise AssertionError(f"code block at {block.where} failed: {err!r}") from err
+
+
+def test_the_documentation_has_runnable_blocks() -> None:
+    """Guards the collector itself: the pages that must teach by example do."""
+    with_python = {p.name for p, bs in PAGES.items() if bs}
+    for page in ("quickstart.md", "semantics.md", "concepts.md", "monitoring.md", "faq.md"):
+        assert page in with_python, f"docs/{page} lost its Python examples"
+    assert sum(len(bs) for bs in PAGES.values()) >= 15
+
+
+def test_directives_are_known_and_few() -> None:
+    """Skips need a reason and must stay rare; `run:` supports torchrun only."""
+    skips = [b for b in SPECIAL if b.kind == "skip"]
+    assert len(skips) <= 3, [b.where for b in skips]
+    for b in SPECIAL:
+        if b.kind == "run":
+            assert shlex.split(b.directive[1])[0] == "torchrun", b.where  # type: ignore[index]
+
+
+@pytest.mark.parametrize("page", PLAIN_PAGES, ids=_id)
+def test_page_code_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run_page([b for b in PAGES[page] if b.directive is None], tmp_path, monkeypatch)
+
+
+def _special_id(block: Block) -> str:
+    return f"{block.kind}:{block.where.replace(os.sep, '/')}"
+
+
+@pytest.mark.parametrize(
+    "block", [b for b in SPECIAL if b.kind in ("skip", "requires")], ids=_special_id
+)
+def test_special_blocks(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compile every such block; run ``requires`` blocks where their module exists."""
+    compile(block.code, block.where, "exec")
+    kind, arg = block.directive  # type: ignore[misc]
+    if kind == "skip":
+        pytest.skip(f"{block.where}: {arg}")
+    if importlib.util.find_spec(arg) is None:
+        pytest.skip(f"{block.where} needs {arg}, which is not installed (syntax checked)")
+    earlier = [b for b in PAGES[block.path] if b.directive is None and b.line < block.line]
+    _run_page([*earlier, block], tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+@pytest.mark.parametrize("block", [b for b in SPECIAL if b.kind == "run"], ids=_special_id)
+def test_torchrun_blocks(block: Block, tmp_path: Path) -> None:
+    """Launch the block as a script under torchrun (CPU, gloo), exactly as the page says."""
+    args = shlex.split(block.directive[1])[1:]  # type: ignore[index]
+    if "--standalone" not in args:
+        args.insert(0, "--standalone")
+    script = tmp_path / "snippet.py"
+    script.write_text(block.code, encoding="utf-8")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", *args, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"{block.where} under torchrun:\n{proc.stdout}\n{proc.stderr}"

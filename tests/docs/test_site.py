@@ -1,0 +1,102 @@
+"""The site builds strictly, every page is reachable, figures are reproducible, and the
+docstring examples shown in the API reference run as doctests."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.docs.blocks import DOCS, ROOT
+
+needs_mkdocs = pytest.mark.skipif(
+    importlib.util.find_spec("mkdocs") is None, reason="needs the docs extra (mkdocs)"
+)
+
+
+def _nav_pages(nav: object) -> list[str]:
+    """Flatten mkdocs' nav (lists of str or {title: str | list}) into page paths."""
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, list):
+        return [p for item in nav for p in _nav_pages(item)]
+    if isinstance(nav, dict):
+        return [p for v in nav.values() for p in _nav_pages(v)]
+    raise TypeError(f"unexpected nav entry {nav!r}")
+
+
+@needs_mkdocs
+def test_every_page_is_in_the_nav() -> None:
+    """A page outside the nav is only reachable by accident; list it in mkdocs.yml."""
+    from mkdocs.config import load_config
+
+    config = load_config(str(ROOT / "mkdocs.yml"))
+    in_nav = set(_nav_pages(config["nav"]))
+    pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
+    assert pages - in_nav == set(), f"pages missing from the nav of mkdocs.yml: {pages - in_nav}"
+    assert in_nav - pages == set(), f"nav entries without a page: {in_nav - pages}"
+
+
+@pytest.mark.slow
+@needs_mkdocs
+def test_mkdocs_build_strict(tmp_path: Path) -> None:
+    """The command CI runs: any warning (broken link, anchor, API object) fails the build."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    api = (tmp_path / "api" / "index.html").read_text(encoding="utf-8")
+    for name in ("MCRRegularizer", "MCROutput", "ImportanceTracker", "jensen_shannon", "mipd"):
+        assert name in api, f"the API reference lost {name}"
+    changelog = (tmp_path / "changelog" / "index.html").read_text(encoding="utf-8")
+    assert "Unreleased" in changelog, "CHANGELOG.md was not included into the site"
+
+
+def test_figures_are_reproducible(tmp_path: Path) -> None:
+    """docs/scripts/make_figures.py redraws every committed figure."""
+    spec = importlib.util.spec_from_file_location(
+        "make_figures", DOCS / "scripts" / "make_figures.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    written = module.main(["--out", str(tmp_path)])
+    for path in written:
+        assert path.stat().st_size > 10_000, path
+        assert (DOCS / "img" / path.name).exists(), f"docs/img/{path.name} is not committed"
+
+
+def test_images_referenced_by_pages_exist() -> None:
+    import re
+
+    for page in DOCS.rglob("*.md"):
+        for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", page.read_text(encoding="utf-8")):
+            if "://" not in target:
+                assert (page.parent / target).exists(), f"{page}: missing image {target}"
+
+
+MODULES = ["mcr_reg", "mcr_reg.functional", "mcr_reg.regularizer", "mcr_reg.diagnostics"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The examples in the docstrings, which the API reference renders, are doctests."""
+    monkeypatch.chdir(tmp_path)
+    module = importlib.import_module(name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    tests = [t for t in finder.find(module) if t.examples]
+    if name != "mcr_reg":
+        assert tests, f"{name} has no docstring examples"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in tests:
+        runner.run(test)
+    assert runner.failures == 0, f"{runner.failures} docstring example(s) failed in {name}"
