@@ -202,6 +202,7 @@ class FeatureCache:
                     offsets=offsets,
                     source=_source_stamp(record),
                 )
+            os.chmod(tmp, 0o644)  # mkstemp makes private files; cache entries are ordinary
             os.replace(tmp, self.entry_path(record))
         finally:
             if os.path.exists(tmp):
