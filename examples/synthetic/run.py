@@ -400,29 +400,49 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Accuracy vs U1/S (log x axis), one line per method with ±std bars (Figure 1 style)."""
+    """Figure 1 style: accuracy vs U1/S (log x), one line per method with ±std bars.
+
+    A second panel shows each method's accuracy minus the ensemble's (paper Figure 4's view):
+    below zero, multimodal training lost to unimodal models trained alone.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
     points = result["points"]
     ratios = [p["ratio_u1_s"] for p in points]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for m in points[0]["methods"]:
+    methods = list(points[0]["methods"])
+    panels = 2 if "ensemble" in methods else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5), squeeze=False)
+    for m in methods:
+        style = {"lw": 2.5, "color": "k", "zorder": 5} if m == "mcr" else {"lw": 1.2}
         means = [100 * p["methods"][m]["mean"] for p in points]
         stds = [100 * p["methods"][m]["std"] for p in points]
-        style = {"lw": 2.5, "color": "k"} if m == "mcr" else {"lw": 1.2}
-        ax.errorbar(ratios, means, yerr=stds, marker="o", ms=3, capsize=2, label=m, **style)
-    ax.set_xscale("log")
-    ax.set_xlabel("U1 / S")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Synthetic competition benchmark (U2 = {points[0]['u2']:.2f})")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
+        axes[0][0].errorbar(ratios, means, yerr=stds, marker="o", ms=3, capsize=2, label=m, **style)
+        if panels == 2:
+            ens = [100 * p["methods"]["ensemble"]["mean"] for p in points]
+            axes[0][1].plot(
+                ratios, [a - e for a, e in zip(means, ens)], marker="o", ms=3, label=m, **style
+            )
+    axes[0][0].set_ylabel("test accuracy (%)")
+    if panels == 2:
+        axes[0][1].axhline(0.0, color="grey", lw=0.8)
+        axes[0][1].set_ylabel("accuracy − ensemble accuracy (points)")
+    for ax in axes[0]:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(ratios))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:.2g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("U1 / S")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"Synthetic competition benchmark (U2 = {points[0]['u2']:.2f})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
