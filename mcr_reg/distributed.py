@@ -9,6 +9,25 @@ from torch import Tensor
 __all__ = ["gather_with_grad"]
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along the batch axis; backward sums every rank's gradient for our slice."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        ctx.rank, ctx.rows = rank, x.shape[0]  # type: ignore[attr-defined]
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = ctx.rank * ctx.rows  # type: ignore[attr-defined]
+        return grad[start : start + ctx.rows]  # type: ignore[attr-defined]
+
+
 def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` from every rank along the batch axis, keeping gradients.
 
@@ -29,10 +48,8 @@ def gather_with_grad(x: Tensor) -> Tensor:
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    if x.is_floating_point() and x.requires_grad:
-        from torch.distributed.nn.functional import all_gather
-
-        return torch.cat(all_gather(x))
+    if x.requires_grad:
+        return _GatherWithGrad.apply(x)  # type: ignore[no-any-return]
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts)
