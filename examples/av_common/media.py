@@ -72,7 +72,9 @@ def resample(wave: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     if orig_rate == target_rate:
         return wave.astype(np.float32, copy=False)
     g = math.gcd(int(orig_rate), int(target_rate))
-    out = resample_poly(wave.astype(np.float64), int(target_rate) // g, int(orig_rate) // g)
+    out: np.ndarray = resample_poly(
+        wave.astype(np.float64), int(target_rate) // g, int(orig_rate) // g
+    )
     return out.astype(np.float32)
 
 

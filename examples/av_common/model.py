@@ -83,10 +83,10 @@ def load_resnet18_weights(net: nn.Module, spec: str | Path) -> None:
 
 
 def _backbone(in_channels: int) -> nn.Module:
-    net = resnet18(weights=None)
+    net: nn.Module = resnet18(weights=None)
     if in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    net.fc = nn.Identity()  # type: ignore[assignment]
+    net.fc = nn.Identity()
     return net
 
 

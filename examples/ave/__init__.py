@@ -1,0 +1,1 @@
+"""AVE example pipeline: audio + video ResNet-18 (see docs/examples/ave.md)."""

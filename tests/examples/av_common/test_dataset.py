@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import shutil
@@ -142,9 +143,13 @@ def test_corrupt_media_are_named_or_skipped(
     assert caplog.text.count("skipped 1 of 3 clips") == 2
 
 
+@pytest.mark.slow  # torch waits about 5 s to shut down a worker that raised
 def test_dataloader_workers_report_the_bad_file(clips: list[ClipRecord]) -> None:
     shutil.copyfile(clips[0].audio_path, clips[1].video_path)  # a WAV posing as FLV
     ds = AVClipDataset(clips, AUDIO, VIDEO, train=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=1)
+    batches = iter(loader)
     with pytest.raises(MediaError, match=r"c1\.flv"):
-        next(iter(loader))
+        next(batches)
+    del batches
+    gc.collect()  # shut the worker down here, not in a later test

@@ -122,3 +122,13 @@ def test_bad_media(ave_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixt
         sets = data.build_datasets(root, smoke=True, progress=False, skip_bad=True)
     assert f"skipped 2 of {NUM_TEST} clips" in caplog.text
     assert len(sets["test"]) == NUM_TEST - 2 and len(sets["train"]) == 28
+
+
+@pytest.mark.slow
+def test_fixture_cli_without_header(tmp_path: Path) -> None:
+    from examples.ave import make_fixture
+
+    make_fixture.main([str(tmp_path), "--no-header"])
+    text = (tmp_path / "AVE_Dataset" / "Annotations.txt").read_text()
+    assert not text.startswith("Category&") and text.startswith("Church bell&")
+    assert len(data.load_split(tmp_path)["train"]) == 28

@@ -175,3 +175,15 @@ def test_cli_fills_the_cache(cremad_root: Path, tmp_path: Path) -> None:
     data.main(["--data-root", str(cremad_root), "--cache-dir", str(tmp_path), "--smoke"])
     (directory,) = tmp_path.glob("cremad-*")
     assert len(list(directory.glob("*.npz"))) == 36 and (directory / "settings.json").is_file()
+
+
+def test_fixture_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from examples.cremad import make_fixture
+
+    make_fixture.main([str(tmp_path / "fx"), "--seed", "1"])
+    assert "36 clips" in capsys.readouterr().out
+    assert len(data.list_clips(tmp_path / "fx")) == 36
+    assert (
+        data.read_fold_csv(tmp_path / "fx" / "folds" / "fold_0.csv")
+        == (data.make_speaker_folds(data.list_clips(tmp_path / "fx"), seed=1)[0])
+    )
