@@ -66,6 +66,9 @@ def build_parser(
     p.add_argument("--scheduler", choices=("none", "cosine"), default="none")
     p.add_argument("--warmup-epochs", type=float, default=0.0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument(
+        "--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed-precision training"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")

@@ -73,6 +73,7 @@ class TrainConfig:
     max_batches: int | None = None
     progress: bool = True
     importance: bool = True
+    amp: Literal["none", "bf16", "fp16"] = "none"
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1:
@@ -85,6 +86,8 @@ class TrainConfig:
             raise ValueError(f"expected optimizer 'adam' or 'adamw', got {self.optimizer!r}")
         if self.scheduler not in ("none", "cosine"):
             raise ValueError(f"expected scheduler 'none' or 'cosine', got {self.scheduler!r}")
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"expected amp 'none', 'bf16' or 'fp16', got {self.amp!r}")
         if self.smoke:
             self.max_epochs = min(self.max_epochs, 2)
             self.max_batches = self.max_batches or 2
@@ -105,6 +108,7 @@ class TrainConfig:
             seed=args.seed,
             smoke=args.smoke,
             progress=not getattr(args, "no_progress", False),
+            amp=getattr(args, "amp", "none"),
         )
 
 
@@ -122,6 +126,13 @@ def default_optimizer(groups: list[dict[str, Any]], config: TrainConfig) -> torc
         group.setdefault("lr_scale", 1.0)
         group["lr"] = config.lr * group["lr_scale"]
     return cls(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def autocast(config: TrainConfig) -> Any:
+    """``torch.autocast`` for the configured mixed precision (a no-op context for ``"none"``)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+    device_type = torch.device(config.device).type
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
 
 
 def schedule_factor(
@@ -435,6 +446,7 @@ def fit(
         if config.max_batches is not None:
             steps_per_epoch = min(steps_per_epoch, config.max_batches)
         total_steps = steps_per_epoch * config.max_epochs
+        scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
         stop = stopper.done() if resuming_here else False
         epoch = first_epoch - 1
         for epoch in range(first_epoch, config.max_epochs):
@@ -460,9 +472,11 @@ def fit(
                 if config.max_batches is not None and i >= config.max_batches:
                     break
                 batch = move_to_device(batch, device)
-                out = runner(batch, stage)
+                with autocast(config):
+                    out = runner(batch, stage)
                 optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
+                scaler.scale(out.loss).backward()
+                scaler.unscale_(optimizer)  # methods and clipping see true gradients
                 method.before_optimizer_step(optimizer, stage)
                 factor = schedule_factor(
                     config, epoch * steps_per_epoch + i, total_steps, steps_per_epoch
@@ -472,7 +486,8 @@ def fit(
                 if config.grad_clip is not None:
                     for params in track_params:
                         torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 for k, v in {"loss": out.loss.detach(), **out.terms}.items():
                     sums[k] = sums[k] + v.float() if k in sums else v.float().clone()
                 if out.importance is not None:

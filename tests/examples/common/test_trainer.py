@@ -1,6 +1,7 @@
 """The training loop: every method end to end, resume, atomic checkpoints, early stopping."""
 
 import json
+import math
 import os
 
 import pytest
@@ -210,3 +211,11 @@ def test_config_validation():
 def test_run_experiment_needs_data(tmp_path):
     with pytest.raises(ValueError, match="datasets or loaders"):
         run_experiment(_args(tmp_path), build_model=tiny_model, task=TASK)
+
+
+@pytest.mark.parametrize("method", ["joint", "mcr"])
+def test_bf16_autocast_trains_with_finite_loss(tmp_path, tiny_data, method):
+    args = _args(tmp_path, "--method", method, "--max-epochs", "1", "--amp", "bf16")
+    metrics = run_experiment(args, build_model=tiny_model, datasets=tiny_data, task=TASK)
+    assert metrics["config"]["amp"] == "bf16"
+    assert all(math.isfinite(v) for v in metrics["history"][0]["train"].values())
