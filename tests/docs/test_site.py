@@ -6,6 +6,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,7 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     api = (tmp_path / "api" / "index.html").read_text(encoding="utf-8")
     for name in ("MCRRegularizer", "MCROutput", "ImportanceTracker", "jensen_shannon", "mipd"):
         assert name in api, f"the API reference lost {name}"
+    assert not re.search(r":(func|class|meth|attr|mod):", api), "a Sphinx role was left raw"
     changelog = (tmp_path / "changelog" / "index.html").read_text(encoding="utf-8")
     assert "Unreleased" in changelog, "CHANGELOG.md was not included into the site"
 
@@ -76,8 +78,6 @@ def test_figures_are_reproducible(tmp_path: Path) -> None:
 
 
 def test_images_referenced_by_pages_exist() -> None:
-    import re
-
     for page in DOCS.rglob("*.md"):
         for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", page.read_text(encoding="utf-8")):
             if "://" not in target:
