@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from examples.av_common.train import add_av_flags, configure_logging, run_av_experiment
+from examples.av_common.runner import add_av_flags, configure_logging, run_av_experiment
 from examples.ave import data
 from examples.common.cli import build_parser, parse_args
 
