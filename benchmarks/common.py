@@ -372,27 +372,38 @@ def time_interleaved(
     steps_per_repeat: int,
     warmup: int,
     device: torch.device,
-) -> dict[str, list[float]]:
-    """Seconds per step of every callable, measured in interleaved rounds (ABCABC...).
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds per step of every callable, measured in interleaved rounds.
 
     ``warmup`` untimed rounds come first. Each of the ``repeats`` rounds runs every callable
-    ``steps_per_repeat`` times in a row and records the mean time of one call, so slow drifts of
-    the machine (other processes, clocks) hit all variants alike.
+    ``steps_per_repeat`` times in a row and records the mean time of one call; round r starts
+    with callable ``r mod n`` (ABC, BCA, CAB, ...), so slow drifts of the machine and the
+    position in a round hit all variants alike.
+
+    Returns:
+        ``(wall, cpu)``: per callable, the wall-clock seconds (after ``torch.cuda.synchronize``
+        on CUDA) and the CPU seconds of this process (``time.process_time``) of each round.
+        On a CPU shared with other jobs the CPU time is the steadier measure: it does not count
+        the time the process waits for a core.
     """
+    keys = list(steps)
     for _ in range(warmup):
         for fn in steps.values():
             fn()
     synchronize(device)
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(repeats):
-        for key, fn in steps.items():
+    wall: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}
+    for r in range(repeats):
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            fn = steps[key]
             synchronize(device)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(steps_per_repeat):
                 fn()
             synchronize(device)
-            times[key].append((time.perf_counter() - start) / steps_per_repeat)
-    return times
+            wall[key].append((time.perf_counter() - start) / steps_per_repeat)
+            cpu[key].append((time.process_time() - start_cpu) / steps_per_repeat)
+    return wall, cpu
 
 
 def summarise(values: Sequence[float]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from benchmarks.common import (
     make_batch,
     make_step,
 )
-from benchmarks.overhead import bench_model
+from benchmarks.overhead import bench_model, clock_name
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
 
@@ -316,6 +316,7 @@ def timing(device: torch.device, quick: bool) -> dict[str, Any]:
         "repeats": args.repeats,
         "steps_per_repeat": args.steps,
         "warmup_rounds": args.warmup,
+        "clock": clock_name(device),
         "memory": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "skipped on CPU",
         "models": {},
     }

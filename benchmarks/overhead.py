@@ -161,6 +161,20 @@ def model_configs(args: argparse.Namespace) -> list[tuple[ModelConfig, list[Vari
     return out
 
 
+def clock_name(device: torch.device) -> str:
+    """What ``time_s`` measures on ``device``."""
+    if device.type == "cpu":
+        return "CPU time of the process (time.process_time); wall clock in wall_s"
+    return "wall clock after torch.cuda.synchronize"
+
+
+def primary_clock(
+    device: torch.device, wall: dict[str, list[float]], cpu: dict[str, list[float]]
+) -> dict[str, list[float]]:
+    """CPU seconds on the (shared) CPU, wall-clock seconds on an accelerator."""
+    return cpu if device.type == "cpu" else wall
+
+
 def bench_model(
     config: ModelConfig, variants: list[Variant], args: argparse.Namespace, device: torch.device
 ) -> dict[str, Any]:
@@ -172,19 +186,21 @@ def bench_model(
     for v in variants:
         step = make_step(build_variant(v, model, config))
         steps[v.key] = lambda step=step, batch=batch: step(batch)
-    times = time_interleaved(
+    wall, cpu = time_interleaved(
         steps, repeats=args.repeats, steps_per_repeat=args.steps, warmup=args.warmup, device=device
     )
     del steps, model, batch
+    times = primary_clock(device, wall, cpu)
     result: dict[str, Any] = {"config": config.describe(), "variants": {}}
-    joint = times["joint"]
     for v in variants:
         entry: dict[str, Any] = {
             "label": v.label,
             "method": v.method,
             "P": v.permutations,
             "time_s": summarise(times[v.key]),
-            "time_vs_joint": paired_ratios(times[v.key], joint),
+            "time_vs_joint": paired_ratios(times[v.key], times["joint"]),
+            "wall_s": summarise(wall[v.key]),
+            "wall_vs_joint": paired_ratios(wall[v.key], wall["joint"]),
         }
         if not args.no_memory:
             if device.type == "cpu":
@@ -236,9 +252,10 @@ def bench_scaling(args: argparse.Namespace, device: torch.device) -> list[dict[s
         key = f"M={m} P={p} {s}"
         steps[key] = step
         info[key] = (m, p, s, head_rows)
-    times = time_interleaved(
+    wall, cpu = time_interleaved(
         steps, repeats=args.repeats, steps_per_repeat=args.steps, warmup=args.warmup, device=device
     )
+    times = primary_clock(device, wall, cpu)
     for key, (m, p, s, head_rows) in info.items():
         rows.append(
             {"M": m, "P": p, "subsets": s, "head_rows": head_rows, "time_s": summarise(times[key])}
@@ -435,6 +452,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "repeats": args.repeats,
             "steps_per_repeat": args.steps,
             "warmup_rounds": args.warmup,
+            "clock": clock_name(device),
             "environment": environment(device),
         },
         "models": {},
