@@ -219,3 +219,15 @@ def test_bf16_autocast_trains_with_finite_loss(tmp_path, tiny_data, method):
     metrics = run_experiment(args, build_model=tiny_model, datasets=tiny_data, task=TASK)
     assert metrics["config"]["amp"] == "bf16"
     assert all(math.isfinite(v) for v in metrics["history"][0]["train"].values())
+
+
+def test_atomic_files_get_umask_permissions(tmp_path):
+    from examples.common.checkpoint import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json({"a": 1}, tmp_path / "m.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
