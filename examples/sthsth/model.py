@@ -93,10 +93,8 @@ class VideoEncoder(nn.Module):
         backbone: ``"swin3d_t"`` (D = 768) or ``"swin3d_smoke"`` (D = 128).
         pretrained: ``"auto"``, a path to weights, or None (see the module docstring).
 
-    Attributes:
-        amp_dtype: when set (e.g. ``torch.bfloat16``) and the clip is on CUDA, the backbone
-            runs under autocast and the latent is returned in float32, so the fusion head and
-            MCR work in full precision. Unused on CPU.
+    Mixed precision is not handled here: the shared loop runs the whole training step under
+    autocast when ``--amp`` asks for it (see :mod:`examples.sthsth.train`).
     """
 
     def __init__(
@@ -106,7 +104,6 @@ class VideoEncoder(nn.Module):
         self.backbone = _build_swin(backbone)
         self.backbone.head = nn.Identity()
         self.latent_dim = LATENT_DIMS[backbone]
-        self.amp_dtype: torch.dtype | None = None
         self.pretrained_from: Path | None = None
         if pretrained == "auto":
             path = kinetics_checkpoint_path()
@@ -126,11 +123,7 @@ class VideoEncoder(nn.Module):
     def forward(self, clip: Tensor) -> Tensor:
         if clip.dim() != 5 or clip.shape[1] != 3:
             raise ValueError(f"expected a clip of shape (B, 3, T, H, W), got {tuple(clip.shape)}")
-        if self.amp_dtype is not None and clip.is_cuda:
-            with torch.autocast("cuda", dtype=self.amp_dtype):
-                z: Tensor = self.backbone(clip)  # (B, D) in amp_dtype
-            return z.float()
-        z = self.backbone(clip)  # (B, D)
+        z: Tensor = self.backbone(clip)  # (B, D)
         return z
 
 
@@ -140,7 +133,6 @@ def build_model(
     streams: Sequence[str] = ("rgb", "flow"),
     backbone: Backbone = "swin3d_t",
     pretrained: str | Path | None = "auto",
-    amp_dtype: torch.dtype | None = None,
 ) -> MultimodalModel:
     """One :class:`VideoEncoder` per stream and a linear late-fusion head.
 
@@ -149,7 +141,6 @@ def build_model(
         streams: stream names, in modality order.
         backbone: ``"swin3d_t"`` or ``"swin3d_smoke"``.
         pretrained: ``"auto"``, a weights path, or None; used for every stream.
-        amp_dtype: autocast dtype of the encoders on CUDA (see :class:`VideoEncoder`).
 
     Example:
         >>> model = build_model(4, backbone="swin3d_smoke", pretrained=None)
@@ -159,8 +150,6 @@ def build_model(
         ((2, 4), (2, 128))
     """
     encoders = {s: VideoEncoder(backbone, pretrained) for s in streams}
-    for encoder in encoders.values():
-        encoder.amp_dtype = amp_dtype
     latent_dims = {s: enc.latent_dim for s, enc in encoders.items()}
     head = ConcatFusionHead(list(latent_dims.values()), num_classes)
     return MultimodalModel(encoders, head, latent_dims)
