@@ -92,6 +92,25 @@ class EpochSeededSampler(Sampler[int]):
         return self.length // n if n > 1 else self.length
 
 
+class _NoSingletonBatches(BatchSampler):
+    """Batches of ``batch_size``; a final batch of a single sample is dropped.
+
+    A batch of one cannot be permuted (MCR needs two samples) and breaks BatchNorm in training
+    mode, while dropping every incomplete batch would lose data from small sets (and every batch
+    of a set smaller than ``batch_size``).
+    """
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for batch in super().__iter__():
+            if len(batch) >= 2:
+                yield batch
+
+    def __len__(self) -> int:
+        n = len(self.sampler)  # type: ignore[arg-type]
+        full, rest = divmod(n, self.batch_size)
+        return full + (1 if rest >= 2 else 0)
+
+
 def build_loaders(
     datasets: Mapping[str, Dataset[Any]],
     *,
@@ -103,6 +122,7 @@ def build_loaders(
 ) -> dict[str, DataLoader[Any]]:
     """Loaders for ``"train"``, ``"val"``, ``"test"``.
 
+    A final *training* batch of a single sample is dropped (see :class:`_NoSingletonBatches`).
     The training order depends only on ``(seed, epoch)`` (call ``loader.sampler.set_epoch`` or
     :func:`set_loader_epoch`). Under ``torch.distributed`` training is sharded and evaluation is
     split without padding. A :class:`TensorDictDataset` is served a whole batch per indexing
@@ -129,16 +149,16 @@ def build_loaders(
             sampler = ShardSampler(n, rank(), world_size())
         else:
             sampler = _Sequential(range(n))
+        batch_cls = _NoSingletonBatches if split == "train" else BatchSampler
+        batches = batch_cls(sampler, batch_size, drop_last=False)
         if isinstance(ds, TensorDictDataset):
-            batches = BatchSampler(sampler, batch_size, drop_last=False)
             loaders[split] = DataLoader(
                 ds, sampler=batches, batch_size=None, num_workers=num_workers
             )
         else:
             loaders[split] = DataLoader(
                 ds,
-                batch_size=batch_size,
-                sampler=sampler,
+                batch_sampler=batches,
                 num_workers=num_workers,
                 collate_fn=collate_fn,
                 pin_memory=pin_memory,
@@ -150,8 +170,10 @@ def build_loaders(
 def set_loader_epoch(loader: DataLoader[Any], epoch: int) -> None:
     """Tell the loader's sampler which epoch starts (fixes the shuffling order)."""
     sampler: Any = loader.sampler
-    if isinstance(sampler, BatchSampler):
+    if isinstance(sampler, BatchSampler):  # a TensorDictDataset served whole batches
         sampler = sampler.sampler
+    elif isinstance(loader.batch_sampler, BatchSampler):
+        sampler = loader.batch_sampler.sampler
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
 

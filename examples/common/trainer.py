@@ -495,7 +495,7 @@ def fit(
                     imp_sum = imp if imp_sum is None else imp_sum + imp
                 n_steps += 1
                 if i % 20 == 0 and bar.disable is False:
-                    bar.set_postfix(loss=f"{float(out.loss):.4f}")
+                    bar.set_postfix(loss=f"{float(out.loss.detach()):.4f}")
             train_terms = {k: float(v) / max(n_steps, 1) for k, v in sums.items()}
             train_importance = (imp_sum / max(n_steps, 1)).tolist() if imp_sum is not None else None
             evaluated = evaluate(
