@@ -189,7 +189,7 @@ def bench_model(
     wall, cpu = time_interleaved(
         steps, repeats=args.repeats, steps_per_repeat=args.steps, warmup=args.warmup, device=device
     )
-    del steps, model, batch
+    del steps, step, model, batch  # free the shared weights before the memory probes
     times = primary_clock(device, wall, cpu)
     result: dict[str, Any] = {"config": config.describe(), "variants": {}}
     for v in variants:
