@@ -36,3 +36,15 @@ def test_cpu_dry_run(tmp_path: Path) -> None:
 def test_cuda_requested_without_cuda(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--device cpu for a dry run"):
         main(["--out", str(tmp_path / "g.json")])
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_quick_run_on_cuda(tmp_path: Path) -> None:
+    report = main(["--quick", "--out", str(tmp_path / "g.json")])
+    assert report["ok"] is True, json.dumps(report["checks"], indent=1, default=str)
+    assert report["checks"]["sync_free"]["status"] == "ok"
+    assert "skipped" not in report["checks"]["sync_free"]["details"]
+    memory = report["timing"]["models"]["resnet18"]["variants"]["mcr@4"]["memory"]
+    assert memory["method"] == "torch.cuda.max_memory_allocated" and memory["step_bytes"] > 0
