@@ -16,8 +16,8 @@ It checks the targets of docs/performance.md and writes everything to one JSON f
 
 Usage::
 
-    python -m benchmarks.overhead                       # the documented CPU run (~15 min)
-    python -m benchmarks.overhead --quick --out /tmp/o.json   # seconds, tiny shapes
+    python -m benchmarks.overhead                       # the documented CPU run (~8 min)
+    python -m benchmarks.overhead --quick --out /tmp/o.json   # tiny shapes, under a minute
 """
 
 from __future__ import annotations
