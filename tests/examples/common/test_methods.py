@@ -234,3 +234,113 @@ def test_regression_task_runs_through_modulation_methods():
         method = build_method(name, tiny_model(1), task)
         out = method.training_step(batch, method.stages[0])
         assert torch.isfinite(out.loss)
+
+
+def _fit_mcr(tmp_path, tiny_data, options, *, max_epochs, interrupt=None, resume=False):
+    """Train MCR on the tiny data with a checkpoint; ``interrupt=(stage, epoch)`` raises there."""
+    from examples.common.trainer import fit, seed_everything
+
+    seed_everything(0)
+    method = build_method("mcr", tiny_model(), TASK, {"num_permutations": 4, **options})
+    method.set_seed(0)
+    if interrupt is not None:
+
+        def begin_epoch(stage, epoch):
+            if (stage, epoch) == interrupt:
+                raise KeyboardInterrupt
+
+        method.begin_epoch = begin_epoch
+    loaders = build_loaders(tiny_data, batch_size=16, seed=0)
+    config = TrainConfig(max_epochs=max_epochs, patience=10, lr=0.01, progress=False)
+    result = fit(method, loaders, config, checkpoint_path=tmp_path / "ckpt.pt", resume=resume)
+    return method, result
+
+
+@pytest.mark.parametrize(
+    ("init", "interrupt"), [("scratch", ("joint", 2)), ("unimodal", ("joint", 1))]
+)
+def test_mcr_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_data, init, interrupt):
+    options = {"init": init}
+    _, reference = _fit_mcr(tmp_path / "full", tiny_data, options, max_epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        _fit_mcr(tmp_path / "part", tiny_data, options, max_epochs=3, interrupt=interrupt)
+    _, resumed = _fit_mcr(tmp_path / "part", tiny_data, options, max_epochs=3, resume=True)
+    assert [(h["stage"], h["epoch"]) for h in resumed.history] == [
+        (h["stage"], h["epoch"]) for h in reference.history
+    ]
+    for got, want in zip(resumed.history, reference.history, strict=True):
+        assert sorted(got["train"]) == sorted(want["train"])
+        for key, value in want["train"].items():  # mcr/mipd depends on the permutations drawn
+            assert got["train"][key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+def test_mcr_generator_state_is_in_the_state_dict():
+    method = build_method("mcr", tiny_model(), TASK, {"num_permutations": 4})
+    method.set_seed(3)
+    assert method.state_dict()["_extra_state"].numel() == 0  # nothing drawn yet
+    batch = {"a": torch.randn(8, 4), "b": torch.randn(8, 5), "label": torch.randint(0, 3, (8,))}
+    method.training_step(batch, "joint")
+    state = method.state_dict()
+    after_one = float(method.training_step(batch, "joint").terms["mcr/mipd"])
+    other = build_method("mcr", tiny_model(), TASK, {"num_permutations": 4})
+    other.set_seed(99)
+    other.load_state_dict(state)
+    assert float(other.training_step(batch, "joint").terms["mcr/mipd"]) == pytest.approx(
+        after_one, rel=1e-6
+    )
+    with pytest.raises(TypeError, match="uint8"):
+        other.set_extra_state({"seed": 0})
+
+
+def test_mcr_unimodal_init_trains_two_stages(tmp_path, tiny_data):
+    method, result = _fit_mcr(
+        tmp_path, tiny_data, {"init": "unimodal", "finetune_lr_scale": 0.5}, max_epochs=2
+    )
+    assert [s["name"] for s in result.stages] == ["unimodal", "joint"]
+    uni, joint = result.history[:2], result.history[2:]
+    assert all(h["stage"] == "unimodal" and "uni/a" in h["train"] for h in uni)
+    assert all(h["stage"] == "joint" and "mcr/mipd" in h["train"] for h in joint)
+    # unimodal stage: one early-stopping track per modality, only encoders and their heads
+    assert set(result.stages[0]["best_epoch"]) == {"a", "b"}
+    method.begin_stage("unimodal")
+    names = {g["name"] for g in method.param_groups("unimodal")}
+    assert names == {"encoder:a", "encoder:b", "method"}
+    # joint stage: encoders at the scaled lr, the fusion head, MCR's own heads; no pre-heads
+    method.begin_stage("joint")
+    groups = method.param_groups("joint")
+    assert {g["name"]: g["lr_scale"] for g in groups} == {
+        "encoder:a": 0.5,
+        "encoder:b": 0.5,
+        "fusion": 1.0,
+        "method": 1.0,
+    }
+    pre_ids = {id(p) for p in method.pre.parameters()}
+    assert not any(id(p) in pre_ids for g in groups for p in g["params"])
+
+
+def test_mcr_unimodal_init_stage_one_does_not_touch_the_fusion_head(tiny_data):
+    method = build_method("mcr", tiny_model(), TASK, {"init": "unimodal"})
+    method.set_seed(0)
+    method.begin_stage("unimodal")
+    before = [p.clone() for p in method.model.fusion_head.parameters()]
+    enc_before = [p.clone() for p in method.model.encoders.parameters()]
+    opt = default_optimizer(method.param_groups("unimodal"), TrainConfig(lr=0.1))
+    for batch in build_loaders(tiny_data, batch_size=16, seed=0)["train"]:
+        out = method.training_step(batch, "unimodal")
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, method.model.fusion_head.parameters()))
+    assert not all(
+        torch.equal(a, b) for a, b in zip(enc_before, method.model.encoders.parameters())
+    )
+    fused, uni = method.heads(method.encode(batch), "unimodal")
+    probs = torch.stack([o.softmax(-1) for o in uni.values()]).mean(0)
+    assert torch.allclose(fused.exp(), probs, atol=1e-6)
+
+
+def test_mcr_rejects_bad_init_options():
+    with pytest.raises(ValueError, match="init"):
+        build_method("mcr", tiny_model(), TASK, {"init": "pretrained"})
+    with pytest.raises(ValueError, match="finetune_lr_scale"):
+        build_method("mcr", tiny_model(), TASK, {"finetune_lr_scale": -1})
