@@ -38,7 +38,7 @@ def test_tiny_sweep_writes_results_markdown_and_plot(tmp_path):
     for point in result["points"]:
         assert point["u2"] == 0.2
         assert point["s"] == pytest.approx(1 - point["u1"] - 0.2)
-        assert sorted(point["methods"]) == sorted(METHODS)
+        assert sorted(point["methods"]) == sorted([*METHODS, "mcr_uni_pre"])
         for res in point["methods"].values():
             assert 0.0 <= res["mean"] <= 1.0 and res["std"] >= 0.0
             assert len(res["per_seed"]) == 2
@@ -48,6 +48,8 @@ def test_tiny_sweep_writes_results_markdown_and_plot(tmp_path):
         "joint_below_ensemble",
         "mcr_above_ensemble",
         "mcr_above_joint",
+        "mcr_uni_pre_above_ensemble",
+        "mcr_uni_pre_at_or_above_all",
     }
     text = (out / "results.md").read_text()
     assert "| mcr |" in text and "U1/S" in text
@@ -100,6 +102,7 @@ def test_claims_at_most_imbalanced_point():
                     "joint": {"mean": 0.6},
                     "ensemble": {"mean": 0.7},
                     "mcr": {"mean": 0.75},
+                    "mcr_uni_pre": {"mean": 0.8},
                 },
             },
         ]
@@ -109,8 +112,23 @@ def test_claims_at_most_imbalanced_point():
     assert (
         claims["joint_below_ensemble"]
         and claims["mcr_above_ensemble"]
-        and claims["mcr_at_or_above_all"]
+        and claims["mcr_at_or_above_all"]  # the MCR variant is not a baseline
+        and claims["mcr_uni_pre_at_or_above_all"]
     )
+    assert claims["mcr_best_other"] == "ensemble"
+    result["points"][1]["methods"]["multiloss"] = {"mean": 0.77}
+    claims = run.check_claims(result)
+    assert not claims["mcr_at_or_above_all"] and claims["mcr_best_other"] == "multiloss"
+    assert claims["mcr_uni_pre_at_or_above_all"]
+
+
+def test_variant_key_trains_the_registered_method_with_its_fixed_options():
+    spec = run.SyntheticSpec(u1=0.7, s=0.1, u2=0.2, n_train=40, n_val=20, n_test=20)
+    budget = run.replace(run.Budget(), max_epochs=1, patience=1)
+    result = run.train_one(spec, budget, "mcr_uni_pre", {"mipd_weight": 0.1}, 0)
+    assert 0.0 <= result["test"] <= 1.0
+    assert run.VARIANTS["mcr_uni_pre"] == ("mcr", {"init": "unimodal"})
+    assert run.GRID["mcr_uni_pre"] == run.GRID["mcr"]  # same trials as plain MCR
 
 
 def test_bad_sweep_raises():
