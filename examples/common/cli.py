@@ -77,6 +77,13 @@ def build_parser(
     )
     p.add_argument("--no-progress", action="store_true", help="hide tqdm progress bars")
     p.add_argument(
+        "--unimodal-reference",
+        type=Path,
+        default=None,
+        help="test_predictions.json of a run with unimodal models (e.g. --method ensemble): "
+        "the Figure-5 error matrix of this run is computed against those unimodal predictions",
+    )
+    p.add_argument(
         "--method-option",
         action="append",
         default=[],

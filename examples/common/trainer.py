@@ -18,6 +18,7 @@ from all ranks, and only rank 0 logs and writes files.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import time
@@ -650,6 +651,8 @@ def run_experiment(
     seed_everything(config.seed)
     model = build_model()
     method = build_method(args.method, model, task, method_options(args))
+    if getattr(args, "unimodal_reference", None) is not None:  # fail before training, not after
+        _read_reference(Path(args.unimodal_reference), list(model.modalities))
     method.set_seed(config.seed)
     method.to(device)
     if loaders is None:
@@ -697,6 +700,10 @@ def run_experiment(
         metrics = _summarise(args, method, task, test, val, fit_result, config, t0)
         if is_main_process():
             atomic_write_json(metrics, out_dir / "metrics.json")
+            atomic_write_json(
+                _test_predictions(task, test, list(method.model.modalities)),
+                out_dir / "test_predictions.json",
+            )
             rows = [r["importance"] for r in fit_result.history if r["importance"] is not None]
             if rows:
                 plot_importance(
@@ -719,6 +726,55 @@ def run_experiment(
     return metrics
 
 
+def _test_predictions(task: TaskSpec, test: EvalOutputs, names: list[str]) -> dict[str, Any]:
+    """Per-sample test predictions (class indices, or values for regression) for later comparison."""
+
+    def as_list(outputs: Tensor) -> list[Any]:
+        pred = task.predict(outputs)
+        return (pred if pred is not None else outputs.float().reshape(-1)).tolist()
+
+    return {
+        "modalities": names,
+        "labels": test.labels.tolist(),
+        "multimodal": as_list(test.outputs),
+        "unimodal": (
+            {m: as_list(test.unimodal[m]) for m in names} if test.unimodal is not None else None
+        ),
+    }
+
+
+def _read_reference(path: Path, names: list[str]) -> dict[str, Any]:
+    """Read and check a ``test_predictions.json`` given as ``--unimodal-reference``."""
+    try:
+        ref = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read --unimodal-reference {path}: {err}") from err
+    if not isinstance(ref, dict) or not isinstance(ref.get("unimodal"), dict):
+        raise ValueError(
+            f"expected --unimodal-reference {path} to be a test_predictions.json with unimodal "
+            "predictions (written by a run of e.g. --method ensemble), got none"
+        )
+    missing = [m for m in names if m not in ref["unimodal"]]
+    if missing:
+        raise ValueError(
+            f"--unimodal-reference {path} lacks the modalities {missing}; it has "
+            f"{sorted(ref['unimodal'])}"
+        )
+    return ref
+
+
+def _reference_unimodal_predictions(path: Path, names: list[str], labels: Tensor) -> list[Tensor]:
+    """Unimodal test predictions of another run, checked against this run's test set."""
+    ref = _read_reference(path, names)
+    if ref.get("labels") != labels.tolist():
+        raise ValueError(
+            f"--unimodal-reference {path} was made on another test set: expected "
+            f"{len(labels)} labels equal to this run's, got {len(ref.get('labels') or [])} "
+            "that differ"
+        )
+    return [torch.tensor(ref["unimodal"][m], dtype=torch.long) for m in names]
+
+
 def _summarise(
     args: argparse.Namespace,
     method: Method,
@@ -734,9 +790,14 @@ def _summarise(
     names = list(method.model.modalities)
     err = None
     pred = task.predict(test.outputs)
-    if pred is not None and test.unimodal is not None:
-        uni_preds = [task.predict(test.unimodal[m]) for m in names]
-        err = error_matrix(pred, [p for p in uni_preds if p is not None], test.labels.long())
+    reference = getattr(args, "unimodal_reference", None)
+    if pred is not None and reference is not None:
+        uni_preds = _reference_unimodal_predictions(Path(reference), names, test.labels.long())
+        err = error_matrix(pred, uni_preds, test.labels.long())
+        err = {**err.as_dict(), "unimodal_source": str(reference)}
+    elif pred is not None and test.unimodal is not None:
+        own = [task.predict(test.unimodal[m]) for m in names]
+        err = error_matrix(pred, [p for p in own if p is not None], test.labels.long())
         err = {**err.as_dict(), "unimodal_source": f"{method.name} unimodal heads"}
     return _jsonable(
         {
