@@ -18,7 +18,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -232,20 +232,41 @@ class FeatureCache:
         """
         from tqdm.auto import tqdm
 
-        good: list[ClipRecord] = []
-        bad: list[tuple[ClipRecord, Exception]] = []
-        for record in tqdm(records, desc=f"caching {self.directory.name}", disable=not progress):
-            try:
-                if self.load(record) is None:
-                    self.store(record, extract_features(record, self.audio, self.video))
-            except (FileNotFoundError, MediaError) as err:
-                if not skip_bad:
-                    raise
-                bad.append((record, err))
-                continue
-            good.append(record)
-        report_skipped(bad, len(records))
-        return good
+        def fill(record: ClipRecord) -> None:
+            if self.load(record) is None:
+                self.store(record, extract_features(record, self.audio, self.video))
+
+        bar = tqdm(records, desc=f"caching {self.directory.name}", disable=not progress)
+        return keep_good(bar, fill, skip_bad=skip_bad)
+
+
+def keep_good(
+    records: Iterable[ClipRecord], check: Callable[[ClipRecord], None], *, skip_bad: bool
+) -> list[ClipRecord]:
+    """Run ``check`` on every record and keep those it accepts.
+
+    Args:
+        records: clips, in order.
+        check: raises :class:`FileNotFoundError` or :class:`MediaError` for a bad clip.
+        skip_bad: drop bad clips, logging how many and why (:func:`report_skipped`), instead
+            of letting the first error propagate.
+
+    Returns:
+        The good records, in order.
+    """
+    good: list[ClipRecord] = []
+    bad: list[tuple[ClipRecord, Exception]] = []
+    for record in records:
+        try:
+            check(record)
+        except (FileNotFoundError, MediaError) as err:
+            if not skip_bad:
+                raise
+            bad.append((record, err))
+            continue
+        good.append(record)
+    report_skipped(bad, len(good) + len(bad))
+    return good
 
 
 def report_skipped(bad: Sequence[tuple[ClipRecord, Exception]], total: int) -> None:
@@ -280,25 +301,17 @@ def check_records(
         FileNotFoundError: a media file is missing and ``skip_bad`` is false.
         MediaError: ``probe`` found an undecodable file and ``skip_bad`` is false.
     """
-    good: list[ClipRecord] = []
-    bad: list[tuple[ClipRecord, Exception]] = []
-    for record in records:
-        try:
-            for path, kind in ((record.audio_path, "audio"), (record.video_path, "video")):
-                if probe:
-                    probe_media(path, kind)
-                elif not Path(path).is_file():
-                    raise FileNotFoundError(
-                        f"{kind} file {path} of clip {record.clip_id} does not exist"
-                    )
-        except (FileNotFoundError, MediaError) as err:
-            if not skip_bad:
-                raise
-            bad.append((record, err))
-            continue
-        good.append(record)
-    report_skipped(bad, len(records))
-    return good
+
+    def check(record: ClipRecord) -> None:
+        for path, kind in ((record.audio_path, "audio"), (record.video_path, "video")):
+            if probe:
+                probe_media(path, kind)
+            elif not Path(path).is_file():
+                raise FileNotFoundError(
+                    f"{kind} file {path} of clip {record.clip_id} does not exist"
+                )
+
+    return keep_good(records, check, skip_bad=skip_bad)
 
 
 class AVClipDataset(Dataset[dict[str, Tensor]]):
@@ -356,3 +369,55 @@ class AVClipDataset(Dataset[dict[str, Tensor]]):
             "video": frames_to_tensor(feats.frames[chosen], self.transform),  # (3, T, S, S)
             "label": torch.tensor(record.label, dtype=torch.long),
         }
+
+
+def build_split_datasets(
+    split_records: Mapping[str, Sequence[ClipRecord]],
+    audio: AudioSettings,
+    video: VideoSettings,
+    *,
+    cache_name: str,
+    title: str,
+    cache_dir: str | Path | None = None,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> dict[str, AVClipDataset]:
+    """One :class:`AVClipDataset` per split, with every clip's media checked before training.
+
+    Missing files raise :class:`FileNotFoundError` naming them (or, with ``skip_bad``, are
+    dropped with a logged count). With ``cache_dir`` every clip is decoded once up front into a
+    :class:`FeatureCache` (progress bar), which also catches corrupt files; without it,
+    ``skip_bad`` opens each file once to find corrupt ones. The ``"train"`` split gets the
+    training transforms.
+
+    Args:
+        split_records: split name (``"train"``, ``"val"``, ``"test"``) -> its clips.
+        audio: audio settings.
+        video: video settings.
+        cache_name: data set name of the cache (its directory is ``<cache_name>-<key>``).
+        title: how messages name the data set and split, e.g. ``"AVE"``.
+        cache_dir: feature cache root (optional).
+        skip_bad: drop bad clips instead of raising.
+        progress: show progress bars while caching.
+
+    Returns:
+        Split name -> dataset, in the order of ``split_records``.
+
+    Raises:
+        FileNotFoundError: a media file is missing and ``skip_bad`` is false.
+        MediaError: a media file is undecodable (found when caching, or probing with
+            ``skip_bad``) and ``skip_bad`` is false.
+        ValueError: a split has no clips left.
+    """
+    cache = FeatureCache(cache_dir, cache_name, audio, video) if cache_dir is not None else None
+    datasets = {}
+    for split, records in split_records.items():
+        if cache is not None:
+            good = cache.build(records, skip_bad=skip_bad, progress=progress)
+        else:
+            good = check_records(records, skip_bad=skip_bad, probe=skip_bad)
+        if not good:
+            raise ValueError(f"the {split} set of {title} is empty")
+        datasets[split] = AVClipDataset(good, audio, video, train=split == "train", cache=cache)
+        logger.info("%s %s: %d clips", title, split, len(good))
+    return datasets

@@ -17,6 +17,7 @@ from examples.av_common.dataset import (
     AVClipDataset,
     ClipRecord,
     FeatureCache,
+    build_split_datasets,
     cache_key,
     check_records,
     extract_features,
@@ -153,3 +154,38 @@ def test_dataloader_workers_report_the_bad_file(clips: list[ClipRecord]) -> None
         next(batches)
     del batches
     gc.collect()  # shut the worker down here, not in a later test
+
+
+def test_split_datasets_with_and_without_the_cache(
+    clips: list[ClipRecord], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    split = {"train": clips[:2], "val": clips[2:], "test": clips[1:]}
+    with caplog.at_level(logging.INFO):
+        plain = build_split_datasets(split, AUDIO, VIDEO, cache_name="toy", title="Toy")
+    assert list(plain) == ["train", "val", "test"]
+    assert {n: [r.clip_id for r in ds.records] for n, ds in plain.items()} == {
+        "train": ["c0", "c1"],
+        "val": ["c2"],
+        "test": ["c1", "c2"],
+    }
+    assert [ds.train for ds in plain.values()] == [True, False, False]
+    assert all(ds.cache is None for ds in plain.values())
+    assert "Toy val: 1 clips" in caplog.text
+    cached = build_split_datasets(
+        split, AUDIO, VIDEO, cache_name="toy", title="Toy", cache_dir=tmp_path / "c", progress=False
+    )
+    (directory,) = (tmp_path / "c").glob("toy-*")
+    assert len(list(directory.glob("*.npz"))) == 3
+    assert all(ds.cache is not None and ds.cache.directory == directory for ds in cached.values())
+    torch.testing.assert_close(cached["test"][1]["audio"], plain["test"][1]["audio"])
+
+
+def test_split_datasets_refuse_an_emptied_split(clips: list[ClipRecord]) -> None:
+    clips[2].video_path.unlink()
+    split = {"train": clips[:2], "test": clips[2:]}
+    with pytest.raises(FileNotFoundError, match=r"c2\.flv"):
+        build_split_datasets(split, AUDIO, VIDEO, cache_name="toy", title="Toy fold 3")
+    with pytest.raises(ValueError, match="the test set of Toy fold 3 is empty"):
+        build_split_datasets(
+            split, AUDIO, VIDEO, cache_name="toy", title="Toy fold 3", skip_bad=True
+        )
