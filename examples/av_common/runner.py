@@ -1,25 +1,29 @@
-"""What the CREMA-D and AVE ``train.py`` scripts share: their extra flags, the training loader
-and the call into the common training loop (:mod:`examples.common.trainer`).
+"""What the CREMA-D and AVE scripts share: the extra flags of ``train.py``, its argument
+checks, the training loader and the call into the common training loop
+(:mod:`examples.common.trainer`); and the cache-filling command of ``data.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import DataLoader
 
-from examples.av_common.dataset import AVClipDataset
+from examples.av_common.dataset import AVClipDataset, ClipRecord, FeatureCache
 from examples.av_common.model import build_av_resnet18
 from examples.common.checkpoint import atomic_write_json
+from examples.common.cli import parse_args
 from examples.common.data import EpochSeededSampler, build_loaders
 from examples.common.distributed import is_main_process
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
 from examples.common.trainer import run_experiment
+
+logger = logging.getLogger(__name__)
 
 #: ``--smoke`` caps the batch size so that the 2-batch smoke epochs see several clips each.
 SMOKE_BATCH_SIZE = 4
@@ -53,6 +57,37 @@ def add_av_flags(parser: argparse.ArgumentParser) -> None:
 def configure_logging() -> None:
     """INFO-level messages of the data loaders (clip counts, skipped files) on stderr."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def parse_av_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, data_root_hint: str
+) -> argparse.Namespace:
+    """Parse a ``train.py`` command line, turn on logging, and check ``--data-root`` was given.
+
+    Args:
+        parser: the pipeline's parser (shared flags plus :func:`add_av_flags`).
+        argv: the command line (``None``: ``sys.argv``).
+        data_root_hint: what ``--data-root`` should be, for the error message.
+
+    Raises:
+        ValueError: no ``--data-root`` (on the command line or in the config).
+    """
+    args = parse_args(parser, argv)
+    configure_logging()
+    if args.data_root is None:
+        raise ValueError(f"expected --data-root: {data_root_hint}")
+    return args
+
+
+def media_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of a pipeline's ``build_datasets`` that come from the shared flags:
+    ``smoke``, ``cache_dir``, ``skip_bad`` and ``progress``."""
+    return {
+        "smoke": args.smoke,
+        "cache_dir": args.cache_dir,
+        "skip_bad": args.skip_bad,
+        "progress": not args.no_progress,
+    }
 
 
 def train_loader(
@@ -122,3 +157,32 @@ def run_av_experiment(
     if is_main_process():
         atomic_write_json(metrics, Path(args.out) / "metrics.json")
     return metrics
+
+
+def parse_cache_args(description: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Flags of the cache-filling ``python -m examples.<dataset>.data`` command; turns on logging.
+
+    Flags: ``--data-root`` and ``--cache-dir`` (required), ``--smoke`` (cache the small smoke
+    inputs), ``--skip-bad`` (skip unreadable clips).
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data-root", required=True, type=Path)
+    parser.add_argument("--cache-dir", required=True, type=Path)
+    parser.add_argument("--smoke", action="store_true", help="cache the tiny --smoke inputs")
+    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable clips")
+    args = parser.parse_args(argv)
+    configure_logging()
+    return args
+
+
+def fill_cache(
+    cache: FeatureCache, records: Sequence[ClipRecord], *, skip_bad: bool
+) -> list[ClipRecord]:
+    """Decode every clip once into ``cache`` (progress bar) and log how many are cached.
+
+    Returns:
+        The cached records (all of them unless ``skip_bad``).
+    """
+    good = cache.build(records, skip_bad=skip_bad)
+    logger.info("cached %d clips in %s", len(good), cache.directory)
+    return good

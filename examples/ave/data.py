@@ -24,14 +24,14 @@ into a feature cache (with a progress bar).
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from examples.av_common.dataset import AVClipDataset, ClipRecord, FeatureCache, check_records
+from examples.av_common.dataset import AVClipDataset, ClipRecord, FeatureCache, build_split_datasets
 from examples.av_common.features import AudioSettings, VideoSettings
+from examples.av_common.runner import fill_cache, parse_cache_args
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,8 @@ def build_datasets(
     """Train / val / test datasets of the given AVE split.
 
     Bad media are handled as in :func:`examples.cremad.data.build_datasets`: a missing or
-    undecodable file raises naming it, or with ``skip_bad`` is dropped with a logged count.
+    undecodable file raises naming it, or with ``skip_bad`` is dropped with a logged count
+    (:func:`examples.av_common.dataset.build_split_datasets`).
 
     Args:
         root: AVE root (``AVE_Dataset`` or its parent).
@@ -210,39 +211,26 @@ def build_datasets(
         audio, video: override the settings chosen by ``smoke``.
     """
     audio_default, video_default = settings(smoke)
-    audio = audio or audio_default
-    video = video or video_default
     split = load_split(root)
-    cache = FeatureCache(cache_dir, "ave", audio, video) if cache_dir is not None else None
-    out = {}
-    for name in SPLIT_NAMES:
-        recs = records(root, split[name])
-        if cache is not None:
-            recs = cache.build(recs, skip_bad=skip_bad, progress=progress)
-        else:
-            recs = check_records(recs, skip_bad=skip_bad, probe=skip_bad)
-        if not recs:
-            raise ValueError(f"the AVE {name} set is empty")
-        out[name] = AVClipDataset(recs, audio, video, train=name == "train", cache=cache)
-        logger.info("AVE %s: %d clips", name, len(recs))
-    return out
+    return build_split_datasets(
+        {name: records(root, split[name]) for name in SPLIT_NAMES},
+        audio or audio_default,
+        video or video_default,
+        cache_name="ave",
+        title="AVE",
+        cache_dir=cache_dir,
+        skip_bad=skip_bad,
+        progress=progress,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Decode every clip of the three splits once into the feature cache."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-root", required=True, type=Path)
-    parser.add_argument("--cache-dir", required=True, type=Path)
-    parser.add_argument("--smoke", action="store_true", help="cache the tiny --smoke inputs")
-    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable clips")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    audio, video = settings(args.smoke)
-    cache = FeatureCache(args.cache_dir, "ave", audio, video)
+    args = parse_cache_args(__doc__.split("\n")[0], argv)
+    cache = FeatureCache(args.cache_dir, "ave", *settings(args.smoke))
     split = load_split(args.data_root)
     events = [e for name in SPLIT_NAMES for e in split[name]]
-    good = cache.build(records(args.data_root, events), skip_bad=args.skip_bad)
-    logger.info("cached %d clips in %s", len(good), cache.directory)
+    fill_cache(cache, records(args.data_root, events), skip_bad=args.skip_bad)
 
 
 if __name__ == "__main__":

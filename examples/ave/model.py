@@ -1,21 +1,16 @@
-"""The AVE ResNet-18 model: audio and video ResNet-18 encoders, linear late fusion, 28 classes.
+"""The AVE model: audio and video ResNet-18 encoders, linear late fusion, 28 event classes.
 
-See :mod:`examples.av_common.model` for the encoders and the optional local pretrained weights.
+It is :func:`examples.av_common.model.build_av_resnet18` with :data:`examples.ave.data.NUM_CLASSES`
+outputs; see :mod:`examples.av_common.model` for the encoders and the optional local pretrained
+weights. ``build_model(audio_weights=None, video_weights=None)`` returns a fresh model with
+modalities ``("audio", "video")`` and 512-d latents.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import partial
 
 from examples.av_common.model import build_av_resnet18
 from examples.ave.data import NUM_CLASSES
-from examples.common.model import MultimodalModel
 
-
-def build_model(
-    *,
-    audio_weights: str | Path | None = None,
-    video_weights: str | Path | None = None,
-) -> MultimodalModel:
-    """A fresh AVE model with modalities ``("audio", "video")`` and 512-d latents."""
-    return build_av_resnet18(NUM_CLASSES, audio_weights=audio_weights, video_weights=video_weights)
+build_model = partial(build_av_resnet18, NUM_CLASSES)

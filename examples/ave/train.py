@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from examples.av_common.runner import add_av_flags, configure_logging, run_av_experiment
+from examples.av_common import runner
 from examples.ave import data
-from examples.common.cli import build_parser, parse_args
+from examples.common.cli import build_parser
 
 CONFIG = Path(__file__).parent / "configs" / "resnet18.json"
 
@@ -33,24 +33,17 @@ CONFIG = Path(__file__).parent / "configs" / "resnet18.json"
 def make_parser() -> argparse.ArgumentParser:
     """The shared parser plus the audio-visual flags."""
     parser = build_parser("Train audio + video ResNet-18 on AVE", default_config=CONFIG)
-    add_av_flags(parser)
+    runner.add_av_flags(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse flags, load the data, train and test; returns the ``metrics.json`` content."""
-    args = parse_args(make_parser(), argv)
-    configure_logging()
-    if args.data_root is None:
-        raise ValueError("expected --data-root: the AVE_Dataset folder (AVE/, Annotations.txt)")
-    datasets = data.build_datasets(
-        args.data_root,
-        smoke=args.smoke,
-        cache_dir=args.cache_dir,
-        skip_bad=args.skip_bad,
-        progress=not args.no_progress,
+    args = runner.parse_av_args(
+        make_parser(), argv, data_root_hint="the AVE_Dataset folder (AVE/, Annotations.txt)"
     )
-    return run_av_experiment(args, datasets, data.NUM_CLASSES, data_info={"dataset": "AVE"})
+    datasets = data.build_datasets(args.data_root, **runner.media_options(args))
+    return runner.run_av_experiment(args, datasets, data.NUM_CLASSES, data_info={"dataset": "AVE"})
 
 
 if __name__ == "__main__":

@@ -26,18 +26,15 @@ once into a feature cache (with a progress bar).
 
 from __future__ import annotations
 
-import argparse
 import csv
-import logging
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from examples.av_common.dataset import AVClipDataset, ClipRecord, FeatureCache, check_records
+from examples.av_common.dataset import AVClipDataset, ClipRecord, FeatureCache, build_split_datasets
 from examples.av_common.features import AudioSettings, VideoSettings
-
-logger = logging.getLogger(__name__)
+from examples.av_common.runner import fill_cache, parse_cache_args
 
 EMOTIONS = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
 SENTENCES = ("IEO", "TIE", "IOM", "IWW", "TAI", "MTI", "IWL", "ITH", "DFA", "ITS", "TSI", "WSI")
@@ -368,7 +365,8 @@ def build_datasets(
     Media are checked before any training: missing files raise :class:`FileNotFoundError`
     naming them (or, with ``skip_bad``, are dropped with a logged count). With ``cache_dir``
     every clip is decoded once up front (progress bar), which also catches corrupt files; without
-    it, ``skip_bad`` opens each file once to find corrupt ones.
+    it, ``skip_bad`` opens each file once to find corrupt ones
+    (:func:`examples.av_common.dataset.build_split_datasets`).
 
     Args:
         root: CREMA-D root.
@@ -381,37 +379,24 @@ def build_datasets(
         **split_options: further arguments of :func:`load_split`.
     """
     audio_default, video_default = settings(smoke)
-    audio = audio or audio_default
-    video = video or video_default
     ids = load_split(root, split=split, fold=fold, seed=seed, **split_options)  # type: ignore[arg-type]
-    cache = FeatureCache(cache_dir, "cremad", audio, video) if cache_dir is not None else None
-    out = {}
-    for name in SPLIT_NAMES:
-        recs = records(root, ids[name])
-        if cache is not None:
-            recs = cache.build(recs, skip_bad=skip_bad, progress=progress)
-        else:
-            recs = check_records(recs, skip_bad=skip_bad, probe=skip_bad)
-        if not recs:
-            raise ValueError(f"the {name} set of CREMA-D split {split!r} (fold {fold}) is empty")
-        out[name] = AVClipDataset(recs, audio, video, train=name == "train", cache=cache)
-        logger.info("CREMA-D %s: %d clips", name, len(recs))
-    return out
+    return build_split_datasets(
+        {name: records(root, ids[name]) for name in SPLIT_NAMES},
+        audio or audio_default,
+        video or video_default,
+        cache_name="cremad",
+        title=f"CREMA-D split {split!r} (fold {fold})",
+        cache_dir=cache_dir,
+        skip_bad=skip_bad,
+        progress=progress,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Decode every clip once into the feature cache."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-root", required=True, type=Path)
-    parser.add_argument("--cache-dir", required=True, type=Path)
-    parser.add_argument("--smoke", action="store_true", help="cache the tiny --smoke inputs")
-    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable clips")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    audio, video = settings(args.smoke)
-    cache = FeatureCache(args.cache_dir, "cremad", audio, video)
-    good = cache.build(records(args.data_root, list_clips(args.data_root)), skip_bad=args.skip_bad)
-    logger.info("cached %d clips in %s", len(good), cache.directory)
+    args = parse_cache_args(__doc__.split("\n")[0], argv)
+    cache = FeatureCache(args.cache_dir, "cremad", *settings(args.smoke))
+    fill_cache(cache, records(args.data_root, list_clips(args.data_root)), skip_bad=args.skip_bad)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from examples.av_common.runner import add_av_flags, configure_logging, run_av_experiment
-from examples.common.cli import build_parser, parse_args
+from examples.av_common import runner
+from examples.common.cli import build_parser
 from examples.cremad import data
 
 CONFIG = Path(__file__).parent / "configs" / "resnet18.json"
@@ -51,32 +51,28 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ogm-train-csv", default="train.csv", help="OGM-GE train split file")
     parser.add_argument("--ogm-test-csv", default="test.csv", help="OGM-GE test split file")
-    add_av_flags(parser)
+    runner.add_av_flags(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse flags, load the data, train and test; returns the ``metrics.json`` content."""
-    args = parse_args(make_parser(), argv)
-    configure_logging()
-    if args.data_root is None:
-        raise ValueError("expected --data-root: the CREMA-D folder holding AudioWAV/, VideoFlash/")
+    args = runner.parse_av_args(
+        make_parser(), argv, data_root_hint="the CREMA-D folder holding AudioWAV/, VideoFlash/"
+    )
     datasets = data.build_datasets(
         args.data_root,
         split=args.split,
         fold=args.fold,
         seed=args.split_seed,
-        smoke=args.smoke,
-        cache_dir=args.cache_dir,
-        skip_bad=args.skip_bad,
-        progress=not args.no_progress,
         num_folds=args.num_folds,
         fold_csv=args.fold_csv,
         ogm_train_csv=args.ogm_train_csv,
         ogm_test_csv=args.ogm_test_csv,
+        **runner.media_options(args),
     )
     info = {"dataset": "CREMA-D", "split": args.split, "fold": args.fold}
-    return run_av_experiment(args, datasets, data.NUM_CLASSES, data_info=info)
+    return runner.run_av_experiment(args, datasets, data.NUM_CLASSES, data_info=info)
 
 
 if __name__ == "__main__":
