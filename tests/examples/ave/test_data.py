@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from examples.av_common.media import MediaError
 from examples.ave import data
 from examples.ave.make_fixture import NUM_TEST, NUM_VAL, write_annotations
+from tests.examples.av_common.helpers import check_bad_media
 
 
 def test_both_annotation_variants(ave_root: Path, tmp_path: Path) -> None:
@@ -114,13 +113,15 @@ def test_bad_media(ave_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixt
     corrupt, missing = test_events[0].video_id, test_events[1].video_id
     (root / "AVE" / f"{missing}.mp4").unlink()
     (root / "AVE" / f"{corrupt}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 100)
-    with pytest.raises(FileNotFoundError, match=re.escape(f"{missing}.mp4")):
-        data.build_datasets(root, smoke=True, progress=False)
-    with pytest.raises(MediaError, match=re.escape(f"{corrupt}.mp4")):
-        data.build_datasets(root, smoke=True, progress=False, cache_dir=tmp_path / "c")
-    with caplog.at_level(logging.WARNING):
-        sets = data.build_datasets(root, smoke=True, progress=False, skip_bad=True)
-    assert f"skipped 2 of {NUM_TEST} clips" in caplog.text
+    sets = check_bad_media(
+        data.build_datasets,
+        root,
+        missing=f"{missing}.mp4",
+        corrupt=f"{corrupt}.mp4",
+        cache_dir=tmp_path / "c",
+        caplog=caplog,
+        skipped=f"skipped 2 of {NUM_TEST} clips",
+    )
     assert len(sets["test"]) == NUM_TEST - 2 and len(sets["train"]) == 28
 
 
@@ -132,3 +133,10 @@ def test_fixture_cli_without_header(tmp_path: Path) -> None:
     text = (tmp_path / "AVE_Dataset" / "Annotations.txt").read_text()
     assert not text.startswith("Category&") and text.startswith("Church bell&")
     assert len(data.load_split(tmp_path)["train"]) == 28
+
+
+def test_cli_fills_the_cache(ave_root: Path, tmp_path: Path) -> None:
+    data.main(["--data-root", str(ave_root), "--cache-dir", str(tmp_path), "--smoke"])
+    (directory,) = tmp_path.glob("ave-*")
+    assert len(list(directory.glob("*.npz"))) == 28 + NUM_VAL + NUM_TEST
+    assert (directory / "settings.json").is_file()

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
-from examples.ave import train
+from examples.ave import model, train
 from examples.ave.make_fixture import NUM_TEST, NUM_VAL
-from examples.common import trainer
 from examples.common.cli import parse_args
+from tests.examples.av_common.helpers import (
+    assert_first_epoch_not_rerun,
+    check_smoke_outputs,
+    crash_after_first_checkpoint,
+)
 
 METHODS = ("joint", "ensemble", "mcr")
 
@@ -45,6 +47,12 @@ def test_bad_media_stop_before_training(ave_root: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_model_is_the_av_resnet18_with_28_classes() -> None:
+    net = model.build_model()
+    assert net.modalities == ("audio", "video")
+    assert (net.fusion_head.linear.in_features, net.fusion_head.linear.out_features) == (1024, 28)
+
+
 @pytest.fixture(scope="module")
 def runs(ave_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("ave_runs")
@@ -55,50 +63,23 @@ def runs(ave_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 @pytest.mark.parametrize("method", METHODS)
 def test_smoke_run_writes_its_outputs(runs: dict[str, Any], method: str) -> None:
     out, returned = runs[method]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics == json.loads(json.dumps(returned))
-    assert metrics["method"] == method and metrics["modalities"] == ["audio", "video"]
+    metrics = check_smoke_outputs(out, returned, method, num_test=NUM_TEST)
     assert metrics["task"]["num_classes"] == 28
-    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "macro_f1" in metrics["test"]
-    assert len(metrics["importance"]["test"]) == 2
     assert metrics["data"]["clips"] == {"train": 28, "val": NUM_VAL, "test": NUM_TEST}
     assert metrics["data"]["video"]["num_frames"] == 4
-    if method == "joint":
-        assert metrics["error_matrix"] is None
-    else:
-        assert sum(map(sum, metrics["error_matrix"]["counts"])) == NUM_TEST
     if method == "mcr":
         assert metrics["method_options"]["mipd_weight"] == 0.01
-    assert (out / "importance.png").stat().st_size > 0
-    assert list((out / "tb").glob("events.out.tfevents.*"))
-
-
-class SimulatedCrashError(Exception):
-    """Stands for a crash right after the first checkpoint was written."""
 
 
 @pytest.mark.slow
 def test_resume_continues_at_the_next_epoch(
     ave_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "run"
-    argv = smoke_argv(ave_root, out, "ensemble", "--max-epochs", "2")
-    save = trainer.atomic_torch_save
-
-    def save_then_crash(obj: Any, path: Path) -> None:
-        save(obj, path)
-        raise SimulatedCrashError
-
-    monkeypatch.setattr(trainer, "atomic_torch_save", save_then_crash)
-    with pytest.raises(SimulatedCrashError):
-        train.main(argv)
-    monkeypatch.undo()
-    checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert (checkpoint["epoch"], checkpoint["stage_done"]) == (0, False)
+    argv = smoke_argv(ave_root, tmp_path / "run", "ensemble", "--max-epochs", "2")
+    checkpoint = crash_after_first_checkpoint(train.main, argv, monkeypatch)
     resumed = train.main([*argv, "--resume"])
     assert [(h["stage"], h["epoch"]) for h in resumed["history"]] == [
         ("unimodal", 0),
         ("unimodal", 1),
     ]
-    first_epoch = {k: checkpoint["history"][0][k] for k in ("stage", "epoch", "train", "seconds")}
-    assert {k: resumed["history"][0][k] for k in first_epoch} == first_epoch  # not re-run
+    assert_first_epoch_not_rerun(checkpoint, resumed)

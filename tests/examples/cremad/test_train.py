@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
-from examples.common import trainer
 from examples.common.cli import parse_args
-from examples.cremad import train
+from examples.cremad import model, train
+from tests.examples.av_common.helpers import (
+    assert_first_epoch_not_rerun,
+    check_smoke_outputs,
+    crash_after_first_checkpoint,
+)
 
 METHODS = ("joint", "ensemble", "mcr")
 
@@ -47,6 +49,12 @@ def test_bad_media_stop_before_training(cremad_root: Path, tmp_path: Path) -> No
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_model_is_the_av_resnet18_with_6_classes() -> None:
+    net = model.build_model()
+    assert net.modalities == ("audio", "video")
+    assert (net.fusion_head.linear.in_features, net.fusion_head.linear.out_features) == (1024, 6)
+
+
 @pytest.fixture(scope="module")
 def runs(cremad_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("cremad_runs")
@@ -57,30 +65,14 @@ def runs(cremad_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 @pytest.mark.parametrize("method", METHODS)
 def test_smoke_run_writes_its_outputs(runs: dict[str, Any], method: str) -> None:
     out, returned = runs[method]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics == json.loads(json.dumps(returned))
-    assert metrics["method"] == method and metrics["modalities"] == ["audio", "video"]
-    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "macro_f1" in metrics["test"]
-    assert len(metrics["importance"]["test"]) == 2
+    metrics = check_smoke_outputs(out, returned, method, num_test=6)
     assert metrics["data"]["clips"] == {"train": 24, "val": 6, "test": 6}
     assert metrics["data"]["split"] == "speaker" and metrics["data"]["fold"] == 1
     assert metrics["data"]["video"]["frame_size"] == 32  # --smoke shrinks the inputs
     assert [h["epoch"] for h in metrics["history"]] == [0]
-    if method == "joint":
-        assert metrics["error_matrix"] is None  # no unimodal predictions to compare with
-    else:
-        counts = metrics["error_matrix"]["counts"]
-        assert sum(map(sum, counts)) == 6  # every test clip falls in one cell (Figure 5)
     if method == "mcr":
         assert metrics["method_options"]["num_permutations"] == 32
         assert metrics["method_options"]["mipd_weight"] == 0.1
-    assert (out / "importance.png").stat().st_size > 0
-    assert list((out / "tb").glob("events.out.tfevents.*"))
-    assert (out / "checkpoint.pt").is_file()
-
-
-class SimulatedCrashError(Exception):
-    """Stands for a crash right after the first checkpoint was written."""
 
 
 @pytest.mark.slow
@@ -89,20 +81,8 @@ def test_resume_continues_at_the_next_epoch(
 ) -> None:
     out = tmp_path / "run"
     argv = smoke_argv(cremad_root, out, "mcr", "--max-epochs", "2")
-    save = trainer.atomic_torch_save
-
-    def save_then_crash(obj: Any, path: Path) -> None:
-        save(obj, path)
-        raise SimulatedCrashError
-
-    monkeypatch.setattr(trainer, "atomic_torch_save", save_then_crash)
-    with pytest.raises(SimulatedCrashError):
-        train.main(argv)
-    monkeypatch.undo()
-    checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert (checkpoint["epoch"], checkpoint["stage_done"]) == (0, False)
+    checkpoint = crash_after_first_checkpoint(train.main, argv, monkeypatch)
     assert not (out / "metrics.json").exists()
     resumed = train.main([*argv, "--resume"])
     assert [h["epoch"] for h in resumed["history"]] == [0, 1]
-    first_epoch = {k: checkpoint["history"][0][k] for k in ("stage", "epoch", "train", "seconds")}
-    assert {k: resumed["history"][0][k] for k in first_epoch} == first_epoch  # not re-run
+    assert_first_epoch_not_rerun(checkpoint, resumed)

@@ -1,0 +1,117 @@
+"""Test steps that the CREMA-D and AVE pipeline tests share (imported, not collected)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from examples.av_common.dataset import AVClipDataset
+from examples.av_common.media import MediaError
+from examples.common import trainer
+
+
+def check_smoke_outputs(
+    out: Path, returned: Mapping[str, Any], method: str, *, num_test: int
+) -> dict[str, Any]:
+    """What every audio-visual ``train.py --smoke`` run must leave in ``out``.
+
+    Checks ``metrics.json`` (equal to what ``main`` returned; method, modalities, test metrics,
+    per-modality importance, an error matrix over all ``num_test`` test clips for methods
+    with unimodal heads), the importance plot, TensorBoard events and the checkpoint.
+
+    Returns:
+        The ``metrics.json`` content, for the data set's own checks.
+    """
+    metrics: dict[str, Any] = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(returned))
+    assert metrics["method"] == method and metrics["modalities"] == ["audio", "video"]
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and "macro_f1" in metrics["test"]
+    assert len(metrics["importance"]["test"]) == 2
+    if method == "joint":
+        assert metrics["error_matrix"] is None  # no unimodal predictions to compare with
+    else:
+        counts = metrics["error_matrix"]["counts"]
+        assert sum(map(sum, counts)) == num_test  # every test clip falls in one cell (Figure 5)
+    assert (out / "importance.png").stat().st_size > 0
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    assert (out / "checkpoint.pt").is_file()
+    return metrics
+
+
+class SimulatedCrashError(Exception):
+    """Stands for a crash right after the first checkpoint was written."""
+
+
+def crash_after_first_checkpoint(
+    main: Callable[[list[str]], Any], argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """Run ``main(argv)`` until it has written its first checkpoint, then crash it there.
+
+    Returns:
+        The checkpoint on disk, after checking it is the one of epoch 0, mid-stage.
+    """
+    out = Path(argv[argv.index("--out") + 1])
+    save = trainer.atomic_torch_save
+
+    def save_then_crash(obj: Any, path: Path) -> None:
+        save(obj, path)
+        raise SimulatedCrashError
+
+    with monkeypatch.context() as patched:
+        patched.setattr(trainer, "atomic_torch_save", save_then_crash)
+        with pytest.raises(SimulatedCrashError):
+            main(argv)
+    checkpoint: dict[str, Any] = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert (checkpoint["epoch"], checkpoint["stage_done"]) == (0, False)
+    return checkpoint
+
+
+def assert_first_epoch_not_rerun(checkpoint: Mapping[str, Any], resumed: Mapping[str, Any]) -> None:
+    """The resumed run's first epoch is the checkpoint's record, not a new run of it."""
+    first_epoch = {k: checkpoint["history"][0][k] for k in ("stage", "epoch", "train", "seconds")}
+    assert {k: resumed["history"][0][k] for k in first_epoch} == first_epoch
+
+
+def check_bad_media(
+    build_datasets: Callable[..., dict[str, AVClipDataset]],
+    root: Path,
+    *,
+    missing: str,
+    corrupt: str,
+    cache_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    skipped: str,
+) -> dict[str, AVClipDataset]:
+    """``build_datasets(root, smoke=True, ...)`` with one missing and one corrupt media file.
+
+    Checks that, without ``skip_bad``, the missing file stops the build naming it (no cache)
+    and so does the corrupt one (the cache decodes it); and that with ``skip_bad`` both are
+    dropped with a warning that contains ``skipped``.
+
+    Args:
+        build_datasets: the pipeline's ``data.build_datasets``.
+        root: data root holding the two bad files.
+        missing: file name of the deleted media file.
+        corrupt: file name of the garbled media file.
+        cache_dir: where the cache may be built.
+        caplog: pytest's log capture.
+        skipped: expected part of the warning, e.g. ``"skipped 2 of 24 clips"``.
+
+    Returns:
+        The datasets built with ``skip_bad`` (no cache).
+    """
+    with pytest.raises(FileNotFoundError, match=re.escape(missing)):
+        build_datasets(root, smoke=True, progress=False)
+    with pytest.raises(MediaError, match=re.escape(corrupt)):
+        build_datasets(root, smoke=True, progress=False, cache_dir=cache_dir)
+    with caplog.at_level(logging.WARNING):
+        sets = build_datasets(root, smoke=True, progress=False, skip_bad=True)
+    assert skipped in caplog.text
+    return sets
