@@ -148,12 +148,15 @@ def test_two_process_torchrun_gloo(data_root: Path, tmp_path: Path) -> None:
     assert all(math.isfinite(h["train"]["loss"]) for h in metrics["history"])
     # the 4 validation videos are split 2 + 2 over the ranks and gathered for the metrics
     assert metrics["importance"]["test"] is not None
+    predictions = json.loads((out / "test_predictions.json").read_text())
+    assert len(predictions["labels"]) == len(predictions["multimodal"]) == 4
     assert (out / "importance.png").is_file()
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoint.pt",
         "importance.png",
         "metrics.json",
         "tb",
+        "test_predictions.json",
     ]
 
 
