@@ -18,6 +18,7 @@ from all ranks, and only rank 0 logs and writes files.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import random
@@ -188,7 +189,8 @@ class TrackStopper:
                 self.best_state[track] = {
                     k: v.detach().to("cpu", copy=True)
                     for k, v in state.items()
-                    if any(k.startswith(p) for p in prefixes)
+                    # weights only: extra state (e.g. MCR's RNG) must not rewind with them
+                    if any(k.startswith(p) for p in prefixes) and not k.endswith("_extra_state")
                 }
                 improved.append(track)
             else:
@@ -548,6 +550,12 @@ def fit(
         if checkpoint_path is not None:
             _save(checkpoint_path, method, optimizer, stopper, result, stage_index, epoch, True)
         start_epoch = 0
+        if runner is not method:
+            # A DistributedDataParallel wrapper sits in reference cycles and holds the process
+            # group; freeing it now (not at some later garbage collection, possibly after
+            # destroy_process_group) avoids aborts in gloo's teardown at interpreter exit.
+            del runner
+            gc.collect()
     return result
 
 

@@ -36,6 +36,7 @@ is not public. Model selection (the trainer keeps the best validation epoch) use
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -210,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return run_experiment(args, build_model=make_model, loaders=loaders, task=task)
     finally:
         if started:
+            gc.collect()  # free DDP wrappers (reference cycles holding the group) first
             dist.destroy_process_group()
 
 

@@ -16,6 +16,7 @@ What is checked (docs/distributed.md explains the rules):
 from __future__ import annotations
 
 import copy
+import gc
 from pathlib import Path
 
 import pytest
@@ -83,8 +84,19 @@ def _init(rank: int, init_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
 
 
+def _entry(rank: int, init_file: str, worker) -> None:  # type: ignore[no-untyped-def]
+    _init(rank, init_file)
+    try:
+        worker(rank)
+    finally:
+        # DDP wrappers sit in reference cycles and hold the process group: collect them before
+        # the group is torn down, or gloo may abort at interpreter exit
+        gc.collect()
+        dist.destroy_process_group()
+
+
 def _launch(worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    mp.spawn(worker, args=(str(tmp_path / "rendezvous"),), nprocs=WORLD, join=True)
+    mp.spawn(_entry, args=(str(tmp_path / "rendezvous"), worker), nprocs=WORLD, join=True)
 
 
 def _flat_params(module: nn.Module) -> Tensor:
@@ -94,111 +106,99 @@ def _flat_params(module: nn.Module) -> Tensor:
 # --------------------------------------------------------------------------- workers
 
 
-def _train_in_sync_worker(rank: int, init_file: str) -> None:
-    _init(rank, init_file)
-    try:
-        torch.manual_seed(0)
-        net = Net(gather=True)
-        start = _flat_params(net)
-        ddp = DDP(net)  # find_unused_parameters left at False
-        opt = torch.optim.Adam(ddp.parameters(), lr=1e-2)
-        for step in range(3):
-            xs, y = _data(100 * step + rank, BATCH)  # different data on every rank
-            opt.zero_grad(set_to_none=True)
-            ddp(xs, y).backward()  # permutations: each rank's private generator
-            opt.step()
-        params = _flat_params(net)
-        gathered = [torch.empty_like(params) for _ in range(WORLD)]
-        dist.all_gather(gathered, params)
-        assert not torch.allclose(params, start), "training did not change the parameters"
-        for other in gathered[1:]:
-            torch.testing.assert_close(other, gathered[0], rtol=0, atol=0)
-    finally:
-        dist.destroy_process_group()
-
-
-def _gather_worker(rank: int, init_file: str) -> None:
-    _init(rank, init_file)
-    try:
-        torch.manual_seed(0)
-        net = Net(gather=True)
-        reference = copy.deepcopy(net)
-        reference.mcr.gather_distributed = False  # one process, whole batch
-        xs_all, y_all = _data(7, WORLD * BATCH)  # identical on every rank
-        perms = [_perms(10 + r) for r in range(WORLD)]
-        local = slice(rank * BATCH, (rank + 1) * BATCH)
-
-        # DDP: each rank its slice and its own permutations
-        ddp = DDP(net)
-        loss = ddp([x[local] for x in xs_all], y_all[local], perms[rank])
-        loss.backward()
-        # one process on the concatenated batch, block-diagonal permutations
-        ref_loss = reference(xs_all, y_all, _block_diagonal(perms))
-        ref_loss.backward()
-
-        mean_loss = loss.detach().clone()
-        dist.all_reduce(mean_loss)
-        torch.testing.assert_close(mean_loss / WORLD, ref_loss.detach())
-        for (name, p), q in zip(net.named_parameters(), reference.parameters()):
-            assert p.grad is not None, name
-            torch.testing.assert_close(p.grad, q.grad, msg=lambda m, n=name: f"{n}: {m}")
-
-        # before DDP's averaging: the local gradient of the gathered contrastive term is
-        # world_size times the single-process gradient of this rank's slice
-        contrastive = MCRRegularizer(
-            lambda a, b: a,
-            num_classes=CLASSES,
-            mipd_weight=0.0,
-            unimodal_weight=0.0,
-            gather_distributed=True,
-        )
-        single = MCRRegularizer(
-            lambda a, b: a, num_classes=CLASSES, mipd_weight=0.0, unimodal_weight=0.0
-        )
-        z_all = torch.randn(WORLD * BATCH, 4, generator=torch.Generator().manual_seed(3))
-        z2_all = torch.randn(WORLD * BATCH, 4, generator=torch.Generator().manual_seed(4))
-        z_local = z_all[local].clone().requires_grad_()
-        z2_local = z2_all[local].clone().requires_grad_()
-        contrastive([z_local, z2_local], y_all[local]).loss.backward()
-        z_ref = z_all.clone().requires_grad_()
-        single([z_ref, z2_all], y_all).loss.backward()
-        assert z_ref.grad is not None and z_local.grad is not None
-        torch.testing.assert_close(z_local.grad, WORLD * z_ref.grad[local])
-    finally:
-        dist.destroy_process_group()
-
-
-def _accumulation_worker(rank: int, init_file: str) -> None:
-    _init(rank, init_file)
-    try:
-        torch.manual_seed(0)
-        # the contrastive term compares pairs within a micro-batch, so it is left out here
-        net = Net(gather=True, contrastive_weight=0.0)
-        reference = copy.deepcopy(net)
-        micro = 2
-        xs_all, y_all = _data(11, WORLD * micro * BATCH)
-        perms = [_perms(20 + b) for b in range(WORLD * micro)]  # one per micro-batch
-
-        ddp = DDP(net)
-        opt = torch.optim.SGD(ddp.parameters(), lr=0.5)
-        for k in range(micro):
-            block = rank * micro + k
-            rows = slice(block * BATCH, (block + 1) * BATCH)
-            loss = ddp([x[rows] for x in xs_all], y_all[rows], perms[block]) / micro
-            if k < micro - 1:
-                with ddp.no_sync():  # accumulate locally, no all-reduce
-                    loss.backward()
-            else:
-                loss.backward()  # the last micro-batch all-reduces the accumulated gradients
+def _train_in_sync_worker(rank: int) -> None:
+    torch.manual_seed(0)
+    net = Net(gather=True)
+    start = _flat_params(net)
+    ddp = DDP(net)  # find_unused_parameters left at False
+    opt = torch.optim.Adam(ddp.parameters(), lr=1e-2)
+    for step in range(3):
+        xs, y = _data(100 * step + rank, BATCH)  # different data on every rank
+        opt.zero_grad(set_to_none=True)
+        ddp(xs, y).backward()  # permutations: each rank's private generator
         opt.step()
+    params = _flat_params(net)
+    gathered = [torch.empty_like(params) for _ in range(WORLD)]
+    dist.all_gather(gathered, params)
+    assert not torch.allclose(params, start), "training did not change the parameters"
+    for other in gathered[1:]:
+        torch.testing.assert_close(other, gathered[0], rtol=0, atol=0)
 
-        ref_opt = torch.optim.SGD(reference.parameters(), lr=0.5)
-        reference(xs_all, y_all, _block_diagonal(perms)).backward()
-        ref_opt.step()
-        for (name, p), q in zip(net.named_parameters(), reference.parameters()):
-            torch.testing.assert_close(p, q, msg=lambda m, n=name: f"{n}: {m}")
-    finally:
-        dist.destroy_process_group()
+
+def _gather_worker(rank: int) -> None:
+    torch.manual_seed(0)
+    net = Net(gather=True)
+    reference = copy.deepcopy(net)
+    reference.mcr.gather_distributed = False  # one process, whole batch
+    xs_all, y_all = _data(7, WORLD * BATCH)  # identical on every rank
+    perms = [_perms(10 + r) for r in range(WORLD)]
+    local = slice(rank * BATCH, (rank + 1) * BATCH)
+
+    # DDP: each rank its slice and its own permutations
+    ddp = DDP(net)
+    loss = ddp([x[local] for x in xs_all], y_all[local], perms[rank])
+    loss.backward()
+    # one process on the concatenated batch, block-diagonal permutations
+    ref_loss = reference(xs_all, y_all, _block_diagonal(perms))
+    ref_loss.backward()
+
+    mean_loss = loss.detach().clone()
+    dist.all_reduce(mean_loss)
+    torch.testing.assert_close(mean_loss / WORLD, ref_loss.detach())
+    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, q.grad, msg=lambda m, n=name: f"{n}: {m}")
+
+    # before DDP's averaging: the local gradient of the gathered contrastive term is
+    # world_size times the single-process gradient of this rank's slice
+    contrastive = MCRRegularizer(
+        lambda a, b: a,
+        num_classes=CLASSES,
+        mipd_weight=0.0,
+        unimodal_weight=0.0,
+        gather_distributed=True,
+    )
+    single = MCRRegularizer(
+        lambda a, b: a, num_classes=CLASSES, mipd_weight=0.0, unimodal_weight=0.0
+    )
+    z_all = torch.randn(WORLD * BATCH, 4, generator=torch.Generator().manual_seed(3))
+    z2_all = torch.randn(WORLD * BATCH, 4, generator=torch.Generator().manual_seed(4))
+    z_local = z_all[local].clone().requires_grad_()
+    z2_local = z2_all[local].clone().requires_grad_()
+    contrastive([z_local, z2_local], y_all[local]).loss.backward()
+    z_ref = z_all.clone().requires_grad_()
+    single([z_ref, z2_all], y_all).loss.backward()
+    assert z_ref.grad is not None and z_local.grad is not None
+    torch.testing.assert_close(z_local.grad, WORLD * z_ref.grad[local])
+
+
+def _accumulation_worker(rank: int) -> None:
+    torch.manual_seed(0)
+    # the contrastive term compares pairs within a micro-batch, so it is left out here
+    net = Net(gather=True, contrastive_weight=0.0)
+    reference = copy.deepcopy(net)
+    micro = 2
+    xs_all, y_all = _data(11, WORLD * micro * BATCH)
+    perms = [_perms(20 + b) for b in range(WORLD * micro)]  # one per micro-batch
+
+    ddp = DDP(net)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.5)
+    for k in range(micro):
+        block = rank * micro + k
+        rows = slice(block * BATCH, (block + 1) * BATCH)
+        loss = ddp([x[rows] for x in xs_all], y_all[rows], perms[block]) / micro
+        if k < micro - 1:
+            with ddp.no_sync():  # accumulate locally, no all-reduce
+                loss.backward()
+        else:
+            loss.backward()  # the last micro-batch all-reduces the accumulated gradients
+    opt.step()
+
+    ref_opt = torch.optim.SGD(reference.parameters(), lr=0.5)
+    reference(xs_all, y_all, _block_diagonal(perms)).backward()
+    ref_opt.step()
+    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, msg=lambda m, n=name: f"{n}: {m}")
 
 
 # --------------------------------------------------------------------------- tests

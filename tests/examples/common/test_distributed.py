@@ -1,5 +1,6 @@
 """The loop under torch.distributed: 2 CPU processes (gloo) agree with each other."""
 
+import gc
 import json
 
 import pytest
@@ -49,6 +50,7 @@ def _worker(rank: int, world: int, init_file: str, out: str, method: str) -> Non
         same = all(torch.equal(a, b) for a, b in zip(gathered[0], gathered[1]))
         torch.save(same, f"{out}/rank{rank}.same")
     finally:
+        gc.collect()  # free DDP wrappers (reference cycles holding the group) before teardown
         dist.destroy_process_group()
 
 
