@@ -22,42 +22,16 @@ from typing import Any
 
 import torch
 
-from examples.common.data import build_loaders
-from examples.common.methods import build_method
 from examples.common.methods.base import unimodal_outputs_from_fusion
-from examples.common.task import TaskSpec
-from examples.common.trainer import TrainConfig, fit, seed_everything
-from examples.synthetic.generator import CATEGORIES, SyntheticSpec, make_datasets
-from examples.synthetic.run import VARIANTS, Budget, build_model
+from examples.synthetic.generator import CATEGORIES, SyntheticSpec
+from examples.synthetic.run import Budget, fit_trial
 
 
 def diagnose_one(
     spec: SyntheticSpec, budget: Budget, method: str, options: dict[str, Any], seed: int
 ) -> dict[str, Any]:
     """Train one method on one seed; per-kind accuracy of the output and of each share."""
-    torch.set_num_threads(1)
-    options = dict(options)
-    lr = float(options.pop("lr", budget.lr))
-    data = make_datasets(spec, seed)
-    seed_everything(seed)
-    name, fixed = VARIANTS.get(method, (method, {}))
-    m = build_method(
-        name,
-        build_model(spec, budget),
-        TaskSpec("classification", num_classes=spec.num_classes),
-        {**fixed, **options},
-    )
-    m.set_seed(seed)
-    config = TrainConfig(
-        max_epochs=budget.max_epochs,
-        patience=budget.patience,
-        lr=lr,
-        weight_decay=budget.weight_decay,
-        seed=seed,
-        progress=False,
-        importance=False,
-    )
-    fit(m, build_loaders(data, batch_size=budget.batch_size, seed=seed), config)
+    m, data, _ = fit_trial(spec, budget, method, options, seed)
     m.eval()
     test = data["test"].tensors
     stage = m.stages[-1]

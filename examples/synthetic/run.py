@@ -33,7 +33,7 @@ from torch import nn
 from examples.common.checkpoint import atomic_write_json
 from examples.common.cli import METHODS
 from examples.common.data import build_loaders
-from examples.common.methods import build_method
+from examples.common.methods import Method, build_method
 from examples.common.metrics import error_matrix
 from examples.common.model import ConcatFusionHead, MultimodalModel
 from examples.common.task import TaskSpec
@@ -121,14 +121,13 @@ def build_model(spec: SyntheticSpec, budget: Budget) -> MultimodalModel:
     return MultimodalModel(encoders, head, {"m1": budget.latent, "m2": budget.latent})
 
 
-def train_one(
+def fit_trial(
     spec: SyntheticSpec, budget: Budget, method: str, trial: dict[str, Any], seed: int
-) -> dict[str, Any]:
-    """Train one method with one trial setting on one seed; return val/test results.
+) -> tuple[Method, dict[str, Any], dict[str, Any]]:
+    """Build ``method`` (a method name or a :data:`VARIANTS` key) and train it with the budget.
 
-    The returned dict holds ``val`` and ``test`` accuracy, test accuracy per category
-    (shared, U1, U2), the test predictions, and for the ensemble its unimodal test predictions
-    (the reference of the error matrix).
+    Returns:
+        ``(method, datasets, loaders)`` after training (best weights restored).
     """
     torch.set_num_threads(1)
     trial = dict(trial)
@@ -149,8 +148,21 @@ def train_one(
         progress=False,
         importance=False,
     )
-    t0 = time.time()
     fit(m, loaders, config)
+    return m, data, loaders
+
+
+def train_one(
+    spec: SyntheticSpec, budget: Budget, method: str, trial: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """Train one method with one trial setting on one seed; return val/test results.
+
+    The returned dict holds ``val`` and ``test`` accuracy, test accuracy per category
+    (shared, U1, U2), the test predictions, and for the ensemble its unimodal test predictions
+    (the reference of the error matrix).
+    """
+    t0 = time.time()
+    m, data, loaders = fit_trial(spec, budget, method, trial, seed)
     stage = m.stages[-1]
     val = evaluate(m, loaders["val"], stage, importance_seed=None)
     test = evaluate(m, loaders["test"], stage, importance_seed=seed)
