@@ -198,3 +198,20 @@ class Method(nn.Module):
         losses = {m: self.task.loss(o, labels) for m, o in unimodal.items()}
         total = torch.stack(list(losses.values())).sum()
         return total, {f"uni/{m}": v.detach() for m, v in losses.items()}
+
+    def multiloss_step(
+        self, heads: nn.Module, batch: Mapping[str, Tensor]
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """Multi-loss objective ``L(f_c(z), y) + w * sum_m L(h_m(z_m), y)``, ``w = unimodal_weight``.
+
+        Returns:
+            ``(loss, fused outputs, unimodal outputs, terms)``; terms hold the task loss and
+            each unimodal loss, detached.
+        """
+        outputs, latents = self.model(batch)
+        labels = batch["label"]
+        task_loss = self.task.loss(outputs, labels)
+        uni = heads(latents)
+        uni_loss, terms = self.unimodal_loss(uni, labels)
+        loss = task_loss + float(self.options["unimodal_weight"]) * uni_loss
+        return loss, outputs, uni, {"task": task_loss.detach(), **terms}

@@ -165,17 +165,11 @@ class MLB(_EncoderLrModulation):
         self.uni = UnimodalHeads(model.latent_dims, task.out_dim)
 
     def training_step(self, batch: Mapping[str, Tensor], stage: str) -> StepOutput:
-        outputs, latents = self.model(batch)
-        labels = batch["label"]
-        task_loss = self.task.loss(outputs, labels)
-        uni = self.uni(latents)
-        uni_loss, terms = self.unimodal_loss(uni, labels)
-        loss = task_loss + float(self.options["unimodal_weight"]) * uni_loss
+        loss, outputs, uni, terms = self.multiloss_step(self.uni, batch)
         with torch.no_grad():
-            rho = discrepancy_ratios(batch_scores(self.task, uni, labels))
+            rho = discrepancy_ratios(batch_scores(self.task, uni, batch["label"]))
             self.coefficients.copy_(1 - torch.tanh(float(self.options["alpha"]) * (rho - 1)))
-        terms = {"task": task_loss.detach(), **terms, **self.coefficient_terms()}
-        return StepOutput(loss, outputs, terms)
+        return StepOutput(loss, outputs, {**terms, **self.coefficient_terms()})
 
     def heads(self, latents: Mapping[str, Tensor], stage: str):
         return self.model.fuse(latents), self.uni(latents)

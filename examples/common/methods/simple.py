@@ -37,12 +37,8 @@ class MultiLoss(Method):
         self.uni = UnimodalHeads(model.latent_dims, task.out_dim)
 
     def training_step(self, batch: Mapping[str, Tensor], stage: str) -> StepOutput:
-        outputs, latents = self.model(batch)
-        labels = batch["label"]
-        task_loss = self.task.loss(outputs, labels)
-        uni_loss, terms = self.unimodal_loss(self.uni(latents), labels)
-        loss = task_loss + float(self.options["unimodal_weight"]) * uni_loss
-        return StepOutput(loss, outputs, {"task": task_loss.detach(), **terms})
+        loss, outputs, _, terms = self.multiloss_step(self.uni, batch)
+        return StepOutput(loss, outputs, terms)
 
     def heads(self, latents: Mapping[str, Tensor], stage: str):
         return self.model.fuse(latents), self.uni(latents)
