@@ -22,7 +22,6 @@ import os
 import statistics
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
 from examples.common.metrics import error_matrix
 from examples.common.model import ConcatFusionHead, MultimodalModel
+from examples.common.progress import run_jobs
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
 from examples.synthetic.generator import SyntheticSpec, make_datasets
@@ -281,7 +281,8 @@ def run_sweep(
                     keys.append(("sweep", u1, method, t, seed))
     log(f"{len(jobs)} training runs on {workers} worker(s)")
     t0 = time.time()
-    by_key = dict(zip(keys, _run_jobs(jobs, workers), strict=True))
+    results = _run_jobs(jobs, keys, workers, [k[1] for k in keys], _point_summary, "sweep")
+    by_key = dict(zip(keys, results, strict=True))
     log(f"sweep trained in {time.time() - t0:.0f} s")
 
     points = []
@@ -309,11 +310,50 @@ def run_sweep(
     return result
 
 
-def _run_jobs(jobs: list[tuple[Any, ...]], workers: int) -> list[dict[str, Any]]:
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(_job, jobs, chunksize=1))
-    return [_job(j) for j in jobs]
+def _run_jobs(
+    jobs: list[tuple[Any, ...]],
+    keys: list[tuple[Any, ...]],
+    workers: int,
+    groups: list[Any],
+    summary: Any,
+    desc: str,
+) -> list[dict[str, Any]]:
+    """Train ``jobs`` (results in job order) with a progress bar and a line per finished group.
+
+    ``summary(group, keys, runs)`` builds that line from the group's keys and results.
+    """
+    group_keys: dict[Any, list[tuple[Any, ...]]] = {}
+    for key, group in zip(keys, groups, strict=True):
+        group_keys.setdefault(group, []).append(key)
+    return run_jobs(
+        _job,
+        jobs,
+        groups=groups,
+        workers=workers,
+        summarize=lambda g, runs: summary(g, group_keys[g], runs),
+        desc=desc,
+    )
+
+
+def _point_summary(u1: float, keys: list[tuple[Any, ...]], runs: list[dict[str, Any]]) -> str:
+    """``U1=0.40: joint 71.2 | ensemble 75.0 | ...``: mean test % of the best-val trial."""
+    by_method: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for key, run in zip(keys, runs, strict=True):
+        by_method.setdefault(key[2], {}).setdefault(key[3], []).append(run)
+    cells = []
+    for method, trials in by_method.items():
+        best = max(trials.values(), key=lambda rs: statistics.fmean(r["val"] for r in rs))
+        cells.append(f"{method} {100 * statistics.fmean(r['test'] for r in best):.1f}")
+    return f"point U1={u1:.2f} test %: " + " | ".join(cells)
+
+
+def _ablation_summary(family: str, keys: list[tuple[Any, ...]], runs: list[dict[str, Any]]) -> str:
+    """``ablation components: none 70.1 | mipd 71.0 | ...`` (mean test % over seeds)."""
+    by_variant: dict[str, list[float]] = {}
+    for key, run in zip(keys, runs, strict=True):
+        by_variant.setdefault(key[1], []).append(run["test"])
+    cells = [f"{v} {100 * statistics.fmean(accs):.1f}" for v, accs in by_variant.items()]
+    return f"ablation {family} test %: " + " | ".join(cells)
 
 
 def run_ablations(
@@ -340,7 +380,8 @@ def run_ablations(
                 jobs.append((spec, budget, "mcr", {**base, **overrides}, seed))
                 keys.append((family, variant, seed))
     t0 = time.time()
-    by_key = dict(zip(keys, _run_jobs(jobs, workers), strict=True))
+    results = _run_jobs(jobs, keys, workers, [k[0] for k in keys], _ablation_summary, "ablations")
+    by_key = dict(zip(keys, results, strict=True))
     log(f"{len(jobs)} ablation runs trained in {time.time() - t0:.0f} s")
     out: dict[str, Any] = {"point": {"u1": spec.u1, "s": spec.s, "u2": spec.u2}, "base_trial": base}
     for family, variants in ABLATIONS.items():

@@ -8,31 +8,16 @@ from examples.common.cli import METHODS
 from examples.synthetic import run
 
 
+def tiny_args(out, *extra: str) -> list[str]:
+    """run.py arguments of a tiny sweep: 2 points, 2 seeds, 1 trial, 1 epoch."""
+    base = ["--out", str(out), "--u1", "0.2", "0.6", "--seeds", "2", "--grid", "1"]
+    return [*base, "--max-epochs", "1", *extra]
+
+
 @pytest.mark.slow
 def test_tiny_sweep_writes_results_markdown_and_plot(tmp_path):
     out = tmp_path / "syn"
-    run.main(
-        [
-            "--out",
-            str(out),
-            "--u1",
-            "0.2",
-            "0.6",
-            "--seeds",
-            "2",
-            "--grid",
-            "1",
-            "--max-epochs",
-            "1",
-            "--n-train",
-            "60",
-            "--n-eval",
-            "40",
-            "--workers",
-            "1",
-            "--ablations",
-        ]
-    )
+    run.main(tiny_args(out, "--n-train", "60", "--n-eval", "40", "--workers", "1", "--ablations"))
     result = json.loads((out / "results.json").read_text())
     assert [p["u1"] for p in result["points"]] == [0.2, 0.6]
     for point in result["points"]:
@@ -144,3 +129,20 @@ def test_bad_sweep_raises():
             workers=1,
             ablations=False,
         )
+
+
+def test_two_workers_show_a_bar_and_one_line_per_point(tmp_path, capsys):
+    run.main(
+        tiny_args(
+            tmp_path / "syn",
+            *("--methods", "joint", "ensemble", "--n-train", "40", "--n-eval", "20"),
+            *("--workers", "2", "--no-ablations"),
+        )
+    )
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if "test %:" in line]
+    assert len(lines) == 2  # one per sweep point, when its last run finishes
+    for u1 in ("0.20", "0.60"):
+        line = next(line for line in lines if f"point U1={u1} " in line)
+        assert "joint " in line and "ensemble " in line and "(4 runs" in line
+    assert "sweep" in captured.err and "8/8" in captured.err  # the bar, on stderr
