@@ -234,11 +234,11 @@ class AudioProbeCache:
 
     Args:
         path: the JSON file (``None``: keep answers in memory only).
-        probe: the function that answers (:func:`has_audio_stream`).
+        probe: the function that answers (default :func:`has_audio_stream`).
     """
 
     path: Path | None
-    probe: Callable[[Path], bool] = has_audio_stream
+    probe: Callable[[Path], bool] | None = None
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     probed: int = 0
 
@@ -264,7 +264,7 @@ class AudioProbeCache:
         if entry is None or entry.get("stamp") != stamp:
             self.probed += 1
             try:
-                entry = {"stamp": stamp, "audio": bool(self.probe(file))}
+                entry = {"stamp": stamp, "audio": bool((self.probe or has_audio_stream)(file))}
             except MediaError as err:
                 entry = {"stamp": stamp, "error": str(err)}
             self.entries[key] = entry

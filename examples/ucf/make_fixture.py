@@ -43,7 +43,7 @@ VIDEO_SIZE = (32, 24)
 SECONDS = 3
 
 
-def test_groups(split: int) -> range:
+def fold_test_groups(split: int) -> range:
     """The official rule: fold k tests on groups 7(k-1)+1 .. 7k."""
     return range(7 * (split - 1) + 1, 7 * split + 1)
 
@@ -85,7 +85,7 @@ def write_lists(lists: Path, paths: Sequence[str]) -> None:
 
     write(CLASS_FILE, [f"{i} {name}" for name, i in index.items()])
     for split in SPLITS:
-        tested = test_groups(split)
+        tested = fold_test_groups(split)
         group = {p: int(p.split("_g")[1][:2]) for p in paths}
         train = [p for p in paths if group[p] not in tested]
         write(train_list(split), [f"{p} {index[p.split('/')[0]]}" for p in train])
