@@ -1,0 +1,1 @@
+"""UCI Multiple Features: a real multi-view benchmark with two to six modalities."""

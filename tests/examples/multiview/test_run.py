@@ -1,0 +1,118 @@
+"""The multi-view benchmark runner: view-set rule, selection, probes and a smoke run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from examples.multiview import run
+from examples.multiview.data import VIEWS
+from examples.multiview.make_fixture import write_fixture
+
+
+def test_pairs_are_the_fifteen_combinations():
+    pairs = run.pairs()
+    assert len(pairs) == 15 and len({p.views for p in pairs}) == 15
+    assert all(len(p.views) == 2 and p.kind == "pair" for p in pairs)
+    assert pairs[0].name == "fou+fac"
+
+
+def test_triples_follow_the_preregistered_rule():
+    # ranked: pix 0.97 > fac 0.96 > kar 0.95 > fou 0.80 > zer 0.79 > mor 0.70
+    acc = {"fou": 0.80, "fac": 0.96, "kar": 0.95, "pix": 0.97, "zer": 0.79, "mor": 0.70}
+    weakest, strongest, mixed = run.triples(acc)
+    assert (weakest.kind, weakest.views) == ("weakest3", ("fou", "zer", "mor"))
+    assert (strongest.kind, strongest.views) == ("strongest3", ("fac", "kar", "pix"))
+    assert (mixed.kind, mixed.views) == ("mixed3", ("kar", "pix", "mor"))  # ranks 1, 3, 6
+    with pytest.raises(ValueError, match="missing"):
+        run.triples({"fou": 0.5})
+
+
+def test_triples_break_ties_by_view_order():
+    weakest, strongest, mixed = run.triples(dict.fromkeys(VIEWS, 0.5))
+    assert strongest.views == ("fou", "fac", "kar") and weakest.views == ("pix", "zer", "mor")
+    assert mixed.views == ("fou", "kar", "mor")
+
+
+def test_selection_uses_validation_only():
+    runs = [
+        [{"val": 0.5, "test": 0.99, "seconds": 1.0}, {"val": 0.5, "test": 0.99, "seconds": 1.0}],
+        [{"val": 0.9, "test": 0.10, "seconds": 1.0}, {"val": 0.7, "test": 0.20, "seconds": 1.0}],
+    ]
+    sel = run.select_trial(runs, [{"lr": 1}, {"lr": 2}])
+    assert sel["trial"] == {"lr": 2} and sel["per_seed"] == [0.10, 0.20]
+    assert sel["mean"] == pytest.approx(0.15) and sel["val_mean"] == pytest.approx(0.8)
+
+
+def test_linear_probe_separates_separable_latents_and_not_noise():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(200) % 10
+    means = torch.randn(10, 8, generator=g) * 5
+    z = means[y] + torch.randn(200, 8, generator=g)
+    assert run.linear_probe(z[:100], y[:100], z[100:], y[100:]) > 0.95
+    noise = torch.randn(200, 8, generator=g)
+    assert run.linear_probe(noise[:100], y[:100], noise[100:], y[100:]) < 0.4
+
+
+def test_undertraining_is_unimodal_probe_minus_joint_probe():
+    entry = {
+        "views": ["a", "b"],
+        "methods": {
+            "ensemble": {"probe": {"a": {"mean": 0.9}, "b": {"mean": 0.8}}},
+            "joint": {"probe": {"a": {"mean": 0.85}, "b": {"mean": 0.8}}},
+        },
+    }
+    gap = run.undertraining(entry, "joint")
+    assert gap["per_view"] == pytest.approx({"a": 0.05, "b": 0.0})
+    assert gap["mean"] == pytest.approx(0.025) and gap["max"] == pytest.approx(0.05)
+    assert run.undertraining(entry, "mcr") is None
+
+
+@pytest.mark.slow
+def test_smoke_run_on_a_tiny_fake_wheel(tmp_path):
+    wheel = write_fixture(tmp_path / "data", "wheel", per_class=12)
+    out = tmp_path / "out"
+    argv = [
+        "--data-root",
+        str(wheel),
+        "--out",
+        str(out),
+        "--methods",
+        "joint",
+        "ensemble",
+        "--seeds",
+        "2",
+        "--grid",
+        "1",
+        "--max-epochs",
+        "2",
+        "--per-class",
+        "6",
+        "3",
+        "3",
+        "--triples",
+        "--six",
+        "--no-ablations",
+        "--no-cost",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
+    run.main(argv)
+    result = json.loads((out / "results.json").read_text())
+    names = [vs["name"] for vs in result["view_sets"]]
+    assert len(names) == 15 + 3 + 1 and names[-1] == "+".join(VIEWS)
+    assert set(result["triple_rule"]["triples"]) == {"weakest3", "strongest3", "mixed3"}
+    for vs in result["view_sets"]:
+        assert set(vs["methods"]) == {"joint", "ensemble"}
+        for r in vs["methods"].values():
+            assert len(r["per_seed"]) == 2 and 0.0 <= r["mean"] <= 1.0
+        assert set(vs["unimodal_test"]) == set(vs["views"])
+        assert set(vs["methods"]["joint"]["probe"]) == set(vs["views"])
+        assert "joint" in vs["undertraining"]
+    assert result["setup"]["budget"]["max_epochs"] == 2
+    text = (out / "results.md").read_text()
+    assert "| fou+fac | pair |" in text and "linear probes" in text
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,93 @@
+"""examples/multiview/train.py end to end on a tiny fixture, as a file and as a module."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from examples.multiview import train
+from examples.multiview.make_fixture import write_fixture
+
+REPO = Path(__file__).resolve().parents[3]
+SMALL = ["--train-per-class", "6", "--val-per-class", "3", "--test-per-class", "3"]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fixture(tmp_path_factory.mktemp("mfeat"), "wheel", per_class=12)
+
+
+def test_joint_three_views_writes_metrics(wheel, tmp_path):
+    out = tmp_path / "run"
+    metrics = train.main(
+        [
+            "--data-root",
+            str(wheel),
+            "--out",
+            str(out),
+            "--views",
+            "fou,kar,mor",
+            "--method",
+            "joint",
+            "--max-epochs",
+            "2",
+            "--no-progress",
+            *SMALL,
+        ]
+    )
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["modalities"] == ["fou", "kar", "mor"]
+    assert written["test"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert 0.0 <= written["test"]["accuracy"] <= 1.0
+    assert written["config"]["lr"] == 1e-3 and written["config"]["batch_size"] == 64  # config
+    assert (out / "checkpoint.pt").is_file() and (out / "test_predictions.json").is_file()
+    assert len(json.loads((out / "test_predictions.json").read_text())["labels"]) == 30
+
+
+def test_bad_views_and_missing_root(wheel, tmp_path):
+    with pytest.raises(ValueError, match="expected --views as two to six distinct names"):
+        train.main(["--data-root", str(wheel), "--out", str(tmp_path), "--views", "fou"])
+    with pytest.raises(ValueError, match="expected --views"):
+        train.main(["--data-root", str(wheel), "--out", str(tmp_path), "--views", "fou,xyz"])
+    with pytest.raises(ValueError, match="expected --data-root"):
+        train.main(["--out", str(tmp_path)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["file", "module"])
+def test_entry_point_runs_as_file_and_as_module(form, wheel, tmp_path):
+    target = (
+        ["examples/multiview/train.py"] if form == "file" else ["-m", "examples.multiview.train"]
+    )
+    out = tmp_path / form
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            *target,
+            "--data-root",
+            str(wheel.parent),
+            "--out",
+            str(out),
+            "--views",
+            "pix,zer",
+            "--method",
+            "ensemble",
+            "--smoke",
+            "--no-progress",
+            *SMALL,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "ensemble" and set(metrics["test_unimodal"]) == {"pix", "zer"}
