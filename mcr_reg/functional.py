@@ -15,7 +15,8 @@ Conventions:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import combinations
 from typing import Literal
 
@@ -24,15 +25,20 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from mcr_reg._checks import shape_of
+from mcr_reg._checks import compiling, shape_of
 
 __all__ = [
+    "MAX_MODALITIES_FOR_ALL",
     "Divergence",
+    "HeadGradient",
     "binary_jensen_shannon",
     "ceb_reconstruction",
+    "contrastive_ntxent",
     "divergence_fn",
     "enumerate_subsets",
     "feature_axis_of",
+    "head_factors",
+    "jensen_shannon",
     "mipd",
     "pool_latent",
     "sample_permutations",
@@ -45,6 +51,7 @@ __all__ = [
 LN2 = math.log(2.0)
 
 Divergence = Literal["jsd", "binary_jsd", "squared_error"]
+HeadGradient = Literal["mean", "sum"]
 SubsetSpec = Literal["all", "singletons"] | Sequence[Sequence[int]]
 
 #: ``"all"`` enumerates 2^M - 2 subsets; beyond this many modalities that is refused.
@@ -216,7 +223,10 @@ def supervised_contrastive(
     temperature: float = 0.5,
     normalize: bool = True,
 ) -> Tensor:
-    """Supervised contrastive loss (Khosla et al., 2020), the L_Con of paper eq. 11 / 15.
+    """Supervised contrastive loss (Khosla et al., 2020): L_Con with ``contrastive="supcon"``.
+
+    The form of mcr-reg 0.1. Unlike paper eq. 11 (:func:`contrastive_ntxent`, the default), its
+    denominator runs over *all* other samples, positives included.
 
     For every anchor ``i`` with positives ``P(i) = {p != i : y_p = y_i}``:
     ``l_i = -1/|P(i)| Σ_{p∈P(i)} log( exp(s_ip/τ) / Σ_{a≠i} exp(s_ia/τ) )`` with ``s`` the dot
@@ -243,15 +253,7 @@ def supervised_contrastive(
         >>> bool(supervised_contrastive(f, y) < supervised_contrastive(f, torch.tensor([0, 1, 0, 1])))
         True
     """
-    if features.dim() != 2:
-        raise ValueError(f"expected features of shape (N, D), got {shape_of(features)}")
-    if labels.shape != features.shape[:1]:
-        raise ValueError(
-            f"expected labels of shape ({features.shape[0]},) to match features "
-            f"{shape_of(features)}, got {shape_of(labels)}"
-        )
-    if not temperature > 0:
-        raise ValueError(f"expected a positive temperature, got {temperature}")
+    _check_contrastive_inputs(features, labels, temperature)
     with torch.autocast(device_type=features.device.type, enabled=False):
         f = features.to(_compute_dtype(features.dtype))
         if normalize:
@@ -266,6 +268,73 @@ def supervised_contrastive(
         mean_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1) / n_pos.clamp_min(1)
         has_pos = (n_pos > 0).to(f.dtype)
         return -(mean_log_prob * has_pos).sum() / has_pos.sum().clamp_min(1.0)
+
+
+def contrastive_ntxent(
+    features: Tensor,
+    labels: Tensor,
+    *,
+    temperature: float = 0.5,
+    normalize: bool = True,
+) -> Tensor:
+    """L_Con of paper eq. 11: each positive against the negatives only (NT-Xent with labels).
+
+    For every ordered pair ``(a, p)``, ``a != p``, with ``y_a = y_p``:
+    ``l_ap = -log( e^{s_ap/τ} / (e^{s_ap/τ} + Σ_{n: y_n ≠ y_a} e^{s_an/τ}) )``, with ``s`` the dot
+    product of the (L2-normalised) features. The loss is the mean of ``l_ap`` over all such
+    pairs. Other positives of ``a`` never appear in the denominator (that is the difference from
+    SupCon, :func:`supervised_contrastive`); an anchor without negatives gives ``l_ap = 0``; a
+    batch without any positive pair gives 0 (still connected to the graph). Computed in float32
+    (float64 for float64 inputs) with autocast off. See docs/semantics.md, "The contrastive term".
+
+    Args:
+        features: ``(N, D)``; in MCR the pooled latents of all modalities stacked,
+            ``[z_1; ...; z_M]``, so every sample is a positive of its own other modalities.
+        labels: ``(N,)`` integer class labels.
+        temperature: τ > 0 (0.5 in the released code).
+        normalize: L2-normalise the features first.
+
+    Returns:
+        A scalar.
+
+    Raises:
+        ValueError: on shapes that disagree or a non-positive temperature.
+
+    Example:
+        >>> f = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
+        >>> y = torch.tensor([0, 0, 1, 1])
+        >>> bool(contrastive_ntxent(f, y) < contrastive_ntxent(f, torch.tensor([0, 1, 0, 1])))
+        True
+    """
+    _check_contrastive_inputs(features, labels, temperature)
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        f = features.to(_compute_dtype(features.dtype))
+        if normalize:
+            f = F.normalize(f, dim=-1)
+        n = f.shape[0]
+        sim = f @ f.T / temperature  # (N, N)
+        same = labels[:, None].eq(labels[None, :])  # (N, N)
+        positives = same & ~torch.eye(n, dtype=torch.bool, device=f.device)
+        # log Σ_negatives e^{s_an}; a finite floor (not -inf) keeps rows without negatives
+        # differentiable: logaddexp(s, floor) is then s, and l_ap is 0.
+        floor = torch.finfo(sim.dtype).min
+        negatives = torch.logsumexp(sim.masked_fill(same, floor), dim=1)  # (N,)
+        per_pair = torch.logaddexp(sim, negatives[:, None]) - sim  # (N, N): l_ap
+        weight = positives.to(sim.dtype)
+        return (per_pair * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def _check_contrastive_inputs(features: Tensor, labels: Tensor, temperature: float) -> None:
+    """Shape checks shared by the contrastive forms."""
+    if features.dim() != 2:
+        raise ValueError(f"expected features of shape (N, D), got {shape_of(features)}")
+    if labels.shape != features.shape[:1]:
+        raise ValueError(
+            f"expected labels of shape ({features.shape[0]},) to match features "
+            f"{shape_of(features)}, got {shape_of(labels)}"
+        )
+    if not temperature > 0:
+        raise ValueError(f"expected a positive temperature, got {temperature}")
 
 
 # --------------------------------------------------------------------------- CEB
@@ -359,6 +428,71 @@ def strategy_factor(strategy: str | float) -> float:
             raise ValueError(f"expected a finite strategy factor k, got {strategy}")
         return k
     raise TypeError(f"expected a strategy name or a float k, got {type(strategy).__name__}")
+
+
+def head_factors(
+    subsets: Sequence[tuple[int, ...]], num_modalities: int, k: float
+) -> tuple[float, ...]:
+    """The fusion head's share ``c(S)`` of each MIPD term (paper section 3.2, eq. 7).
+
+    The head belongs to no single modality: it is shared by the M players, and in the term of
+    S it receives the mean of their factors, 1 for an owner (``i ∈ S``) and ``k`` otherwise:
+    ``c(S) = (|S| + k (M - |S|)) / M``. Greedy with two modalities gives 0 (the paper's
+    ``(L1 - L2) + (L2 - L1)``), collaborative gives 1 (joint minimisation over all parameters),
+    independent gives ``|S| / M``. See docs/semantics.md, "The game".
+
+    Args:
+        subsets: index tuples (see :func:`enumerate_subsets`).
+        num_modalities: M.
+        k: the strategy factor (:func:`strategy_factor`).
+
+    Returns:
+        One factor per subset.
+
+    Example:
+        >>> head_factors(((0,), (1,)), 2, -1.0)
+        (0.0, 0.0)
+        >>> head_factors(((0,), (1,), (0, 1)), 3, 0.0)
+        (0.3333333333333333, 0.3333333333333333, 0.6666666666666666)
+    """
+    m = int(num_modalities)
+    return tuple((len(s) + k * (m - len(s))) / m for s in subsets)
+
+
+class _ShareHeadGradient(torch.autograd.Function):
+    """Forward: ``out`` unchanged. Backward: ``out`` gets the gradient, ``side`` (same shape)
+    gets it scaled per row block (``runs`` of ``(rows, factor)`` covering every row)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        out: Tensor,
+        side: Tensor,
+        runs: tuple[tuple[int, float], ...],
+    ) -> Tensor:
+        ctx.runs = runs  # type: ignore[attr-defined]
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor, Tensor, None]:
+        runs = ctx.runs  # type: ignore[attr-defined]
+        factors = torch.cat(
+            [torch.full((n,), f, dtype=grad.dtype, device=grad.device) for n, f in runs]
+        )  # (N_side,): fill kernels only, no host-to-device copy
+        return grad, grad * factors.view(-1, *([1] * (grad.dim() - 1))), None
+
+
+def _runs(sizes: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
+    """Merge consecutive ``(rows, factor)`` blocks with equal factors."""
+    out: list[tuple[int, float]] = []
+    for n, f in sizes:
+        if out and out[-1][1] == f:
+            out[-1] = (out[-1][0] + n, f)
+        else:
+            out.append((n, f))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- subsets
@@ -485,6 +619,7 @@ def mipd(
     divergence: Divergence = "jsd",
     detach_reference: bool = False,
     batched: bool = True,
+    head_share: Sequence[float] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Mean prediction divergence under perturbation of each subset, with the game's gradients.
 
@@ -494,11 +629,16 @@ def mipd(
     passes go through ``fusion_head`` in **one** call stacked on the batch axis (``batched``),
     or one call per block of B rows otherwise.
 
-    Gradients follow the game of DESIGN section 4: in the term of S, every use of ``z_i`` is
-    scaled by 1 if ``i ∈ S`` (owner) and by ``k`` otherwise, so that
-    ``∇θ_i = Σ_{S∋i} ∇θ_i L_S + k Σ_{S∌i} ∇θ_i L_S`` while the head gets the plain sum. This is
-    done by gathering rows from ``[z_i ; perturbed rows ; scale_grad(z_i, k)]``: owner rows index
-    the first part, non-owner rows the last.
+    Gradients follow the game (paper section 3.2, Figure 3; docs/semantics.md, "The game"): in
+    the term of S, every use of ``z_i`` is scaled by 1 if ``i ∈ S`` (owner) and by ``k``
+    otherwise, so that ``∇θ_i = Σ_{S∋i} ∇θ_i L_S + k Σ_{S∌i} ∇θ_i L_S``. This is done by
+    gathering rows from ``[z_i ; perturbed rows ; scale_grad(z_i, k)]``: owner rows index the
+    first part, non-owner rows the last. The head's parameters get ``Σ_S c(S) ∇θ_c L_S`` with
+    ``c = head_share`` (:func:`head_factors`), or the plain sum when ``head_share`` is None.
+    For an ``nn.Module`` head with one factor for every subset, the head runs once with its
+    parameters wrapped in :func:`scale_grad` (``torch.func.functional_call``); otherwise a
+    second pass of the head on the *detached* stacked latents carries ``c(S) - 1`` times the
+    gradient to the parameters, leaving the forward value and the latents' gradient unchanged.
 
     Args:
         fusion_head: ``fusion_head(z_1, ..., z_M) -> predictions (N, ...)``.
@@ -513,6 +653,8 @@ def mipd(
             reference pass instead of one per subset).
         batched: one fusion-head call for everything (False: per block, for heads with
             batch-dependent layers such as BatchNorm in training mode).
+        head_share: ``c(S)`` per subset, the factor of the head's parameter gradient in the
+            term of S (:func:`head_factors`); None: 1 for every subset (mcr-reg 0.1's plain sum).
 
     Returns:
         ``(per_subset, reference)``: ``per_subset`` is ``(len(subsets),)``, the mean divergence
@@ -564,18 +706,32 @@ def mipd(
         rows.append(source.index_select(0, torch.cat(index)))
 
     n_rows = (n_ref + n_sub * draws) * batch
-    if batched:
-        out = fusion_head(*rows)
-    else:
-        out = torch.cat(
-            [fusion_head(*(r[j : j + batch] for r in rows)) for j in range(0, n_rows, batch)]
-        )
-    if not isinstance(out, Tensor) or out.dim() < 1 or out.shape[0] != n_rows:
-        got = shape_of(out) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(
-            f"expected the fusion head to return predictions with {n_rows} rows for {n_rows} "
-            f"stacked inputs, got {got}"
-        )
+    # (rows, c(S)) of every block: the reference blocks (no gradient when detached), then the
+    # perturbed blocks, subset by subset
+    shares = [1.0] * n_sub if head_share is None else [float(c) for c in head_share]
+    if len(shares) != n_sub:
+        raise ValueError(f"expected {n_sub} head_share factors, got {len(shares)}")
+    blocks = [(batch, 1.0 if detach_reference else c) for c in shares[:n_ref]]
+    blocks += [(draws * batch, c) for c in shares]
+    uniform = len(set(shares)) == 1
+    head = fusion_head
+    if uniform and shares[0] != 1.0 and isinstance(fusion_head, torch.nn.Module):
+        head = _with_scaled_parameters(fusion_head, shares[0])
+    second_pass = head is fusion_head and any(c != 1.0 for _, c in blocks)
+    rng = _rng_state(device) if second_pass and not compiling() else None
+    out = _call_head(head, rows, batch, batched)
+    _check_rows(out, n_rows)
+    if second_pass and out.requires_grad:
+        # second pass on detached inputs: the parameters get (c - 1) more, the latents nothing;
+        # it replays the first pass's random state, so dropout draws the same masks (eager mode)
+        detached = [r.detach() for r in rows]
+        if rng is not None:
+            with _replayed_rng(device, rng):
+                side = _call_head(fusion_head, detached, batch, batched)
+        else:
+            side = _call_head(fusion_head, detached, batch, batched)
+        _check_rows(side, n_rows)
+        out = _ShareHeadGradient.apply(out, side, _runs([(n, c - 1.0) for n, c in blocks]))
     if out.dim() == 1:  # one prediction per row: give it an explicit output axis
         out = out.unsqueeze(-1)
     ref = out[: n_ref * batch].unflatten(0, (n_ref, 1, batch))  # (n_ref, 1, B, ...)
@@ -585,6 +741,51 @@ def mipd(
     div = divergence_fn(divergence)(ref, pert)  # (S, P, B)
     per_subset = rearrange(div, "s p b -> s (p b)").mean(dim=1)
     return per_subset, ref[0, 0].detach()
+
+
+def _call_head(
+    head: Callable[..., Tensor], rows: Sequence[Tensor], batch: int, batched: bool
+) -> Tensor:
+    """The head on stacked rows: one call, or one call per block of ``batch`` rows."""
+    if batched:
+        return head(*rows)
+    n_rows = int(rows[0].shape[0])
+    return torch.cat([head(*(r[j : j + batch] for r in rows)) for j in range(0, n_rows, batch)])
+
+
+def _check_rows(out: object, n_rows: int) -> None:
+    if not isinstance(out, Tensor) or out.dim() < 1 or out.shape[0] != n_rows:
+        got = shape_of(out) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"expected the fusion head to return predictions with {n_rows} rows for {n_rows} "
+            f"stacked inputs, got {got}"
+        )
+
+
+def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+@contextmanager
+def _replayed_rng(device: torch.device, state: tuple[Tensor, Tensor | None]) -> Iterator[None]:
+    """Run the block from the random state ``state``; the current state is restored after."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type=device.type):
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state(state[1], device)
+        yield
+
+
+def _with_scaled_parameters(module: torch.nn.Module, factor: float) -> Callable[..., Tensor]:
+    """``module`` called with every parameter's gradient scaled by ``factor`` (one pass)."""
+
+    def call(*inputs: Tensor) -> Tensor:
+        params = {n: scale_grad(p, factor) for n, p in module.named_parameters()}
+        return torch.func.functional_call(module, params, inputs)  # type: ignore[no-any-return]
+
+    return call
 
 
 def _count_draws(permutations: Tensor | None, perturbed: Sequence[Tensor | None]) -> int:

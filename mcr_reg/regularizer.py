@@ -34,10 +34,13 @@ __all__ = ["MCROutput", "MCRRegularizer"]
 Strategy = Literal["greedy", "independent", "collaborative"]
 Task = Literal["classification", "binary", "regression"]
 Perturbation = Literal["permutation", "noise", "zero"]
+Contrastive = Literal["ntxent", "supcon"]
 Latents = Sequence[Tensor] | Mapping[str, Tensor]
 
 _TASKS = ("classification", "binary", "regression")
 _PERTURBATIONS = ("permutation", "noise", "zero")
+_HEAD_GRADIENTS = ("mean", "sum")
+_CONTRASTIVE = ("ntxent", "supcon")
 
 
 @dataclass(frozen=True)
@@ -116,17 +119,30 @@ class MCRRegularizer(nn.Module):
         unimodal_weight: λ_uni. MCR owns one linear head per modality when ``latent_dims``
             (and ``num_classes`` in classification) are given; otherwise the term is active only
             when ``unimodal_logits`` are passed to ``forward``.
-        temperature: τ of the supervised contrastive loss.
+        temperature: τ of the contrastive loss.
+        contrastive: the form of L_Con: ``"ntxent"`` (default; paper eq. 11 and the released
+            code: each positive against the negatives only,
+            :func:`mcr_reg.functional.contrastive_ntxent`) or ``"supcon"`` (SupCon, the
+            denominator over all other samples; the form of mcr-reg 0.1).
+        head_gradient: what the fusion head's parameters receive from MIPD: ``"mean"``
+            (default; the mean of the players' factors, ``c(S) = (|S| + k (M - |S|)) / M``
+            times the gradient of L_S: nothing for greedy with two modalities, as in the paper's
+            eq. 7 and the released code) or ``"sum"`` (the plain sum over subsets, the rule of
+            mcr-reg 0.1). See docs/semantics.md, "The game".
         projection_dim: width of per-modality linear projections before the contrastive loss;
             needed when latent widths differ.
         perturbation: ``"permutation"`` (the paper's default), ``"noise"`` (latent + Gaussian
             noise with the latent's per-feature batch standard deviation times
             ``noise_scale``) or ``"zero"`` (latent replaced by zeros; one draw).
-        detach_reference: stop gradients through the unperturbed prediction.
+        detach_reference: stop gradients through the unperturbed prediction (what the
+            released code's runs did; no measurable difference, see docs/semantics.md).
         gather_distributed: gather latents and labels from all ranks (with gradients) for the
             contrastive term.
         generator: source of the permutations and noise; by default a private generator per
-            device, seeded from the OS, so the global RNG is never touched.
+            device, seeded from ``seed``, so the global RNG is never touched.
+        seed: seed of the private generators (default: drawn from the OS). The generators'
+            state is part of ``state_dict()`` (as extra state), so a resumed run draws the
+            same permutations as an uninterrupted one.
         check_values: run the checks that read tensor values (label range, permutations,
             finiteness). They synchronise with the device; they are skipped under
             ``torch.compile`` and can be turned off for sync-free GPU steps.
@@ -171,11 +187,14 @@ class MCRRegularizer(nn.Module):
         ceb_weight: float = 0.0,
         unimodal_weight: float = 0.01,
         temperature: float = 0.5,
+        contrastive: Contrastive = "ntxent",
+        head_gradient: MF.HeadGradient = "mean",
         projection_dim: int | None = None,
         perturbation: Perturbation = "permutation",
         detach_reference: bool = False,
         gather_distributed: bool = False,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
         check_values: bool = True,
         check_finite: bool = False,
         feature_axis: int | Literal["auto"] = "auto",
@@ -238,12 +257,24 @@ class MCRRegularizer(nn.Module):
         if not temperature > 0:
             raise ValueError(f"expected a positive temperature, got {temperature}")
         self.temperature = float(temperature)
+        if contrastive not in _CONTRASTIVE:
+            raise ValueError(f"expected contrastive in {list(_CONTRASTIVE)}, got {contrastive!r}")
+        self.contrastive: Contrastive = contrastive
+        if head_gradient not in _HEAD_GRADIENTS:
+            raise ValueError(
+                f"expected head_gradient in {list(_HEAD_GRADIENTS)}, got {head_gradient!r}"
+            )
+        self.head_gradient: MF.HeadGradient = head_gradient
         self.detach_reference = bool(detach_reference)
         self.gather_distributed = bool(gather_distributed)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"expected a torch.Generator, got {type(generator).__name__}")
         self.generator = generator
-        self._private_generators: dict[torch.device, torch.Generator] = {}
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"expected seed to be an int or None, got {seed!r}")
+        self.seed = int(seed) if seed is not None else secrets.randbits(63)
+        self._private_generators: dict[str, torch.Generator] = {}
+        self._pending_states: dict[str, Tensor] = {}
         self.check_values = bool(check_values)
         self.check_finite = bool(check_finite)
         self.feature_axis = feature_axis
@@ -329,18 +360,73 @@ class MCRRegularizer(nn.Module):
             return None  # Dynamo cannot trace Generator objects: the global RNG is used
         if self.generator is not None:
             return self.generator
-        if device not in self._private_generators:
+        key = str(device)
+        if key not in self._private_generators:
             g = torch.Generator(device=device)
-            g.manual_seed(secrets.randbits(63))
-            self._private_generators[device] = g
-        return self._private_generators[device]
+            g.manual_seed(self.seed)
+            pending = self._pending_states.pop(key, None)
+            if pending is not None:
+                g.set_state(pending)
+            self._private_generators[key] = g
+        return self._private_generators[key]
+
+    def manual_seed(self, seed: int) -> MCRRegularizer:
+        """Restart the private generators from ``seed`` (like ``torch.Generator.manual_seed``).
+
+        Example:
+            >>> mcr = MCRRegularizer(torch.nn.Linear(8, 3), num_classes=3)
+            >>> mcr.manual_seed(0).seed
+            0
+        """
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"expected seed to be an int, got {seed!r}")
+        self.seed = int(seed)
+        self._private_generators.clear()
+        self._pending_states.clear()
+        return self
+
+    def get_extra_state(self) -> dict[str, object]:
+        """The randomness of MCR, saved in ``state_dict()``: the seed and the generators' states.
+
+        ``generators`` maps a device (``"cpu"``, ``"cuda:0"``) to the private generator's state
+        there (uint8 tensor); ``generator`` is the state of a user-supplied ``generator``.
+        """
+        states = {k: g.get_state() for k, g in self._private_generators.items()}
+        for k, state in self._pending_states.items():
+            states.setdefault(k, state.clone())
+        user = self.generator.get_state() if self.generator is not None else None
+        return {"seed": self.seed, "generators": states, "generator": user}
+
+    def set_extra_state(self, state: object) -> None:
+        """Restore what :meth:`get_extra_state` saved (called by ``load_state_dict``).
+
+        Private generators continue from the saved state the next time they draw on that
+        device; a user-supplied ``generator`` is set to the saved state at once.
+
+        Raises:
+            TypeError: if ``state`` is not such a mapping.
+        """
+        if not isinstance(state, Mapping) or not {"seed", "generators"} <= set(state):
+            raise TypeError(
+                "expected MCR's extra state as a mapping with 'seed' and 'generators' (from "
+                f"MCRRegularizer.get_extra_state), got {type(state).__name__}"
+            )
+        self.manual_seed(int(state["seed"]))
+        for key, value in dict(state["generators"]).items():
+            if not isinstance(value, Tensor) or value.dtype != torch.uint8:
+                raise TypeError(f"expected a uint8 generator state for {key!r}, got {value!r}")
+            self._pending_states[str(key)] = value.detach().cpu().clone()
+        user = state.get("generator")
+        if self.generator is not None and isinstance(user, Tensor):
+            self.generator.set_state(user.detach().cpu())
 
     def extra_repr(self) -> str:
         return (
-            f"strategy={self.strategy!r} (k={self.k}), task={self.task!r}, "
+            f"strategy={self.strategy!r} (k={self.k}), head_gradient={self.head_gradient!r}, "
+            f"task={self.task!r}, "
             f"P={self.num_permutations}, subsets={self.subsets_spec!r}, "
             f"perturbation={self.perturbation!r}, weights(mipd={self.mipd_weight}, "
-            f"contrastive={self.contrastive_weight}, ceb={self.ceb_weight}, "
+            f"contrastive={self.contrastive_weight} ({self.contrastive}), ceb={self.ceb_weight}, "
             f"unimodal={self.unimodal_weight})"
         )
 
@@ -414,6 +500,11 @@ class MCRRegularizer(nn.Module):
                 divergence=self._divergence(),
                 detach_reference=self.detach_reference,
                 batched=self._use_batched(),
+                head_share=(
+                    MF.head_factors(subsets, m_count, self.k)
+                    if self.head_gradient == "mean"
+                    else None
+                ),
             )
             self._check_head_output(reference, out_dim)
             mipd_loss = -per_subset.sum()
@@ -549,7 +640,10 @@ class MCRRegularizer(nn.Module):
             con_labels = gather_with_grad(con_labels)
         stacked = torch.cat(feats)  # (M*B, D): [z_1; ...; z_M]
         tiled = con_labels.repeat(len(feats))  # (M*B,)
-        return MF.supervised_contrastive(stacked, tiled, temperature=self.temperature)
+        loss_fn = (
+            MF.contrastive_ntxent if self.contrastive == "ntxent" else MF.supervised_contrastive
+        )
+        return loss_fn(stacked, tiled, temperature=self.temperature)
 
     def _contrastive_labels(self, labels: Tensor) -> Tensor:
         if self.contrastive_labels is not None:

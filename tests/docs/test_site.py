@@ -100,3 +100,32 @@ def test_docstring_examples(name: str, tmp_path: Path, monkeypatch: pytest.Monke
     for test in tests:
         runner.run(test)
     assert runner.failures == 0, f"{runner.failures} docstring example(s) failed in {name}"
+
+
+def test_everything_the_api_page_lists_is_exported() -> None:
+    """Each ``::: module`` member list in docs/api.md names only what the module's ``__all__``
+    exports (a documented function must be importable with ``from module import *``)."""
+    text = (DOCS / "api.md").read_text()
+    blocks = re.findall(r"^::: ([\w.]+)\n((?:    .*\n)*)", text, flags=re.M)
+    assert blocks
+    checked = 0
+    for target, options in blocks:
+        members = re.findall(r"^        - (\w+)$", options, flags=re.M)
+        module_name, _, attr = target.rpartition(".")
+        if importlib.util.find_spec(module_name) and not _is_module(target):
+            owner = importlib.import_module(module_name)
+            assert attr in owner.__all__, f"{target} is documented but not in {module_name}.__all__"
+            checked += 1
+            continue
+        module = importlib.import_module(target)
+        for name in members:
+            assert name in module.__all__, f"{target}.{name} is documented but not in __all__"
+            checked += 1
+    assert checked >= 10
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False

@@ -61,3 +61,21 @@ def ref_supcon(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
     return torch.tensor(
         sum(per_anchor) / len(per_anchor) if per_anchor else 0.0, dtype=torch.float64
     )
+
+
+def ref_ntxent(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
+    """Paper eq. 11 with explicit Python loops: every ordered same-label pair (a, p), a != p,
+    against the negatives of a only; the mean over all such pairs."""
+    f = torch.nn.functional.normalize(features.double(), dim=-1)
+    n = f.shape[0]
+
+    def e(a: int, b: int) -> float:
+        return math.exp(float(f[a] @ f[b]) / temperature)
+
+    losses = []
+    for a in range(n):
+        negatives = sum(e(a, j) for j in range(n) if labels[j] != labels[a])
+        for p in range(n):
+            if p != a and labels[p] == labels[a]:
+                losses.append(-math.log(e(a, p) / (e(a, p) + negatives)))
+    return torch.tensor(sum(losses) / len(losses) if losses else 0.0, dtype=torch.float64)

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
-from tests.mcr_reg.helpers import Toy
+from tests.mcr_reg.helpers import Toy, ref_ntxent
 
 pytestmark = pytest.mark.ddp
 
@@ -165,7 +165,13 @@ def _gather_worker(rank: int) -> None:
     z2_all = torch.randn(WORLD * BATCH, 4, generator=torch.Generator().manual_seed(4))
     z_local = z_all[local].clone().requires_grad_()
     z2_local = z2_all[local].clone().requires_grad_()
-    contrastive([z_local, z2_local], y_all[local]).loss.backward()
+    gathered = contrastive([z_local, z2_local], y_all[local])
+    gathered.loss.backward()
+    # the gathered term is paper eq. 11 on the global stacked batch (loop reference)
+    expected = ref_ntxent(torch.cat([z_all, z2_all]), y_all.repeat(2), 0.5)
+    torch.testing.assert_close(
+        gathered.terms["contrastive"].double(), expected, atol=1e-5, rtol=1e-5
+    )
     z_ref = z_all.clone().requires_grad_()
     single([z_ref, z2_all], y_all).loss.backward()
     assert z_ref.grad is not None and z_local.grad is not None

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcr_reg import functional as MF
-from tests.mcr_reg.helpers import ref_jsd, ref_supcon
+from tests.mcr_reg.helpers import ref_jsd, ref_ntxent, ref_supcon
 
 LN2 = math.log(2.0)
 
@@ -131,6 +131,84 @@ def test_divergence_fn_rejects_unknown() -> None:
 
 
 # ------------------------------------------------------------------------- contrastive
+
+
+class TestContrastiveNTXent:
+    """L_Con of paper eq. 11, the default form (against the loop reference in helpers.py)."""
+
+    def test_matches_loop_reference(self) -> None:
+        f = logits_tensor(22, (12, 5))
+        y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 3, 1, 2, 0, 4])  # classes 3 and 4: one sample
+        for tau in (0.1, 0.5, 1.0):
+            torch.testing.assert_close(
+                MF.contrastive_ntxent(f, y, temperature=tau).double(),
+                ref_ntxent(f, y, tau),
+                atol=1e-5,
+                rtol=1e-5,
+            )
+
+    def test_single_sample_class_in_the_stacked_modalities(self) -> None:
+        """Stacked [z_1; z_2]: a class with one sample still pairs across its two modalities."""
+        g = torch.Generator().manual_seed(4)
+        z1, z2 = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+        y = torch.tensor([0, 0, 1, 1, 2])  # class 2 once per modality
+        f, tiled = torch.cat([z1, z2]), y.repeat(2)
+        torch.testing.assert_close(
+            MF.contrastive_ntxent(f, tiled).double(),
+            ref_ntxent(f, tiled, 0.5),
+            atol=1e-6,
+            rtol=1e-6,
+        )
+
+    def test_differs_from_supcon(self) -> None:
+        f = logits_tensor(23, (8, 3))
+        y = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])
+        assert (
+            abs(float(MF.contrastive_ntxent(f, y)) - float(MF.supervised_contrastive(f, y))) > 1e-3
+        )
+
+    @settings(max_examples=40, deadline=None)
+    @given(seed=st.integers(0, 10_000), n=st.integers(2, 16), classes=st.integers(1, 4))
+    def test_matches_reference_and_batch_order(self, seed: int, n: int, classes: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        f = torch.randn(n, 6, generator=g)
+        y = torch.randint(0, classes, (n,), generator=g)
+        order = torch.randperm(n, generator=g)
+        a = MF.contrastive_ntxent(f, y)
+        torch.testing.assert_close(a.double(), ref_ntxent(f, y, 0.5), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            a, MF.contrastive_ntxent(f[order], y[order]), atol=1e-5, rtol=1e-5
+        )
+
+    def test_one_class_only_gives_zero_and_finite_gradient(self) -> None:
+        """No negatives anywhere: every l_ap = -log(1) = 0; the gradient is zero, not NaN."""
+        f = torch.randn(4, 3, requires_grad=True)
+        loss = MF.contrastive_ntxent(f, torch.zeros(4, dtype=torch.long))
+        assert float(loss.detach()) == 0.0
+        loss.backward()
+        assert torch.equal(f.grad, torch.zeros_like(f))
+
+    def test_no_positives_gives_zero_connected_to_graph(self) -> None:
+        f = torch.randn(4, 3, requires_grad=True)
+        loss = MF.contrastive_ntxent(f, torch.arange(4))
+        assert float(loss.detach()) == 0.0 and loss.requires_grad
+        loss.backward()
+        assert torch.equal(f.grad, torch.zeros_like(f))
+
+    def test_gradcheck(self) -> None:
+        f = logits_tensor(24, (6, 3)).double().requires_grad_()
+        y = torch.tensor([0, 0, 1, 1, 2, 0])
+        assert torch.autograd.gradcheck(
+            lambda x: MF.contrastive_ntxent(x, y, temperature=0.7), (f,)
+        )
+
+    def test_errors(self) -> None:
+        with pytest.raises(ValueError, match="expected features of shape"):
+            MF.contrastive_ntxent(torch.randn(4), torch.zeros(4, dtype=torch.long))
+        with pytest.raises(ValueError, match="expected a positive temperature"):
+            MF.contrastive_ntxent(
+                torch.randn(4, 2), torch.zeros(4, dtype=torch.long), temperature=0
+            )
 
 
 class TestSupervisedContrastive:

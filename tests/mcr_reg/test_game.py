@@ -1,12 +1,14 @@
-"""The gradient rule of the game (DESIGN section 4) against a plain-autograd reference.
+"""The gradient rule of the game (docs/semantics.md, "The game") against plain autograd.
 
 For every subset S the reference computes L_S = -mean_{p,b} JSD(f(z), f(z with S permuted))
 on its own, takes d L_S / d theta with torch.autograd.grad, and combines them by the formula
 
     grad theta_i = lambda * ( sum_{S contains i} grad_i L_S + k * sum_{S not containing i} grad_i L_S )
-    grad theta_c = lambda * sum_S grad_c L_S
+    grad theta_c = lambda * sum_S c(S) grad_c L_S,   c(S) = (|S| + k (M - |S|)) / M
 
-which MCRRegularizer must reproduce exactly (float64).
+(head_gradient="mean", the default) or c(S) = 1 (head_gradient="sum", mcr-reg 0.1), which
+MCRRegularizer must reproduce exactly (float64), for a module head and for a plain function
+that closes over the module, batched and per block.
 """
 
 from __future__ import annotations
@@ -42,27 +44,36 @@ def reference_subset_loss(model: Toy, xs, perms, subset) -> torch.Tensor:
     return torch.stack(losses).mean()
 
 
-def formula_grads(model: Toy, xs, perms, subsets, k: float, weight: float):
+def formula_grads(
+    model: Toy, xs, perms, subsets, k: float, weight: float, head_gradient: str = "mean"
+):
     """The expected gradient of every parameter, from per-subset plain autograd."""
     params = {n: p for n, p in model.named_parameters()}
     total = {n: torch.zeros_like(p) for n, p in params.items()}
+    m = len(xs)
     for s in subsets:
         loss = reference_subset_loss(model, xs, perms, s)
         grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        # the head is shared: the mean of the players' factors (1 for owners, k for the others)
+        players = [1.0 if i in s else k for i in range(m)]
+        c = sum(players) / m if head_gradient == "mean" else 1.0
         for (name, _), g in zip(params.items(), grads):
             if g is None:
                 continue
             if name.startswith("encoders."):
-                owner = int(name.split(".")[1]) in s
-                total[name] += weight * (g if owner else k * g)
+                total[name] += weight * players[int(name.split(".")[1])] * g
             else:
-                total[name] += weight * g
+                total[name] += weight * c * g
     return total
 
 
-def mcr_grads(model: Toy, xs, perms, subsets, k: float, weight: float, **kwargs):
+def mcr_grads(
+    model: Toy, xs, perms, subsets, k: float, weight: float, closure: bool = False, **kwargs
+):
+    # a plain function over the module (the README's pattern) takes the second-pass route
+    head = (lambda *zs: model.head(*zs)) if closure else model.head
     mcr = MCRRegularizer(
-        model.head,
+        head,
         strategy=k,
         subsets=subsets,
         mipd_weight=weight,
@@ -89,15 +100,29 @@ def assert_grads_equal(got, expected) -> None:
 @pytest.mark.parametrize("m", [2, 3])
 @pytest.mark.parametrize("strategy", ["greedy", "independent", "collaborative", 0.37, -2.5])
 @pytest.mark.parametrize("batched", [True, False])
-def test_gradients_match_formula(m: int, strategy: str | float, batched: bool) -> None:
+@pytest.mark.parametrize("closure", [False, True], ids=["module", "function"])
+@pytest.mark.parametrize("head_gradient", ["mean", "sum"])
+def test_gradients_match_formula(
+    m: int, strategy: str | float, batched: bool, closure: bool, head_gradient: str
+) -> None:
     model, xs, perms = build(m, seed=m)
     subsets = MF.enumerate_subsets(m, "all")
     k = MF.strategy_factor(strategy)
-    expected = formula_grads(model, xs, perms, subsets, k, weight=0.3)
-    got, out = mcr_grads(model, xs, perms, "all", k, weight=0.3, batched=batched)
+    expected = formula_grads(model, xs, perms, subsets, k, weight=0.3, head_gradient=head_gradient)
+    got, out = mcr_grads(
+        model,
+        xs,
+        perms,
+        "all",
+        k,
+        weight=0.3,
+        batched=batched,
+        closure=closure,
+        head_gradient=head_gradient,
+    )
     assert_grads_equal(got, expected)
     # the reported term is the sum over subsets of L_S
-    ref_total = sum(float(reference_subset_loss(model, xs, perms, s)) for s in subsets)
+    ref_total = sum(float(reference_subset_loss(model, xs, perms, s).detach()) for s in subsets)
     assert abs(float(out.terms["mipd"]) - ref_total) < 1e-10
 
 
@@ -118,8 +143,21 @@ def test_greedy_flips_the_sign_for_non_owners() -> None:
     for name in collab:
         if name.startswith("encoders.1."):
             torch.testing.assert_close(greedy[name], -collab[name])
-        else:
+        elif name.startswith("encoders.0."):
             torch.testing.assert_close(greedy[name], collab[name])
+        else:  # the shared head: (1 + k) / 2 = 0 under greedy with two modalities
+            assert float(collab[name].abs().sum()) > 0, name
+            assert torch.equal(greedy[name], torch.zeros_like(greedy[name])), name
+
+
+def test_old_head_rule_is_one_keyword_away() -> None:
+    """head_gradient="sum" (mcr-reg 0.1): greedy gives the head the collaborative gradient."""
+    model, xs, perms = build(2, seed=5)
+    collab, _ = mcr_grads(model, xs, perms, [(0,)], 1.0, weight=1.0)
+    greedy_sum, _ = mcr_grads(model, xs, perms, [(0,)], -1.0, weight=1.0, head_gradient="sum")
+    for name in collab:
+        if name.startswith("head."):
+            torch.testing.assert_close(greedy_sum[name], collab[name])
 
 
 def test_collaborative_is_the_true_gradient() -> None:
@@ -137,9 +175,13 @@ def test_collaborative_is_the_true_gradient() -> None:
     assert torch.autograd.gradcheck(f, tuple(zs))
 
 
-def test_detach_reference_removes_the_reference_path() -> None:
+@pytest.mark.parametrize("closure", [False, True], ids=["module", "function"])
+@pytest.mark.parametrize("k", [-1.0, 0.0, 0.5])
+def test_detach_reference_removes_the_reference_path(closure: bool, k: float) -> None:
     model, xs, perms = build(2, seed=8)
-    got, _ = mcr_grads(model, xs, perms, "all", -1.0, weight=1.0, detach_reference=True)
+    got, _ = mcr_grads(
+        model, xs, perms, "all", k, weight=1.0, detach_reference=True, closure=closure
+    )
     # reference: gradients only through the perturbed prediction
     params = dict(model.named_parameters())
     expected = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -158,8 +200,10 @@ def test_detach_reference_removes_the_reference_path() -> None:
         for (name, _), g in zip(params.items(), grads):
             if g is None:
                 continue
-            owner = not name.startswith("encoders.") or int(name.split(".")[1]) in s
-            expected[name] += g if owner else -g
+            if name.startswith("encoders."):
+                expected[name] += g if int(name.split(".")[1]) in s else k * g
+            else:
+                expected[name] += (1 + k) / 2 * g  # c(S) for M = 2, |S| = 1
     assert_grads_equal(got, expected)
 
 

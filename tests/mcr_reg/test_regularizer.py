@@ -15,7 +15,7 @@ from torch import nn
 
 from mcr_reg import MCROutput, MCRRegularizer
 from mcr_reg import functional as MF
-from tests.mcr_reg.helpers import ConcatHead, Toy, ref_jsd, ref_supcon
+from tests.mcr_reg.helpers import ConcatHead, Toy, ref_jsd, ref_ntxent, ref_supcon
 
 B = 6
 
@@ -86,7 +86,7 @@ def test_terms_match_plain_references() -> None:
             ]
             per_subset.append(torch.stack(d).mean())
         mipd = -sum(per_subset)
-        con = ref_supcon(torch.cat(zs), y.repeat(2), 0.5)
+        con = ref_ntxent(torch.cat(zs), y.repeat(2), 0.5)
         uni = sum(F.cross_entropy(hd(z), y) for hd, z in zip(mcr.unimodal_heads, zs))
     torch.testing.assert_close(out.terms["mipd"].double(), mipd, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(out.terms["contrastive"].double(), con, atol=1e-5, rtol=1e-5)
@@ -95,6 +95,13 @@ def test_terms_match_plain_references() -> None:
         out.importance.double(), torch.stack(per_subset), atol=1e-6, rtol=1e-6
     )
     assert len(out.unimodal_logits) == 2 and out.unimodal_logits[0].shape == (B, 3)
+
+
+def test_supcon_is_one_keyword_away() -> None:
+    zs, y = batch()
+    out = MCRRegularizer(head(), num_classes=3, contrastive="supcon")(zs, y)
+    expected = ref_supcon(torch.cat(zs), y.repeat(2), 0.5)
+    torch.testing.assert_close(out.terms["contrastive"].double(), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_mapping_latents_keep_their_names_and_order() -> None:
@@ -179,7 +186,7 @@ def test_regression_contrastive_bins_labels_by_rounding() -> None:
     out = MCRRegularizer(head(out=1), task="regression", mipd_weight=0.0, unimodal_weight=0.0)(
         zs, y
     )
-    ref = ref_supcon(torch.cat(zs).detach(), torch.round(y).long().repeat(2), 0.5)
+    ref = ref_ntxent(torch.cat(zs).detach(), torch.round(y).long().repeat(2), 0.5)
     torch.testing.assert_close(out.terms["contrastive"].double(), ref, atol=1e-5, rtol=1e-5)
 
 
@@ -205,7 +212,7 @@ def test_parameters_never_include_the_fusion_head() -> None:
     own = list(mcr.parameters())
     assert own and not head_ids & {id(p) for p in own}
     prefixes = ("ceb_head.", "projections.", "unimodal_heads.")
-    assert all(k.startswith(prefixes) for k in mcr.state_dict())
+    assert all(k.startswith(prefixes) or k == "_extra_state" for k in mcr.state_dict())
     # one optimizer over both sees every parameter once
     opt = torch.optim.Adam([*model.parameters(), *mcr.parameters()])
     ids = [id(p) for grp in opt.param_groups for p in grp["params"]]
@@ -254,14 +261,65 @@ def test_ceb_reads_the_logits_detached() -> None:
 
 def test_state_dict_round_trip() -> None:
     kw = dict(num_classes=3, latent_dims=(5, 5), ceb_weight=1.0, projection_dim=4)
-    a = MCRRegularizer(head(), **kw)
-    b = MCRRegularizer(head(), **kw)
-    b.load_state_dict(a.state_dict())
-    for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert na == nb and torch.equal(pa, pb)
+    h = head()
+    torch.manual_seed(0)
+    a = MCRRegularizer(h, seed=1, **kw)
+    torch.manual_seed(1)  # b starts with other weights and another seed
+    b = MCRRegularizer(h, seed=2, **kw)
     zs, y = batch()
-    perms = MF.sample_permutations(3, 2, B)
+    perms = MF.sample_permutations(3, 2, B, generator=torch.Generator().manual_seed(0))
+    before = b(zs, y, permutations=perms).loss
+    assert not torch.allclose(a(zs, y, permutations=perms).loss, before)
+    b.load_state_dict(a.state_dict())
+    params_a, params_b = a.state_dict(), b.state_dict()
+    assert params_a.keys() == params_b.keys()
+    for name in params_a:
+        if name != "_extra_state":
+            assert torch.equal(params_a[name], params_b[name]), name
     torch.testing.assert_close(a(zs, y, permutations=perms).loss, b(zs, y, permutations=perms).loss)
+
+
+def test_generator_state_resumes_the_same_draws() -> None:
+    """Save after one step, load into a fresh module with another seed: the draws continue."""
+    zs, y = batch()
+    h = head()
+    a = MCRRegularizer(h, seed=5)
+    a(zs, y)  # advances the private generator
+    saved = a.state_dict()
+    next_a = a(zs, y).loss
+    b = MCRRegularizer(h, seed=99)
+    b.load_state_dict(saved)
+    assert torch.equal(b(zs, y).loss, next_a)
+    fresh = MCRRegularizer(h, seed=99)
+    assert not torch.equal(fresh(zs, y).loss, next_a)
+
+
+def test_seed_makes_private_draws_reproducible() -> None:
+    zs, y = batch()
+    h = head()
+    a, b, c = MCRRegularizer(h, seed=3), MCRRegularizer(h, seed=3), MCRRegularizer(h, seed=4)
+    assert torch.equal(a(zs, y).loss, b(zs, y).loss)
+    assert not torch.equal(a(zs, y).loss, c(zs, y).loss)
+    assert torch.equal(a.manual_seed(3)(zs, y).loss, MCRRegularizer(h, seed=3)(zs, y).loss)
+
+
+def test_user_generator_state_is_saved_and_restored() -> None:
+    zs, y = batch()
+    h = head()
+    g = torch.Generator().manual_seed(11)
+    a = MCRRegularizer(h, generator=g)
+    saved = a.state_dict()
+    first = a(zs, y).loss
+    a.load_state_dict(saved)  # rewinds the user's generator
+    assert torch.equal(a(zs, y).loss, first)
+
+
+def test_bad_extra_state_is_a_clear_error() -> None:
+    mcr = MCRRegularizer(head())
+    state = mcr.state_dict()
+    state["_extra_state"] = torch.zeros(3, dtype=torch.uint8)
+    with pytest.raises(TypeError, match="expected MCR's extra state as a mapping"):
+        mcr.load_state_dict(state)
 
 
 def test_seeded_generator_is_deterministic_and_global_rng_untouched() -> None:
@@ -299,12 +357,48 @@ def test_one_batched_fusion_call_per_step() -> None:
         return h(*zs)
 
     zs, y = batch(3)
-    MCRRegularizer(counting, num_permutations=4)(zs, y)
+    MCRRegularizer(counting, num_permutations=4, head_gradient="sum")(zs, y)
     # 6 subsets, one reference each + 4 draws each, B rows per block: all in one call
     assert calls == [(6 + 6 * 4) * B]
     calls.clear()
-    MCRRegularizer(counting, num_permutations=4, detach_reference=True)(zs, y)
+    MCRRegularizer(counting, num_permutations=4, detach_reference=True, head_gradient="sum")(zs, y)
     assert calls == [(1 + 6 * 4) * B]
+    calls.clear()
+    # the head's share c(S) for a plain function: a second batched pass on detached inputs
+    MCRRegularizer(counting, num_permutations=4)(zs, y)
+    assert calls == [(6 + 6 * 4) * B] * 2
+    calls.clear()
+    MCRRegularizer(counting, num_permutations=4, strategy="collaborative")(zs, y)
+    assert calls == [(6 + 6 * 4) * B]  # c(S) = 1: nothing extra
+
+
+def test_module_head_with_one_share_runs_once() -> None:
+    """Greedy with two modalities: c(S) = 0 for both subsets; a module head runs once, with
+    its parameters detached (torch.func.functional_call)."""
+    h = head()
+    sizes: list[int] = []
+    h.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    zs, y = batch()
+    MCRRegularizer(h, num_permutations=4, contrastive_weight=0.0)(zs, y)
+    assert sizes == [(2 + 2 * 4) * B]
+
+
+def test_second_pass_replays_dropout_masks() -> None:
+    """A plain-function head with dropout, greedy, M = 2: c(S) = 0, so the head's parameters
+    must get exactly nothing from MIPD, which needs the same dropout masks in both passes."""
+    lin = nn.Linear(10, 3)
+    drop = nn.Dropout(0.5)
+
+    def fuse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return lin(drop(torch.cat([a, b], -1)))
+
+    zs, y = batch()
+    mcr = MCRRegularizer(fuse, num_permutations=4, contrastive_weight=0.0, unimodal_weight=0.0)
+    out = mcr(zs, y)
+    out.loss.backward()
+    assert float(out.terms["mipd"].abs()) > 0
+    assert torch.equal(lin.weight.grad, torch.zeros_like(lin.weight))
+    assert all(float(z.grad.abs().sum()) > 0 for z in zs)
 
 
 def test_batchnorm_head_falls_back_to_per_block_calls_and_warns_once() -> None:
@@ -359,7 +453,7 @@ def test_zero_perturbation_uses_one_draw() -> None:
         return h(*zs)
 
     zs, y = batch()
-    out = MCRRegularizer(counting, perturbation="zero")(zs, y)
+    out = MCRRegularizer(counting, perturbation="zero", head_gradient="sum")(zs, y)
     assert calls == [(2 + 2) * B]
     with torch.no_grad():
         ref = h(*zs)
