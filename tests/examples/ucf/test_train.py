@@ -51,12 +51,12 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def run_entry_point(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python <args>`` from the repository root, without the package on ``PYTHONPATH``."""
+def run_entry_point(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """``python <args>`` (from the repository root), without the package on ``PYTHONPATH``."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run(
-        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -110,17 +110,19 @@ def test_smoke_run_writes_its_outputs(runs: dict[str, Any], method: str) -> None
 
 
 @pytest.mark.slow
-def test_resume_continues_at_the_next_epoch(
+def test_mcr_resumes_across_its_two_stages(
     ucf_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    argv = smoke_argv(ucf_root, tmp_path / "run", "ensemble", "--max-epochs", "2")
+    # the released setting (init=unimodal): interrupted in the unimodal stage, the resumed run
+    # finishes that stage and then trains the joint stage with MCR
+    argv = smoke_argv(ucf_root, tmp_path / "run", "mcr", "--max-epochs", "2")
     checkpoint = crash_after_first_checkpoint(train.main, argv, monkeypatch)
+    assert checkpoint["history"][0]["stage"] == "unimodal"
     resumed = train.main([*argv, "--resume"])
-    assert [(h["stage"], h["epoch"]) for h in resumed["history"]] == [
-        ("unimodal", 0),
-        ("unimodal", 1),
-    ]
+    stages = [(h["stage"], h["epoch"]) for h in resumed["history"]]
+    assert stages == [("unimodal", 0), ("unimodal", 1), ("joint", 0), ("joint", 1)]
     assert_first_epoch_not_rerun(checkpoint, resumed)
+    assert "mcr/mipd" in resumed["history"][-1]["train"]
 
 
 def fake_metrics(split: int) -> dict[str, Any]:
@@ -167,37 +169,18 @@ def test_run_splits_sets_the_fold_and_summarises(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", ["file", "module"])
-def test_train_runs_as_file_and_as_module(ucf_root: Path, tmp_path: Path, form: str) -> None:
-    entry = ["examples/ucf/train.py"] if form == "file" else ["-m", "examples.ucf.train"]
-    run_entry_point(*entry, *smoke_argv(ucf_root, tmp_path / "run", "joint"))
+def test_train_runs_as_a_file(ucf_root: Path, tmp_path: Path) -> None:
+    run_entry_point("examples/ucf/train.py", *smoke_argv(ucf_root, tmp_path / "run", "joint"))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["data"]["classes"] == KEPT and metrics["method"] == "joint"
-
-
-@pytest.mark.slow
-def test_run_splits_as_file_over_the_three_folds(ucf_root: Path, tmp_path: Path) -> None:
-    done = run_entry_point(
-        "examples/ucf/run_splits.py", "--out", str(tmp_path), "--", *smoke_flags(ucf_root, "joint")
-    )
-    per_split = [
-        json.loads((tmp_path / f"split{k}" / "metrics.json").read_text()) for k in (1, 2, 3)
-    ]
-    assert [m["data"]["split"] for m in per_split] == [1, 2, 3]
-    accuracies = [m["test"]["accuracy"] for m in per_split]
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["mean"]["accuracy"] == pytest.approx(statistics.fmean(accuracies))
-    assert summary["std"]["accuracy"] == pytest.approx(statistics.stdev(accuracies))
-    mean, std = 100 * statistics.fmean(accuracies), 100 * statistics.stdev(accuracies)
-    assert f"accuracy: {mean:.1f} +- {std:.1f} % over splits 1, 2, 3" in done.stdout
 
 
 #: Starts the other entry points in one interpreter (each launch costs seconds of imports): the
 #: files with ``runpy.run_path`` from a folder outside the repository, where ``examples`` is only
 #: importable through the files' own path set-up, and the modules as ``python -m`` does.
 BOTH_WAYS = """
-import runpy, sys
-repo, out = sys.argv[1], sys.argv[2]
+import json, runpy, sys
+repo, out, flags = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 def start(kind, target, *argv):
     sys.argv = [target, *argv]
     try:
@@ -209,27 +192,32 @@ def start(kind, target, *argv):
         assert done.code in (0, None), (target, done.code)
 start("file", "examples/ucf/make_fixture.py", f"{out}/a")
 start("file", "examples/ucf/data.py", "--data-root", f"{out}/a", "--cache-dir", f"{out}/c", "--smoke")
+start("file", "examples/ucf/run_splits.py", "--out", f"{out}/rs", "--", "--data-root", f"{out}/a", *flags)
 sys.path.insert(0, repo)  # what python -m does from the repository root
 start("module", "examples.ucf.make_fixture", f"{out}/b")
 start("module", "examples.ucf.data", "--help")
 start("module", "examples.ucf.run_splits", "--help")
+start("module", "examples.ucf.train", "--data-root", f"{out}/b", "--out", f"{out}/m", *flags)
 """
 
 
 @pytest.mark.slow
 def test_other_entry_points_start_both_ways(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["OMP_NUM_THREADS"] = "1"
-    done = subprocess.run(
-        [sys.executable, "-c", BOTH_WAYS, str(REPO), str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    flags = json.dumps(smoke_flags(Path("unused"), "joint")[2:])  # without --data-root
+    done = run_entry_point("-c", BOTH_WAYS, str(REPO), str(tmp_path), flags, cwd=tmp_path)
     for name in ("a", "b"):
         assert len(list((tmp_path / name / "UCF-101").glob("*/*.avi"))) == 31
     assert len(list((tmp_path / "c").glob("ucf51-*/*.npz"))) == 25
     assert done.stdout.count("usage:") == 2
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["data"]["classes"] == KEPT
+    # run_splits over the three folds: the summary is the mean and sample std of the folds' runs
+    per_split = [
+        json.loads((tmp_path / "rs" / f"split{k}" / "metrics.json").read_text()) for k in (1, 2, 3)
+    ]
+    assert [m["data"]["split"] for m in per_split] == [1, 2, 3]
+    accuracies = [m["test"]["accuracy"] for m in per_split]
+    summary = json.loads((tmp_path / "rs" / "summary.json").read_text())
+    assert summary["mean"]["accuracy"] == pytest.approx(statistics.fmean(accuracies))
+    assert summary["std"]["accuracy"] == pytest.approx(statistics.stdev(accuracies))
+    mean, std = 100 * statistics.fmean(accuracies), 100 * statistics.stdev(accuracies)
+    assert f"accuracy: {mean:.1f} +- {std:.1f} % over splits 1, 2, 3" in done.stdout
