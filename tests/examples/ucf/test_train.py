@@ -66,7 +66,7 @@ def test_released_settings_are_the_defaults() -> None:
     args = parse_args(train.make_parser(), ["--method", "mcr"])
     assert (args.lr, args.weight_decay, args.batch_size, args.optimizer) == (1e-4, 1e-4, 32, "adam")
     assert (args.strategy, args.split, args.val_fraction) == ("greedy", 1, 0.1)
-    expected = {"init": "unimodal", "num_permutations": 32, "mipd_weight": 0.001,
+    expected = {"init": "unimodal", "finetune_lr_scale": 0.1, "num_permutations": 32, "mipd_weight": 0.001,
                 "unimodal_weight": 0.1, "contrastive_weight": 1.0, "temperature": 0.5,
                 "ceb_weight": 0.0}  # fmt: skip
     assert {k: args.method_options[k] for k in expected} == expected
