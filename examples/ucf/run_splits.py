@@ -3,10 +3,10 @@
     python -m examples.ucf.run_splits --out runs/ucf/mcr -- \\
         --data-root UCF101 --method mcr --cache-dir cache --device cuda --num-workers 8
 
-Everything after ``--`` goes to :mod:`examples.ucf.train` (except ``--split`` and ``--out``,
-which this script sets: fold k writes ``OUT/split<k>/``). The script can be re-run after an
-interruption: a fold whose ``metrics.json`` exists is read, not trained again (``--force``
-retrains it), and a fold with only a ``checkpoint.pt`` is resumed.
+Everything after ``--`` goes to :mod:`examples.ucf.train` (except ``--split``, ``--out`` and
+``--resume``, which this script sets: fold k writes ``OUT/split<k>/``). The script can be re-run
+after an interruption: a fold whose ``metrics.json`` exists is read, not trained again
+(``--force`` retrains it), and a fold with only a ``checkpoint.pt`` is resumed.
 
 It writes ``OUT/summary.json``: per fold the test accuracy and macro F1 (and the unimodal
 heads' test accuracies where the method has them), and their mean and standard deviation over
