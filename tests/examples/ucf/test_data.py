@@ -9,10 +9,12 @@ import re
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from examples.av_common.dataset import AVClipDataset
 from examples.av_common.media import MediaError
 from examples.ucf import data
 from examples.ucf.make_fixture import (
@@ -223,10 +225,10 @@ def test_bad_media(
     cut = videos / "BabyCrawling" / "v_BabyCrawling_g01_c01.avi"
     probe = tmp_path / "probe.json"
 
-    def build(**options: object) -> tuple[dict[str, object], data.UcfSplit]:
+    def build(**options: Any) -> tuple[dict[str, AVClipDataset], data.UcfSplit]:
         return data.build_datasets(
             root, 1, smoke=True, progress=False, probe_cache=probe, **options
-        )  # type: ignore[arg-type]
+        )
 
     # truncated after the header: it opens and declares its streams, but holds no frame
     body = cut.read_bytes()
