@@ -465,6 +465,9 @@ def load_split(
         logger.info(
             "classes dropped for having no audio (%d): %s", len(dropped), ", ".join(dropped)
         )
+    untrained = sorted(set(classes) - {c.class_name for c in audible["train"]})
+    if untrained:
+        logger.warning("split %d: no training clip with audio for %s", split, ", ".join(untrained))
     train, val = hold_out_groups(audible["train"], val_fraction=val_fraction, seed=seed)
     return UcfSplit(
         split=split,

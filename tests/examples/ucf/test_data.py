@@ -112,6 +112,24 @@ def test_audio_filter_and_dense_labels(ucf_root: Path, caplog: pytest.LogCapture
     assert data.load_split(ucf_root.parent, 1) == fold  # the parent folder works too
 
 
+def test_a_class_heard_only_in_testing_is_reported(
+    ucf_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real = data.has_audio_stream
+    monkeypatch.setattr(  # BalanceBeam has audio only in its test group g01
+        data,
+        "has_audio_stream",
+        lambda p: real(p) and not ("BalanceBeam" in str(p) and "g01" not in str(p)),
+    )
+    with caplog.at_level(logging.WARNING):
+        fold = data.load_split(ucf_root, 1, probe_cache=tmp_path / "probe.json")
+    assert "split 1: no training clip with audio for BalanceBeam" in caplog.text
+    assert "BalanceBeam" in fold.classes and len(fold.sets["test"]) == 5
+
+
 @pytest.mark.parametrize("split", data.SPLITS)
 def test_folds_and_group_hold_out(ucf_root: Path, split: int) -> None:
     fold = data.load_split(ucf_root, split)
