@@ -52,6 +52,10 @@ class SyntheticSpec:
         lift_noise: standard deviation of the isotropic noise added after lifting.
         hard_gain: gain of the fixed tanh network of the hard modality (larger: more folded).
         hard_modality: which modality (1 or 2) goes through the tanh network.
+        nuisance_dims: per modality, the number of label-free latent nuisance factors mixed
+            into the lift (0: none). Loud nuisance factors hide the label information from a
+            randomly initialised encoder, so the encoder has to *learn* to suppress them.
+        nuisance_std: per modality, the standard deviation of those factors.
         n_train, n_val, n_test: split sizes.
         transform_seed: seed of the fixed transforms and class means (shared by all runs).
     """
@@ -67,6 +71,8 @@ class SyntheticSpec:
     lift_noise: tuple[float, float] = (0.5, 1.0)
     hard_gain: float = 2.5
     hard_modality: int = 1
+    nuisance_dims: tuple[int, int] = (0, 0)
+    nuisance_std: tuple[float, float] = (0.0, 0.0)
     n_train: int = 2000
     n_val: int = 1000
     n_test: int = 2000
@@ -84,6 +90,11 @@ class SyntheticSpec:
             )
         if self.hard_modality not in (1, 2):
             raise ValueError(f"expected hard_modality 1 or 2, got {self.hard_modality}")
+        if any(k < 0 for k in self.nuisance_dims) or any(v < 0 for v in self.nuisance_std):
+            raise ValueError(
+                f"expected nuisance_dims and nuisance_std >= 0, got {self.nuisance_dims} "
+                f"and {self.nuisance_std}"
+            )
         if self.num_classes < 2:
             raise ValueError(f"expected num_classes >= 2, got {self.num_classes}")
         for name in ("n_train", "n_val", "n_test"):
@@ -105,9 +116,15 @@ class _Transforms:
         ]
         self.w1 = torch.randn(d, 4 * d, generator=g) * spec.hard_gain / math.sqrt(d)
         self.w2 = torch.randn(4 * d, d, generator=g) * spec.hard_gain / math.sqrt(4 * d)
+        # drawn from their own generator, so the transforms above do not depend on them
+        gn = torch.Generator().manual_seed(spec.transform_seed + 7919)
+        self.nuisance_lift = [
+            torch.randn(k, dim, generator=gn) / math.sqrt(max(k, 1))
+            for k, dim in zip(spec.nuisance_dims, spec.input_dims, strict=True)
+        ]
 
     def hard_map(self, z: Tensor) -> Tensor:
-        """Modality 2's fixed nonlinear map ``(N, d) -> (N, d)``."""
+        """The hard modality's fixed nonlinear map ``(N, d) -> (N, d)``."""
         return torch.tanh(torch.tanh(z @ self.w1) @ self.w2)
 
 
@@ -146,6 +163,11 @@ def sample_split(
             z = transforms.hard_map(z)
         x = z @ transforms.lift[m]  # (n, d) @ (d, D_m)
         x = x + spec.lift_noise[m] * torch.randn(x.shape, generator=generator)
+        if spec.nuisance_dims[m]:
+            nuisance = torch.randn(n, spec.nuisance_dims[m], generator=generator)
+            x = (
+                x + spec.nuisance_std[m] * nuisance @ transforms.nuisance_lift[m]
+            )  # (n, k) @ (k, D_m)
         out[f"m{m + 1}"] = x
     return out
 

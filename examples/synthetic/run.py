@@ -2,6 +2,12 @@
 
     python -m examples.synthetic.run --quick --out runs/synthetic-quick
     python -m examples.synthetic.run --out runs/synthetic-full          # full sweep + ablations
+    python -m examples.synthetic.run --regime undertrained --quick --out runs/undertrained-quick
+
+Two data regimes (:data:`REGIMES`): ``fusion`` (the default, the first benchmark: the gap to
+the ensemble comes from fusing a modality that is noise on a point) and ``undertrained`` (joint
+training leaves the slow modality's encoder under-trained; measured by a linear probe of its
+latent, see :func:`slow_probe`).
 
 For each sweep point (``u2`` fixed, ``u1`` growing, ``s = 1 - u1 - u2``) and each seed, every
 method is trained with the same budget: the same encoders, epochs, patience, batch size and
@@ -10,10 +16,18 @@ validation accuracy over the seeds is reported on the test set (mean and std ove
 
 Outputs in ``--out``: ``results.json`` (``{"points": [{"u1", "s", "u2", "methods": {name:
 {"mean", "std", ...}}}], ...}``, accuracies in [0, 1]), ``results.md`` (tables) and
-``accuracy_vs_ratio.png`` (accuracy vs U1/S, one line per method).
+``accuracy_vs_ratio.png`` (accuracy vs U1/S, one line per method). Every run also records
+``probe``: the test accuracy of a linear probe of the slow modality's latent; ``probe_gap``
+per method and point is the unimodal probe (the ensemble's own encoder) minus that probe.
 """
 
 from __future__ import annotations
+
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import argparse
 import json
@@ -86,13 +100,46 @@ ABLATIONS: dict[str, dict[str, dict[str, Any]]] = {
         "con": {"mipd_weight": 0.0},
         "mipd+con": {},
         "mipd+con+ceb": {"ceb_weight": 1.0},
+        "mipd+con, no unimodal term": {"unimodal_weight": 0.0},
     },
     "perturbation": {
         "noise": {"perturbation": "noise"},
         "zero": {"perturbation": "zero"},
         "permutation": {"perturbation": "permutation"},
     },
+    # issue #10: the corrected rules (package defaults) against the old ones
+    "rules": {
+        "new (mean head gradient, NT-Xent)": {},
+        "old head gradient (sum)": {"head_gradient": "sum"},
+        "old contrastive (SupCon)": {"contrastive": "supcon"},
+        "both old": {"head_gradient": "sum", "contrastive": "supcon"},
+    },
 }
+
+
+#: The data regimes (generator settings; the sweep sets u1, s and u2 on top).
+#:
+#: ``fusion``: the first benchmark. The slow modality 1 (tanh-folded, 64-d) is learnt about as
+#: well jointly as alone; joint training loses to the ensemble at the fusion (docs).
+#: ``undertrained``: modality 1 (lifted to 128 dimensions, latent noise 0.5) additionally
+#: carries 56 loud label-free nuisance factors (std 12) that an encoder has to learn to
+#: suppress (slow: a linear probe of a random encoder's latent is near chance), and modality 2
+#: is lifted to 2048 dimensions, enough to memorise the 2000 training points within a few
+#: epochs. Joint training fits the training set through modality 2 first and modality 1's
+#: encoder stops improving (issue #13).
+REGIMES: dict[str, SyntheticSpec] = {
+    "fusion": SyntheticSpec(),
+    "undertrained": SyntheticSpec(
+        input_dims=(128, 2048),
+        noise=(0.5, 1.0),
+        nuisance_dims=(56, 0),
+        nuisance_std=(12.0, 0.0),
+    ),
+}
+
+#: A seed's premise of the ``undertrained`` regime holds when the joint model's slow-encoder
+#: probe is at least this far (accuracy, fraction) below the unimodal model's.
+PREMISE_GAP = 0.03
 
 
 @dataclass(frozen=True)
@@ -152,14 +199,87 @@ def fit_trial(
     return m, data, loaders
 
 
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    *,
+    l2: float = 1e-3,
+    max_iter: int = 200,
+) -> float:
+    """Test accuracy of a multinomial logistic regression fitted on ``(train_x, train_y)``.
+
+    Features are standardised with the training mean and std; the weights start at zero and
+    are fitted by full-batch L-BFGS on cross-entropy + ``l2 * ||W||^2`` (deterministic).
+
+    Args:
+        train_x: ``(N, D)`` features; train_y: ``(N,)`` class indices.
+        test_x: ``(M, D)``; test_y: ``(M,)``.
+
+    Raises:
+        ValueError: when the shapes do not match.
+    """
+    if train_x.dim() != 2 or test_x.dim() != 2 or train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(
+            f"expected (N, D) and (M, D) features, got {tuple(train_x.shape)} and "
+            f"{tuple(test_x.shape)}"
+        )
+    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
+        raise ValueError(
+            f"expected one label per row, got {len(train_x)} rows / {len(train_y)} labels "
+            f"(train) and {len(test_x)} / {len(test_y)} (test)"
+        )
+    train_x, test_x = train_x.detach().double(), test_x.detach().double()
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    classes = int(max(int(train_y.max()), int(test_y.max()))) + 1
+    weight = torch.zeros(train_x.shape[1], classes, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [weight, bias], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logits = train_x @ weight + bias  # (N, D) @ (D, C)
+        loss = nn.functional.cross_entropy(logits, train_y) + l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        return float(((test_x @ weight + bias).argmax(-1) == test_y).double().mean())
+
+
+def slow_probe(m: Method, data: dict[str, Any], spec: SyntheticSpec) -> float:
+    """Linear probe of the slow (hard) modality's latent after training.
+
+    Fitted on the training points where that modality carries label information (shared and
+    its unique category), scored on the same kind of test points.
+    """
+    mod = f"m{spec.hard_modality}"
+    unique = 1 if spec.hard_modality == 1 else 2
+    m.eval()
+    feats = {}
+    with torch.no_grad():
+        for split in ("train", "test"):
+            t = data[split].tensors
+            keep = (t["category"] == 0) | (t["category"] == unique)
+            feats[split] = (m.encode(t)[mod][keep], t["label"][keep])
+    return linear_probe(*feats["train"], *feats["test"])
+
+
 def train_one(
     spec: SyntheticSpec, budget: Budget, method: str, trial: dict[str, Any], seed: int
 ) -> dict[str, Any]:
     """Train one method with one trial setting on one seed; return val/test results.
 
     The returned dict holds ``val`` and ``test`` accuracy, test accuracy per category
-    (shared, U1, U2), the test predictions, and for the ensemble its unimodal test predictions
-    (the reference of the error matrix).
+    (shared, U1, U2), the slow modality's latent probe (:func:`slow_probe`), the test
+    predictions, and for the ensemble its unimodal test predictions (the reference of the
+    error matrix).
     """
     t0 = time.time()
     m, data, loaders = fit_trial(spec, budget, method, trial, seed)
@@ -177,6 +297,7 @@ def train_one(
             for c, name in enumerate(("shared", "u1", "u2"))
         },
         "importance": test.importance.tolist() if test.importance is not None else None,
+        "probe": slow_probe(m, data, spec),
         "pred": pred.tolist(),
         "labels": test.labels.tolist(),
         "seconds": time.time() - t0,
@@ -216,6 +337,8 @@ def _select(
         "trial": trials[best],
         "trials_val_mean": val_means,
         "per_seed": [r["test"] for r in runs],
+        "probe": statistics.fmean(r["probe"] for r in runs),
+        "probe_per_seed": [r["probe"] for r in runs],
         "per_category": per_cat,
         "importance": [statistics.fmean(col) for col in zip(*imps)] if imps else None,
         "seconds": sum(r["seconds"] for rr in runs_by_trial for r in rr),
@@ -249,6 +372,25 @@ def _error_matrices(point: dict[str, Any]) -> dict[str, Any]:
                 "unimodal_source": "ensemble unimodal models",
             }
     return out
+
+
+def _probe_gaps(point: dict[str, Any]) -> None:
+    """Add ``probe_gap`` (and per seed) to every method: unimodal probe minus its probe.
+
+    The unimodal probe of a seed is that of the ensemble's slow-modality model (trained
+    alone) on the same seed, with the ensemble's selected trial. Positive: the method left the
+    slow encoder less linearly informative than training it alone does. ``None`` without an
+    ensemble in the run.
+    """
+    methods = point["methods"]
+    ref = methods["ensemble"]["probe_per_seed"] if "ensemble" in methods else None
+    for res in methods.values():
+        if ref is None:
+            res["probe_gap"], res["probe_gap_per_seed"] = None, None
+            continue
+        gaps = [u - p for u, p in zip(ref, res["probe_per_seed"], strict=True)]
+        res["probe_gap"] = statistics.fmean(gaps)
+        res["probe_gap_per_seed"] = gaps
 
 
 def run_sweep(
@@ -301,6 +443,7 @@ def run_sweep(
             ]
             point["methods"][method] = _select(runs_by_trial, trials)
         point["error_matrices"] = _error_matrices(point)
+        _probe_gaps(point)
         for res in point["methods"].values():
             res.pop("_runs")
         points.append(point)
@@ -384,14 +527,22 @@ def run_ablations(
     by_key = dict(zip(keys, results, strict=True))
     log(f"{len(jobs)} ablation runs trained in {time.time() - t0:.0f} s")
     out: dict[str, Any] = {"point": {"u1": spec.u1, "s": spec.s, "u2": spec.u2}, "base_trial": base}
+    ens = points[index]["methods"].get("ensemble")
     for family, variants in ABLATIONS.items():
-        out[family] = {
-            variant: {
-                **_mean_std([by_key[(family, variant, sd)]["test"] for sd in seeds]),
+        out[family] = {}
+        for variant, overrides in variants.items():
+            runs = [by_key[(family, variant, sd)] for sd in seeds]
+            probes = [r["probe"] for r in runs]
+            out[family][variant] = {
+                **_mean_std([r["test"] for r in runs]),
                 "options": {**base, **overrides},
+                "probe": statistics.fmean(probes),
+                "probe_gap": (
+                    statistics.fmean(u - p for u, p in zip(ens["probe_per_seed"], probes))
+                    if ens is not None
+                    else None
+                ),
             }
-            for variant, overrides in variants.items()
-        }
     return out
 
 
@@ -401,13 +552,23 @@ def check_claims(result: dict[str, Any]) -> dict[str, Any]:
     ``joint_below_ensemble``, and for ``mcr``: ``mcr_above_ensemble``, ``mcr_above_joint``,
     ``mcr_at_or_above_all`` (every baseline, i.e. every key not in :data:`MCR_KEYS`) and
     ``mcr_best_other`` (the best baseline); the same keys with the prefix ``mcr_uni_pre``
-    when that variant was trained.
+    when that variant was trained. With probe gaps: ``joint_probe_gap_per_seed``,
+    ``seeds_with_joint_probe_gap_ge_3pt`` and ``undertrained_premise`` (issue #13: at least 3
+    seeds where joint training's slow-encoder probe is >= 3 points below the unimodal
+    model's, and joint below the ensemble).
     """
     point = max(result["points"], key=lambda p: p["u1"])
     acc = {m: r["mean"] for m, r in point["methods"].items()}
     claims: dict[str, Any] = {"point": {k: point[k] for k in ("u1", "s", "u2")}}
     if "joint" in acc and "ensemble" in acc:
         claims["joint_below_ensemble"] = acc["joint"] < acc["ensemble"]
+    if "joint" in point["methods"] and point["methods"]["joint"].get("probe_gap") is not None:
+        gaps = point["methods"]["joint"]["probe_gap_per_seed"]
+        n_gap = sum(g >= PREMISE_GAP for g in gaps)
+        claims["joint_probe_gap_per_seed"] = gaps
+        claims["seeds_with_joint_probe_gap_ge_3pt"] = n_gap
+        # issue #13: >= 3 seeds with the gap, and joint below the ensemble
+        claims["undertrained_premise"] = n_gap >= 3 and bool(claims.get("joint_below_ensemble"))
     baselines = {m: v for m, v in acc.items() if m not in MCR_KEYS}
     for key in MCR_KEYS:
         if key not in acc:
@@ -455,6 +616,20 @@ def markdown(result: dict[str, Any]) -> str:
         pc = r["per_category"]
         cells = [f"{100 * pc[k]:.1f}" if pc[k] is not None else "–" for k in ("shared", "u1", "u2")]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | `{json.dumps(r['trial'])}` |")
+    if points[0]["methods"][methods[0]].get("probe_gap") is not None:
+        lines += [
+            "",
+            "## Slow encoder: linear probe (test %) and probe gap (unimodal − method, points)",
+            "",
+            "| method | " + " | ".join(f"U1/S={p['ratio_u1_s']:.2f}" for p in points) + " |",
+            "|---" * (len(points) + 1) + "|",
+        ]
+        for m in methods:
+            cells = [
+                f"{100 * p['methods'][m]['probe']:.1f} (gap {100 * p['methods'][m]['probe_gap']:+.1f})"
+                for p in points
+            ]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
     if "ablations" in result:
         abl = result["ablations"]
         lines += [
@@ -462,10 +637,16 @@ def markdown(result: dict[str, Any]) -> str:
             f"## MCR ablations at U1={abl['point']['u1']:.2f}, S={abl['point']['s']:.2f} (test accuracy %)",
             "",
         ]
-        for family in ("strategy", "components", "perturbation"):
-            lines += [f"**{family}**", "", "| variant | accuracy |", "|---|---|"]
+        for family in ABLATIONS:
+            if family not in abl:
+                continue
+            lines += [f"**{family}**", "", "| variant | accuracy | probe gap |", "|---|---|---|"]
             for variant, r in abl[family].items():
-                lines.append(f"| {variant} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} |")
+                gap = r.get("probe_gap")
+                gap_text = f"{100 * gap:+.1f}" if gap is not None else "–"
+                lines.append(
+                    f"| {variant} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {gap_text} |"
+                )
             lines.append("")
     if "claims" in result:
         lines += ["", "## Claims at the most imbalanced point", ""]
@@ -489,7 +670,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     points = result["points"]
     ratios = [p["ratio_u1_s"] for p in points]
     methods = list(points[0]["methods"])
-    panels = 2 if "ensemble" in methods else 1
+    panels = 3 if "ensemble" in methods else 1
     fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5), squeeze=False)
     for m in methods:
         style: dict[str, Any] = {"lw": 1.2}
@@ -498,15 +679,19 @@ def plot(result: dict[str, Any], path: Path) -> None:
         means = [100 * p["methods"][m]["mean"] for p in points]
         stds = [100 * p["methods"][m]["std"] for p in points]
         axes[0][0].errorbar(ratios, means, yerr=stds, marker="o", ms=3, capsize=2, label=m, **style)
-        if panels == 2:
+        if panels == 3:
             ens = [100 * p["methods"]["ensemble"]["mean"] for p in points]
             axes[0][1].plot(
                 ratios, [a - e for a, e in zip(means, ens)], marker="o", ms=3, label=m, **style
             )
+            gaps = [100 * p["methods"][m]["probe_gap"] for p in points]
+            axes[0][2].plot(ratios, gaps, marker="o", ms=3, label=m, **style)
     axes[0][0].set_ylabel("test accuracy (%)")
-    if panels == 2:
+    if panels == 3:
         axes[0][1].axhline(0.0, color="grey", lw=0.8)
         axes[0][1].set_ylabel("accuracy − ensemble accuracy (points)")
+        axes[0][2].axhline(0.0, color="grey", lw=0.8)
+        axes[0][2].set_ylabel("slow-encoder probe gap: unimodal − method (points)")
     for ax in axes[0]:
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(FixedLocator(ratios))
@@ -516,7 +701,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("U1 / S")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, ncol=2)
-    fig.suptitle(f"Synthetic competition benchmark (U2 = {points[0]['u2']:.2f})")
+    regime = result.get("setup", {}).get("regime", "fusion")
+    fig.suptitle(f"Synthetic competition benchmark, regime {regime} (U2 = {points[0]['u2']:.2f})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -526,6 +712,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--regime", choices=sorted(REGIMES), default="fusion", help="data regime")
     p.add_argument("--quick", action="store_true", help="3 points, 3 seeds, 2 trials, no ablations")
     p.add_argument("--u1", type=float, nargs="+", default=None, help="U1 fractions of the sweep")
     p.add_argument("--u2", type=float, default=0.2, help="fixed U2 fraction")
@@ -559,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             max_epochs=args.max_epochs or budget.max_epochs,
             patience=args.patience or budget.patience,
         )
-    spec = SyntheticSpec()
+    spec = REGIMES[args.regime]
     if args.n_train is not None or args.n_eval is not None:
         spec = replace(
             spec,
@@ -581,6 +768,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     result["claims"] = check_claims(result)
     result["setup"] = {
+        "regime": args.regime,
         "spec": asdict(spec),
         "budget": asdict(budget),
         "seeds": args.seeds,

@@ -61,8 +61,38 @@ def test_shapes_and_determinism():
         ({"u1": -0.1, "s": 0.9, "u2": 0.2}, "u1 in \\[0, 1\\]"),
         ({"hard_modality": 3}, "hard_modality"),
         ({"n_train": 0}, "n_train"),
+        ({"nuisance_dims": (-1, 0)}, "nuisance_dims and nuisance_std >= 0"),
+        ({"nuisance_std": (0.0, -2.0)}, "nuisance_dims and nuisance_std >= 0"),
     ],
 )
 def test_bad_spec_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SyntheticSpec(**kwargs)
+
+
+def test_nuisance_adds_label_free_variance_to_its_modality():
+    base = SyntheticSpec(u1=0.4, s=0.4, u2=0.2, n_train=4000, n_val=10, n_test=10)
+    loud = SyntheticSpec(
+        u1=0.4,
+        s=0.4,
+        u2=0.2,
+        n_train=4000,
+        n_val=10,
+        n_test=10,
+        nuisance_dims=(16, 0),
+        nuisance_std=(5.0, 0.0),
+    )
+    a = make_datasets(base, seed=2)["train"].tensors
+    b = make_datasets(loud, seed=2)["train"].tensors
+    assert torch.equal(a["label"], b["label"]) and torch.equal(a["category"], b["category"])
+    extra = b["m1"] - a["m1"]  # exactly the nuisance: the signal draws come first
+    # per input dimension the nuisance has variance 25 * (sum over 16 factors of w^2) ~ 25
+    assert 15.0 < float(extra.var(0).mean()) < 35.0
+    # label-free: the class means of the nuisance coincide up to sampling error
+    y = b["label"]
+    assert float(_class_means(extra, y, 5).std(0).mean()) < 0.1 * float(extra.std(0).mean())
+
+
+def test_default_spec_has_no_nuisance():
+    spec = SyntheticSpec()
+    assert spec.nuisance_dims == (0, 0) and spec.nuisance_std == (0.0, 0.0)

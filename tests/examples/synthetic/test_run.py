@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from examples.common.cli import METHODS
 from examples.synthetic import run
@@ -49,6 +50,7 @@ def test_selection_uses_validation_not_test():
                 "test": 0.1,
                 "per_category": {"shared": 1.0, "u1": None, "u2": 0.0},
                 "importance": None,
+                "probe": 0.5,
                 "seconds": 1.0,
             }
         ],
@@ -58,6 +60,7 @@ def test_selection_uses_validation_not_test():
                 "test": 0.9,
                 "per_category": {"shared": 1.0, "u1": None, "u2": 0.0},
                 "importance": None,
+                "probe": 0.5,
                 "seconds": 1.0,
             }
         ],
@@ -146,3 +149,95 @@ def test_two_workers_show_a_bar_and_one_line_per_point(tmp_path, capsys):
         line = next(line for line in lines if f"point U1={u1} " in line)
         assert "joint " in line and "ensemble " in line and "(4 runs" in line
     assert "sweep" in captured.err and "8/8" in captured.err  # the bar, on stderr
+
+
+def test_linear_probe_separable_and_shuffled_labels():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (400,), generator=g)
+    x = torch.randn(400, 6, generator=g) + 10.0 * torch.nn.functional.one_hot(y, 6).float()
+    assert run.linear_probe(x[:300], y[:300], x[300:], y[300:]) == 1.0
+    shuffled = y[torch.randperm(400, generator=g)]  # no relation to x: about chance (0.25)
+    assert run.linear_probe(x[:300], shuffled[:300], x[300:], shuffled[300:]) < 0.45
+
+
+def test_linear_probe_bad_shapes():
+    with pytest.raises(
+        ValueError, match=r"\(N, D\) and \(M, D\) features, got \(5, 3\) and \(4, 2\)"
+    ):
+        run.linear_probe(
+            torch.zeros(5, 3), torch.zeros(5).long(), torch.zeros(4, 2), torch.zeros(4).long()
+        )
+    with pytest.raises(ValueError, match="one label per row, got 5 rows / 4 labels"):
+        run.linear_probe(
+            torch.zeros(5, 3), torch.zeros(4).long(), torch.zeros(4, 3), torch.zeros(4).long()
+        )
+
+
+def test_probe_gaps_against_the_ensemble_per_seed():
+    point = {
+        "methods": {
+            "ensemble": {"probe_per_seed": [0.8, 0.7]},
+            "joint": {"probe_per_seed": [0.7, 0.65]},
+        }
+    }
+    run._probe_gaps(point)
+    assert point["methods"]["joint"]["probe_gap_per_seed"] == pytest.approx([0.1, 0.05])
+    assert point["methods"]["joint"]["probe_gap"] == pytest.approx(0.075)
+    assert point["methods"]["ensemble"]["probe_gap"] == 0.0
+    lone = {"methods": {"joint": {"probe_per_seed": [0.7]}}}
+    run._probe_gaps(lone)
+    assert lone["methods"]["joint"]["probe_gap"] is None
+
+
+def _premise_result(gaps, joint, ensemble):
+    return {
+        "points": [
+            {
+                "u1": 0.7,
+                "s": 0.1,
+                "u2": 0.2,
+                "methods": {
+                    "joint": {"mean": joint, "probe_gap": 0.0, "probe_gap_per_seed": gaps},
+                    "ensemble": {"mean": ensemble, "probe_gap": 0.0},
+                },
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("gaps", "joint", "ensemble", "holds"),
+    [
+        ([0.05, 0.031, 0.04], 0.6, 0.7, True),
+        ([0.05, 0.029, 0.04], 0.6, 0.7, False),  # only two seeds with a 3-point gap
+        ([0.05, 0.05, 0.05], 0.7, 0.6, False),  # joint not below the ensemble
+        ([0.05, 0.01, 0.04, 0.03], 0.6, 0.7, True),  # 3 of 4 seeds
+    ],
+)
+def test_undertrained_premise(gaps, joint, ensemble, holds):
+    claims = run.check_claims(_premise_result(gaps, joint, ensemble))
+    assert claims["undertrained_premise"] is holds
+    assert claims["seeds_with_joint_probe_gap_ge_3pt"] == sum(g >= run.PREMISE_GAP for g in gaps)
+
+
+@pytest.mark.slow
+def test_undertrained_regime_end_to_end(tmp_path):
+    out = tmp_path / "under"
+    run.main(
+        tiny_args(
+            out,
+            *("--regime", "undertrained", "--methods", "joint", "ensemble"),
+            *("--n-train", "60", "--n-eval", "40", "--workers", "1", "--no-ablations"),
+        )
+    )
+    result = json.loads((out / "results.json").read_text())
+    assert result["setup"]["regime"] == "undertrained"
+    assert result["setup"]["spec"]["input_dims"] == [128, 2048]
+    for point in result["points"]:
+        for res in point["methods"].values():
+            assert 0.0 <= res["probe"] <= 1.0 and len(res["probe_per_seed"]) == 2
+            assert res["probe_gap"] is not None
+        assert point["methods"]["ensemble"]["probe_gap"] == 0.0
+    assert "undertrained_premise" in result["claims"]
+    text = (out / "results.md").read_text()
+    assert "probe gap" in text and "| joint |" in text
