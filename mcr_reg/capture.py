@@ -35,7 +35,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["FusionInputs"]
+__all__ = ["FusionInputs", "in_mcr_call", "mcr_internal_calls"]
 
 
 class _ThreadState(threading.local):

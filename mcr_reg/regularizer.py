@@ -27,6 +27,7 @@ from mcr_reg._checks import (
     compiling,
     shape_of,
 )
+from mcr_reg.capture import mcr_internal_calls
 from mcr_reg.distributed import gather_with_grad
 
 __all__ = ["MCROutput", "MCRRegularizer"]
@@ -71,6 +72,140 @@ def _has_batch_dependent_layers(module: object) -> bool:
     if not isinstance(module, nn.Module):
         return False
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def _is_random_in_training(module: object) -> bool:
+    """Dropout or BatchNorm modules in training mode: two calls need not agree."""
+    if not isinstance(module, nn.Module) or not module.training:
+        return False
+    kinds = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+    return any(isinstance(m, kinds) and m.training for m in module.modules())
+
+
+Output = int | str | None
+
+
+class _ManyOutputsError(TypeError):
+    """The fusion head returned a tuple/list/dict and no ``output=`` selects the prediction."""
+
+    def __init__(self, value: object, hint: str) -> None:
+        super().__init__(_describe(value))
+        self.what, self.hint = _describe(value), hint
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, Mapping):
+        return f"a {type(value).__name__} with keys {list(value)}"
+    if isinstance(value, tuple | list):
+        parts = [
+            f"Tensor {shape_of(v)}" if isinstance(v, Tensor) else type(v).__name__ for v in value
+        ]
+        return f"a {type(value).__name__} of {len(value)} ({', '.join(parts)})"
+    return f"a {type(value).__name__}"
+
+
+def _select_output(value: object, output: Output, width: int | None) -> Tensor:
+    """The prediction in what the fusion head returned (``output=`` of MCRRegularizer)."""
+    if output is None:
+        if isinstance(value, Tensor):
+            return value
+        if isinstance(value, Mapping | tuple | list):
+            keys = list(value) if isinstance(value, Mapping) else list(range(len(value)))
+            items = [value[k] for k in keys]  # type: ignore[index]
+            fits = [
+                k
+                for k, v in zip(keys, items)
+                if isinstance(v, Tensor)
+                and (width is None or (v.shape[-1] if v.dim() > 1 else 1) == width)
+            ]
+            hint = repr(fits[-1]) if fits else ("'KEY'" if isinstance(value, Mapping) else "INDEX")
+            raise _ManyOutputsError(value, hint)
+        return value  # type: ignore[return-value]  # the row check reports it
+    if isinstance(value, Tensor):
+        raise TypeError(
+            f"output={output!r} was given, but the fusion head returned a Tensor "
+            f"{shape_of(value)}; leave output=None for a head that returns its prediction"
+        )
+    if isinstance(output, str):
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"output={output!r} selects a key, but the fusion head returned {_describe(value)}"
+            )
+        if output not in value:
+            raise ValueError(
+                f"output={output!r}, but the fusion head returned a dict with keys {list(value)}"
+            )
+        chosen = value[output]
+    else:
+        if not isinstance(value, tuple | list):
+            raise TypeError(
+                f"output={output!r} selects a position, but the fusion head returned "
+                f"{_describe(value)}"
+            )
+        if not -len(value) <= output < len(value):
+            raise ValueError(f"output={output!r}, but the fusion head returned {_describe(value)}")
+        chosen = value[output]
+    if not isinstance(chosen, Tensor):
+        raise TypeError(
+            f"expected output={output!r} to select the prediction tensor, got "
+            f"{type(chosen).__name__}"
+        )
+    return chosen
+
+
+class _HeadCall(nn.Module):
+    """An ``nn.Module`` head as MCR calls it: its calls marked as MCR's own (FusionInputs skips
+    them) and the prediction selected from its output. A module itself, so that
+    ``torch.func.functional_call`` reaches the head's parameters."""
+
+    def __init__(self, head: nn.Module, output: Output, width: int | None) -> None:
+        super().__init__()
+        self.head, self.output, self.width = head, output, width
+
+    def forward(self, *latents: Tensor) -> Tensor:
+        with mcr_internal_calls():
+            value = self.head(*latents)
+        return _select_output(value, self.output, self.width)
+
+
+def _head_call(
+    head: Callable[..., object], output: Output, width: int | None
+) -> Callable[..., Tensor]:
+    if isinstance(head, nn.Module):
+        return _HeadCall(head, output, width)
+
+    def call(*latents: Tensor) -> Tensor:
+        with mcr_internal_calls():
+            value = head(*latents)
+        return _select_output(value, output, width)
+
+    return call
+
+
+_warned_generator_under_compile = [False]  # once per process: comptime cannot see the instance
+
+
+def _warn_generator_under_compile(ctx: object = None) -> None:
+    """Called by Dynamo at trace time (``comptime``): eager Python, no graph break."""
+    if _warned_generator_under_compile[0]:
+        return
+    _warned_generator_under_compile[0] = True
+    warnings.warn(
+        "MCRRegularizer(generator=...) is not used under torch.compile (Dynamo cannot trace "
+        "torch.Generator objects): the compiled step draws its permutations from the global RNG. "
+        "Seed that (torch.manual_seed) for reproducible runs, or pass permutations= explicitly. "
+        "(Warned once.)",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def _warn_at_compile_time_that_the_generator_is_ignored() -> None:
+    try:
+        from torch._dynamo.comptime import comptime
+    except ImportError:  # pragma: no cover - a torch without Dynamo's comptime
+        return
+    comptime(_warn_generator_under_compile)
 
 
 class _CEBHead(nn.Module):
@@ -157,6 +292,10 @@ class MCRRegularizer(nn.Module):
         batched: ``None`` (default) stacks every pass into one fusion-head call unless the head
             contains BatchNorm layers in training mode (then one call per block, with a one-time
             warning); ``True``/``False`` force either.
+        output: for a fusion head that returns several values, the position (``int``) or key
+            (``str``) of the prediction in what it returns, e.g. ``-1`` for a head returning
+            ``(out_audio, out_video, logits)``; ``None`` (default): the head returns the
+            prediction itself.
 
     Example:
         >>> head = torch.nn.Linear(16, 3)
@@ -171,6 +310,8 @@ class MCRRegularizer(nn.Module):
         >>> sorted(out.terms), tuple(out.importance.shape)
         (['contrastive', 'mipd', 'unimodal'], (2,))
     """
+
+    _head: Callable[..., Tensor]  # the fusion head as MCR calls it (see _head_call)
 
     def __init__(
         self,
@@ -202,6 +343,7 @@ class MCRRegularizer(nn.Module):
         noise_scale: float = 1.0,
         contrastive_labels: Callable[[Tensor], Tensor] | None = None,
         batched: bool | None = None,
+        output: Output = None,
     ) -> None:
         super().__init__()
         if not callable(fusion_head):
@@ -212,6 +354,12 @@ class MCRRegularizer(nn.Module):
         # Held outside the module tree on purpose: the head's parameters belong to the user's
         # model, so they never appear in mcr.parameters() or mcr.state_dict().
         object.__setattr__(self, "_fusion_head", fusion_head)
+        if output is not None and (isinstance(output, bool) or not isinstance(output, int | str)):
+            raise TypeError(f"expected output to be None, an int or a str, got {output!r}")
+        self.output: Output = output
+        width = 1 if task != "classification" else num_classes
+        # how MCR calls the head (also not a submodule: the head's parameters stay the user's)
+        object.__setattr__(self, "_head", _head_call(fusion_head, output, width))
         self.k = MF.strategy_factor(strategy)
         self.strategy = strategy
         if task not in _TASKS:
@@ -281,6 +429,7 @@ class MCRRegularizer(nn.Module):
         self.contrastive_labels = contrastive_labels
         self.batched = batched
         self._warned_batch_dependent = False
+        self._warned_logits = False
 
         out_dim = self.num_classes if task == "classification" else 1
         dims = self.latent_dims
@@ -357,7 +506,10 @@ class MCRRegularizer(nn.Module):
 
     def _generator_for(self, device: torch.device) -> torch.Generator | None:
         if compiling():
-            return None  # Dynamo cannot trace Generator objects: the global RNG is used
+            # Dynamo cannot trace Generator objects: the global RNG is used; say so once
+            if self.generator is not None:
+                _warn_at_compile_time_that_the_generator_is_ignored()
+            return None
         if self.generator is not None:
             return self.generator
         key = str(device)
@@ -490,23 +642,28 @@ class MCRRegularizer(nn.Module):
         importance = torch.full((m_count,), float("nan"), device=device)
         if self.mipd_weight > 0:
             perturbed = self._perturbations(zs, extra, permutations, batch, device)
-            per_subset, reference = MF.mipd(
-                self.fusion_head,
-                zs,
-                subsets,
-                permutations=perturbed[0],
-                perturbed=perturbed[1],
-                k=self.k,
-                divergence=self._divergence(),
-                detach_reference=self.detach_reference,
-                batched=self._use_batched(),
-                head_share=(
-                    MF.head_factors(subsets, m_count, self.k)
-                    if self.head_gradient == "mean"
-                    else None
-                ),
-            )
+            try:
+                per_subset, reference = MF.mipd(
+                    self._head,
+                    zs,
+                    subsets,
+                    permutations=perturbed[0],
+                    perturbed=perturbed[1],
+                    k=self.k,
+                    divergence=self._divergence(),
+                    detach_reference=self.detach_reference,
+                    batched=self._use_batched(),
+                    head_share=(
+                        MF.head_factors(subsets, m_count, self.k)
+                        if self.head_gradient == "mean"
+                        else None
+                    ),
+                )
+            except _ManyOutputsError as err:
+                raise self._many_outputs_error(err, batch) from None
             self._check_head_output(reference, out_dim)
+            if logits is not None:
+                self._compare_logits(logits, reference)
             mipd_loss = -per_subset.sum()
             terms["mipd"] = mipd_loss.detach()
             total = total + self.mipd_weight * mipd_loss
@@ -526,7 +683,10 @@ class MCRRegularizer(nn.Module):
             source = logits if logits is not None else reference
             if source is None:
                 with torch.no_grad():
-                    source = self.fusion_head(*zs)
+                    try:
+                        source = self._head(*zs)
+                    except _ManyOutputsError as err:
+                        raise self._many_outputs_error(err, batch) from None
             source = source.detach()
             if source.dim() == 1:
                 source = source.unsqueeze(-1)
@@ -557,6 +717,45 @@ class MCRRegularizer(nn.Module):
         )
 
     # ------------------------------------------------------------------ pieces
+
+    def _many_outputs_error(self, err: _ManyOutputsError, batch: int) -> TypeError:
+        return TypeError(
+            f"the fusion head returned {err.what} when MCR called it with your latents with "
+            f"batch {batch} (stacked with their perturbed copies along the batch axis); MCR "
+            f"needs the prediction tensor alone. Select it with MCRRegularizer(..., "
+            f"output={err.hint}), or pass a one-line wrapper as the head: "
+            f"MCRRegularizer(lambda *z: model.fusion(*z)[{err.hint}], ...)"
+        )
+
+    def _compare_logits(self, logits: Tensor, reference: Tensor) -> None:
+        """Warn once when ``logits`` differ from MCR's own ``fusion_head(*latents)``.
+
+        A value check (one host sync): only with ``check_values``, never while compiling, and
+        not for heads whose dropout or BatchNorm layers make two calls differ.
+        """
+        if self._warned_logits or not self.check_values or compiling():
+            return
+        if not logits.is_floating_point() or _is_random_in_training(self.fusion_head):
+            return
+        ref = reference.detach().float().reshape(reference.shape[0], -1)
+        got = logits.detach().float().reshape(ref.shape)
+        eps = max(torch.finfo(reference.dtype).eps, torch.finfo(logits.dtype).eps)
+        rel = max(8.0 * eps, 5e-3)  # float32: 5e-3; float16: 7.8e-3; bfloat16: 6.3e-2
+        diff = (ref - got).abs().max()
+        tol = rel * (1.0 + got.abs().max())
+        if bool(diff > tol):
+            self._warned_logits = True
+            warnings.warn(
+                f"MCR's own unperturbed pass fusion_head(*latents) differs from the logits you "
+                f"passed by up to {float(diff):.3g} (tolerance {float(tol):.2g} for "
+                f"{logits.dtype}): the latents are probably not the inputs the fusion head was "
+                "called with (e.g. encoder outputs that the fusion module re-projects), so every "
+                "MCR term is computed on another function than your loss. Pass the fusion head's "
+                "inputs (mcr_reg.FusionInputs records them) and its raw output as logits. "
+                "Warned once; check_values=False turns this check off.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _divergence(self) -> MF.Divergence:
         return {"classification": "jsd", "binary": "binary_jsd", "regression": "squared_error"}[

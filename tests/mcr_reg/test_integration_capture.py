@@ -87,7 +87,6 @@ def test_captured_latents_are_the_fusion_inputs_and_carry_gradients_to_the_encod
         torch.testing.assert_close(captured[name], grad, msg=name)
 
 
-@pytest.mark.xfail(strict=True, reason="MCRRegularizer marks its own calls once #10 has landed")
 def test_mcr_own_calls_of_the_fusion_module_are_not_recorded() -> None:
     torch.manual_seed(0)
     net = HiddenNet()
