@@ -222,3 +222,32 @@ def test_generator_under_compile_warns_once_and_keeps_one_graph(
     assert len(about) == 1, about
     assert "torch.compile" in about[0] and "global RNG" in about[0]
     torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_output_selector_and_fusion_inputs_compile_to_one_graph() -> None:
+    """A tuple head with output=, its inputs captured by FusionInputs: still one graph, and the
+    compiled step gives the eager numbers."""
+    from mcr_reg import FusionInputs
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    encoders = nn.ModuleList([nn.Linear(D, D), nn.Linear(D, D)])
+    head = TupleHead()
+    fusion_inputs = FusionInputs(head)
+    mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), num_permutations=4, output=-1)
+    za, zv, y = _inputs()
+    perms = MF.sample_permutations(4, 2, B, generator=torch.Generator().manual_seed(0))
+
+    def step(xa: Tensor, xv: Tensor, y: Tensor, perms: Tensor) -> Tensor:
+        logits = head(torch.tanh(encoders[0](xa)), torch.tanh(encoders[1](xv)))[-1]
+        out = mcr(fusion_inputs.latents, y, logits, permutations=perms)
+        return F.cross_entropy(logits, y) + out.loss
+
+    explanation = torch._dynamo.explain(step)(za, zv, y, perms)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+    eager = step(za, zv, y, perms)
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")(za, zv, y, perms)
+    torch.testing.assert_close(compiled, eager)
+    torch._dynamo.reset()
