@@ -168,18 +168,25 @@ class _HeadCall(nn.Module):
         return _select_output(value, self.output, self.width)
 
 
+class _FunctionHeadCall:
+    """The same for a head that is a plain callable (a function, a bound method); picklable
+    whenever the head is."""
+
+    def __init__(self, head: Callable[..., object], output: Output, width: int | None) -> None:
+        self.head, self.output, self.width = head, output, width
+
+    def __call__(self, *latents: Tensor) -> Tensor:
+        with mcr_internal_calls():
+            value = self.head(*latents)
+        return _select_output(value, self.output, self.width)
+
+
 def _head_call(
     head: Callable[..., object], output: Output, width: int | None
 ) -> Callable[..., Tensor]:
     if isinstance(head, nn.Module):
         return _HeadCall(head, output, width)
-
-    def call(*latents: Tensor) -> Tensor:
-        with mcr_internal_calls():
-            value = head(*latents)
-        return _select_output(value, output, width)
-
-    return call
+    return _FunctionHeadCall(head, output, width)
 
 
 _warned_generator_under_compile = [False]  # once per process: comptime cannot see the instance
@@ -279,7 +286,8 @@ class MCRRegularizer(nn.Module):
             state is part of ``state_dict()`` (as extra state), so a resumed run draws the
             same permutations as an uninterrupted one.
         check_values: run the checks that read tensor values (label range, permutations,
-            finiteness). They synchronise with the device; they are skipped under
+            finiteness, and whether the ``logits`` passed to ``forward`` agree with MCR's own
+            ``fusion_head(*latents)``). They synchronise with the device; they are skipped under
             ``torch.compile`` and can be turned off for sync-free GPU steps.
         check_finite: raise on NaN/Inf latents (a value check).
         feature_axis: the latents' feature axis: ``"auto"`` (last for ``(B, D)`` and
@@ -602,7 +610,9 @@ class MCRRegularizer(nn.Module):
             labels: ``(B,)`` integer classes (classification); ``(B,)`` or ``(B, 1)`` floats
                 (regression) or 0/1 values (binary).
             logits: the fused prediction ``fusion_head(*latents)`` the task loss used; only read
-                (detached) by the CEB term and checked for shape. Omitted: MCR uses its own
+                (detached) by the CEB term, checked for shape and, with ``check_values``,
+                compared with MCR's own unperturbed pass (a one-time ``RuntimeWarning`` when they
+                differ: the latents are then not the head's inputs). Omitted: MCR uses its own
                 unperturbed pass.
             permutations: optional ``(P, M, B)`` LongTensor; row ``[p, m]`` permutes modality m in
                 draw p (ignored where m is not perturbed). Only with ``perturbation="permutation"``.

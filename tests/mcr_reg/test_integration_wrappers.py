@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -116,3 +117,16 @@ def test_fusion_inputs_recorded_in_another_thread_are_not_visible() -> None:
         fusion_inputs.latents  # noqa: B018
     net(xa, xv)
     assert fusion_inputs.latents[0].shape == (B, D)
+
+
+def test_a_whole_mcr_module_pickles_with_a_method_or_module_head(tmp_path: Path) -> None:
+    """torch.save(model) of a model holding MCR keeps working with MCR's head adapter."""
+    net = Net()
+    fuse = net.fusion.forward  # a bound method: a plain callable head
+    for head in (fuse, net.fusion):
+        mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), num_permutations=2)
+        torch.save(mcr, tmp_path / "mcr.pt")
+        loaded = torch.load(tmp_path / "mcr.pt", weights_only=False)
+        xa, xv, y, _ = _batch()
+        _, zs = net(xa, xv)
+        assert torch.isfinite(loaded(zs, y).loss)
