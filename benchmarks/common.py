@@ -53,7 +53,7 @@ from mcr_reg import functional as MF
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-#: Released MCR settings (DESIGN.md section 8): CREMA-D ResNet-18 and MOSEI V-A-T Transformer.
+#: Released MCR settings (docs/hyperparameters.md): CREMA-D ResNet-18 and MOSEI V-A-T Transformer.
 RELEASED_MCR: dict[str, dict[str, Any]] = {
     "resnet18": {
         "strategy": "greedy",
@@ -322,11 +322,15 @@ def mcr_alone_step(
     hidden: int = 256,
     classes: int = 6,
     device: torch.device,
+    head_gradient: str = "mean",
+    closure: bool = False,
 ) -> tuple[Callable[[], Tensor], int]:
     """Forward and backward of MCR alone on fixed latents; returns ``(step, head rows)``.
 
     ``head rows`` is the number of rows the one batched fusion-head call processes,
     ``(|S| + |S| P) B`` (one reference block per subset, P perturbed blocks per subset).
+    ``closure=True`` passes MCR a plain function over the head instead of the module (the
+    head's share then always takes the second-pass route, docs/semantics.md).
     """
     g = torch.Generator().manual_seed(0)
     zs = [
@@ -335,13 +339,15 @@ def mcr_alone_step(
     ]
     labels = torch.randint(0, classes, (batch,), generator=g).to(device)
     head = ConcatMLPHead(num_modalities, dim, hidden, classes).to(device)
+    fusion: Callable[..., Tensor] = (lambda *z: head(*z)) if closure else head
     mcr = MCRRegularizer(
-        head,
+        fusion,
         num_classes=classes,
         latent_dims=(dim,) * num_modalities,
         num_permutations=permutations,
         subsets=subsets,  # type: ignore[arg-type]
         check_values=False,
+        head_gradient=head_gradient,  # type: ignore[arg-type]
     ).to(device)
 
     def step() -> Tensor:

@@ -2,7 +2,7 @@
 
 Importance of modality m = mean Jensen-Shannon divergence between the model's prediction and
 its prediction when ``z_m`` alone is shuffled across the batch (the MIPD estimate of the unique
-contribution, DESIGN.md section 5). The trainer measures it on the validation set after every
+contribution, docs/semantics.md, "Importance"). The trainer measures it on the validation set after every
 epoch for every method, so runs of different methods can be compared on the same scale.
 MCR's own training-time estimate (``MCROutput.importance``) is logged next to it.
 """

@@ -6,11 +6,10 @@ import inspect
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from examples.common.distributed import is_distributed
-from examples.common.methods.base import Method, StepOutput, UnimodalHeads
+from examples.common.methods.base import Method, StepOutput
 from examples.common.methods.simple import average_outputs
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
@@ -23,6 +22,7 @@ _SET_BY_METHOD = (
     "latent_dims",
     "gather_distributed",
     "generator",
+    "seed",
 )
 
 #: Options of the method itself (not passed to ``MCRRegularizer``) and their defaults.
@@ -46,21 +46,23 @@ class MCR(Method):
     ``L = L(f_c(z), y) + lambda_M L_MIPD + lambda_con L_Con + lambda_ceb L_CEB + lambda_uni L_uni``
     with the gradient routing of the chosen game strategy. Every keyword argument of
     :class:`mcr_reg.MCRRegularizer` except ``task``, ``num_classes``, ``latent_dims``,
-    ``gather_distributed`` and ``generator`` is a hyper-parameter of this method, with the
-    package's default (``strategy`` comes from ``--strategy``). ``gather_distributed`` is on
-    under ``torch.distributed``; the permutation generator is seeded from ``--seed`` and its
-    state is part of the method's ``state_dict`` (so a resumed run draws the same
-    permutations as an uninterrupted one).
+    ``gather_distributed``, ``generator`` and ``seed`` is a hyper-parameter of this method, with
+    the package's default (``strategy`` comes from ``--strategy``). ``gather_distributed`` is on
+    under ``torch.distributed``; the permutations are seeded from ``--seed`` and MCR keeps its
+    generator state in its own ``state_dict``, so a resumed run draws the same permutations as
+    an uninterrupted one.
 
     Hyper-parameters of the method itself:
         init: ``"scratch"`` (default): one ``"joint"`` stage from randomly initialised
-            encoders. ``"unimodal"``: the paper's "initialized unimodal encoders" (Algorithm
-            1; Table 3 uses unimodally pre-trained ResNets): stages ``("unimodal", "joint")``
-            exactly like ``uni_pre_finetuned``: each encoder is first trained alone with its
-            own linear head (own early-stopping track), then the joint stage trains with MCR.
-        finetune_lr_scale: encoder learning-rate multiplier in the joint stage when
-            ``init="unimodal"`` (default 0.1, the paper's "one magnitude lower" for
-            pre-trained encoders); ignored for ``init="scratch"``.
+            encoders. ``"unimodal"``: the released recipe (the authors' ``--pre`` runs;
+            docs/examples/training-loop.md): stages ``("unimodal", "joint")``. First each
+            encoder trains alone with MCR's own unimodal-term head as its classifier (one
+            early-stopping track per modality) at ``lr / finetune_lr_scale``; then the whole
+            multimodal model (those encoders, those heads, a fresh fusion head) trains with MCR
+            at ``lr``. With the default scale 0.1 and a config ``lr`` of 1e-4 that is the
+            released 1e-3 for the unimodal models and 1e-4 for MCR.
+        finetune_lr_scale: the joint stage's learning rate as a fraction of the unimodal
+            stage's (default 0.1, "one magnitude lower"); ignored for ``init="scratch"``.
     """
 
     name: ClassVar[str] = "mcr"
@@ -82,14 +84,11 @@ class MCR(Method):
         if init not in _INITS:
             raise ValueError(f"expected init in {list(_INITS)}, got {init!r}")
         scale = kwargs.pop("finetune_lr_scale")
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale >= 0:
-            raise ValueError(f"expected finetune_lr_scale to be a number >= 0, got {scale!r}")
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
+            raise ValueError(f"expected finetune_lr_scale to be a number > 0, got {scale!r}")
         strategy = kwargs.pop("strategy")
         if isinstance(strategy, str) and strategy not in ("greedy", "independent", "collaborative"):
             strategy = float(strategy)  # a numeric k given as text on the command line
-        self.seed = 0
-        self._generator_device: torch.device | None = None
-        self._pending_generator_state: Tensor | None = None
         self.mcr = _regularizer_class()(
             model.fusion_head,
             strategy=strategy,
@@ -97,122 +96,87 @@ class MCR(Method):
             num_classes=task.num_classes if task.kind == "classification" else None,
             latent_dims=tuple(model.latent_dims[m] for m in model.modalities),
             gather_distributed=is_distributed(),
+            seed=0,
             **kwargs,
         )
-        self.pre: UnimodalHeads | None = None
-        if init == "unimodal":
-            self.pre = UnimodalHeads(model.latent_dims, task.out_dim)
+        self.pretrain = init == "unimodal"
+        if self.pretrain:
+            if self.mcr.unimodal_heads is None:
+                raise ValueError(
+                    "init='unimodal' trains MCR's unimodal-term heads first and keeps them; "
+                    f"it needs unimodal_weight > 0, got {self.options['unimodal_weight']}"
+                )
             self.stages = ("unimodal", "joint")
 
-    # ----------------------------------------------------------------- permutation generator
     def set_seed(self, seed: int) -> None:
-        self.seed = int(seed)
-        self._generator_device = None
-        self._pending_generator_state = None
-
-    def _seed_generator(self, device: torch.device) -> None:
-        if self._generator_device != device:
-            g = torch.Generator(device=device)
-            g.manual_seed(self.seed)
-            if self._pending_generator_state is not None:
-                try:
-                    g.set_state(self._pending_generator_state)
-                except RuntimeError as err:
-                    raise ValueError(
-                        f"the checkpoint's MCR generator state does not fit a {device.type} "
-                        f"generator (was the run resumed on another kind of device?): {err}"
-                    ) from None
-                self._pending_generator_state = None
-            self.mcr.generator = g
-            self._generator_device = device
-
-    def get_extra_state(self) -> Tensor:
-        """The permutation generator's state (a uint8 tensor; empty before its first draw)."""
-        if self._generator_device is not None and self.mcr.generator is not None:
-            return self.mcr.generator.get_state()
-        if self._pending_generator_state is not None:
-            return self._pending_generator_state.clone()
-        return torch.empty(0, dtype=torch.uint8)
-
-    def set_extra_state(self, state: Any) -> None:
-        """Continue the permutation draws from ``state`` (from :meth:`get_extra_state`).
-
-        The generator is re-created on the training device at the next step; an empty state
-        restarts it from the seed.
-
-        Raises:
-            TypeError: if ``state`` is not a uint8 tensor.
-        """
-        if not isinstance(state, Tensor) or state.dtype != torch.uint8:
-            got = state.dtype if isinstance(state, Tensor) else type(state).__name__
-            raise TypeError(f"expected the MCR generator state as a uint8 tensor, got {got}")
-        self._generator_device = None
-        self._pending_generator_state = state.detach().cpu().clone() if state.numel() else None
+        self.mcr.manual_seed(int(seed))
 
     # ----------------------------------------------------------------- stages
+    def _unimodal(self, latents: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Each modality's prediction by MCR's own unimodal head (the f_{c_m} of eq. 1)."""
+        from mcr_reg.functional import pool_latent
+
+        heads = self.mcr.unimodal_heads
+        assert heads is not None
+        return {
+            m: head(pool_latent(latents[m]))
+            for m, head in zip(self.model.modalities, heads, strict=True)
+        }
+
     def begin_stage(self, stage: str) -> None:
-        if self.pre is None:
+        if not self.pretrain:
             return
         for p in self.model.encoders.parameters():
             p.requires_grad_(True)
-        for p in self.pre.parameters():
-            p.requires_grad_(stage == "unimodal")
 
     def param_groups(self, stage: str) -> list[dict[str, Any]]:
         named: dict[str, list[nn.Parameter]] = {
             f"encoder:{m}": list(self.model.encoders[m].parameters()) for m in self.model.modalities
         }
-        if self.pre is not None and stage == "unimodal":
-            named["method"] = list(self.pre.parameters())
-            return self._groups(named, {})
+        if self.pretrain and stage == "unimodal":
+            assert self.mcr.unimodal_heads is not None
+            named["method"] = list(self.mcr.unimodal_heads.parameters())
+            up = 1.0 / float(self.options["finetune_lr_scale"])
+            return self._groups(named, {name: up for name in named})
         named["fusion"] = list(self.model.fusion_head.parameters())
         named["method"] = list(self.mcr.parameters())
-        scales: dict[str, float] = {}
-        if self.pre is not None:
-            scale = float(self.options["finetune_lr_scale"])
-            scales = {f"encoder:{m}": scale for m in self.model.modalities}
-        return self._groups(named, scales)
+        return self._groups(named, {})
 
     def training_step(self, batch: Mapping[str, Tensor], stage: str) -> StepOutput:
-        if self.pre is not None and stage == "unimodal":
-            uni = self.pre(self.model.encode(batch))
+        if self.pretrain and stage == "unimodal":
+            uni = self._unimodal(self.model.encode(batch))
             loss, terms = self.unimodal_loss(uni, batch["label"])
             return StepOutput(loss, self._combine(uni), terms)
         outputs, latents = self.model(batch)
-        self._seed_generator(outputs.device)
         labels = batch["label"]
         task_loss = self.task.loss(outputs, labels)
-        out = self.mcr(latents, labels, outputs)
+        out = self.mcr(latents, labels, outputs)  # the one added line: MCR's loss terms
         terms = {"task": task_loss.detach()}
         terms.update({f"mcr/{k}": v for k, v in out.terms.items()})
         return StepOutput(task_loss + out.loss, outputs, terms, importance=out.importance)
 
     def heads(self, latents: Mapping[str, Tensor], stage: str):
-        if self.pre is not None and stage == "unimodal":
-            uni = self.pre(latents)
+        if self.pretrain and stage == "unimodal":
+            uni = self._unimodal(latents)
             return self._combine(uni), uni
         fused = self.model.fuse(latents)
-        heads = getattr(self.mcr, "unimodal_heads", None)
-        if heads is None:
+        if self.mcr.unimodal_heads is None:
             return fused, None
-        from mcr_reg.functional import pool_latent
-
-        uni = {
-            m: head(pool_latent(latents[m]))
-            for m, head in zip(self.model.modalities, heads, strict=True)
-        }
-        return fused, uni
+        return fused, self._unimodal(latents)
 
     def _combine(self, uni: Mapping[str, Tensor]) -> Tensor:
         """Unimodal stage output: the mean of the unimodal models' probabilities."""
         return average_outputs(self.task, list(uni.values()))
 
     def tracks(self, stage: str) -> dict[str, tuple[str, ...]]:
-        if self.pre is not None and stage == "unimodal":
-            return {m: (f"model.encoders.{m}.", f"pre.heads.{m}.") for m in self.model.modalities}
+        if self.pretrain and stage == "unimodal":
+            return {
+                m: (f"model.encoders.{m}.", f"mcr.unimodal_heads.{i}.")
+                for i, m in enumerate(self.model.modalities)
+            }
         return super().tracks(stage)
 
     def monitor(self, stage: str, val: Mapping[str, Any]) -> dict[str, float]:
-        if self.pre is not None and stage == "unimodal":
+        if self.pretrain and stage == "unimodal":
             return {m: float(val["unimodal"][m][self.task.monitor]) for m in self.model.modalities}
         return super().monitor(stage, val)

@@ -277,7 +277,8 @@ def test_mcr_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_data, init, 
 def test_mcr_generator_state_is_in_the_state_dict():
     method = build_method("mcr", tiny_model(), TASK, {"num_permutations": 4})
     method.set_seed(3)
-    assert method.state_dict()["_extra_state"].numel() == 0  # nothing drawn yet
+    assert method.state_dict()["mcr._extra_state"]["generators"] == {}  # nothing drawn yet
+    assert "_extra_state" not in method.state_dict()  # MCR owns its randomness, not the method
     batch = {"a": torch.randn(8, 4), "b": torch.randn(8, 5), "label": torch.randint(0, 3, (8,))}
     method.training_step(batch, "joint")
     state = method.state_dict()
@@ -289,7 +290,7 @@ def test_mcr_generator_state_is_in_the_state_dict():
         after_one, rel=1e-6
     )
     with pytest.raises(TypeError, match="uint8"):
-        other.set_extra_state({"seed": 0})
+        other.mcr.set_extra_state({"seed": 0, "generators": {"cpu": torch.zeros(3)}})
 
 
 def test_mcr_unimodal_init_trains_two_stages(tmp_path, tiny_data):
@@ -305,17 +306,26 @@ def test_mcr_unimodal_init_trains_two_stages(tmp_path, tiny_data):
     method.begin_stage("unimodal")
     names = {g["name"] for g in method.param_groups("unimodal")}
     assert names == {"encoder:a", "encoder:b", "method"}
-    # joint stage: encoders at the scaled lr, the fusion head, MCR's own heads; no pre-heads
+    # the unimodal models train at lr / finetune_lr_scale, with MCR's own unimodal heads
+    uni_groups = method.param_groups("unimodal")
+    assert {g["name"]: g["lr_scale"] for g in uni_groups} == {
+        "encoder:a": 2.0,
+        "encoder:b": 2.0,
+        "method": 2.0,
+    }
+    head_ids = {id(p) for p in method.mcr.unimodal_heads.parameters()}
+    assert {id(p) for g in uni_groups if g["name"] == "method" for p in g["params"]} == head_ids
+    # joint stage: the whole model at lr, those same unimodal heads inside MCR's parameters
     method.begin_stage("joint")
     groups = method.param_groups("joint")
     assert {g["name"]: g["lr_scale"] for g in groups} == {
-        "encoder:a": 0.5,
-        "encoder:b": 0.5,
+        "encoder:a": 1.0,
+        "encoder:b": 1.0,
         "fusion": 1.0,
         "method": 1.0,
     }
-    pre_ids = {id(p) for p in method.pre.parameters()}
-    assert not any(id(p) in pre_ids for g in groups for p in g["params"])
+    joint_method_ids = {id(p) for g in groups if g["name"] == "method" for p in g["params"]}
+    assert head_ids <= joint_method_ids
 
 
 def test_mcr_unimodal_init_stage_one_does_not_touch_the_fusion_head(tiny_data):
@@ -344,3 +354,31 @@ def test_mcr_rejects_bad_init_options():
         build_method("mcr", tiny_model(), TASK, {"init": "pretrained"})
     with pytest.raises(ValueError, match="finetune_lr_scale"):
         build_method("mcr", tiny_model(), TASK, {"finetune_lr_scale": -1})
+    with pytest.raises(ValueError, match="unimodal_weight > 0"):
+        build_method("mcr", tiny_model(), TASK, {"init": "unimodal", "unimodal_weight": 0.0})
+
+
+def test_mcr_unimodal_init_keeps_the_pretrained_heads(tiny_data):
+    """The unimodal stage's heads are the joint stage's unimodal-term heads: after the first
+    stage they hold trained weights (not a fresh initialisation) and MCR's term uses them."""
+    method = build_method("mcr", tiny_model(), TASK, {"init": "unimodal", "num_permutations": 4})
+    method.set_seed(0)
+    fresh = [p.detach().clone() for p in method.mcr.unimodal_heads.parameters()]
+    method.begin_stage("unimodal")
+    opt = default_optimizer(method.param_groups("unimodal"), TrainConfig(lr=0.05))
+    batch = next(iter(build_loaders(tiny_data, batch_size=16, seed=0)["train"]))
+    out = method.training_step(batch, "unimodal")
+    opt.zero_grad()
+    out.loss.backward()
+    opt.step()
+    trained = [p.detach().clone() for p in method.mcr.unimodal_heads.parameters()]
+    assert not all(torch.equal(a, b) for a, b in zip(fresh, trained))
+    method.begin_stage("joint")
+    fused, uni = method.heads(method.encode(batch), "joint")
+    from mcr_reg.functional import pool_latent
+
+    latents = method.encode(batch)
+    expected = method.mcr.unimodal_heads[0](pool_latent(latents["a"]))
+    torch.testing.assert_close(uni["a"], expected)
+    joint_out = method.mcr(latents, batch["label"], fused)
+    torch.testing.assert_close(joint_out.unimodal_logits[0], expected)

@@ -69,10 +69,14 @@ def test_smoke_run_writes_its_outputs(runs: dict[str, Any], method: str) -> None
     assert metrics["data"]["clips"] == {"train": 24, "val": 6, "test": 6}
     assert metrics["data"]["split"] == "speaker" and metrics["data"]["fold"] == 1
     assert metrics["data"]["video"]["frame_size"] == 32  # --smoke shrinks the inputs
-    assert [h["epoch"] for h in metrics["history"]] == [0]
-    if method == "mcr":
+    stages = [(h["stage"], h["epoch"]) for h in metrics["history"]]
+    if method == "mcr":  # the released recipe: unimodal pre-training, then MCR
+        assert stages == [("unimodal", 0), ("joint", 0)]
         assert metrics["method_options"]["num_permutations"] == 32
         assert metrics["method_options"]["mipd_weight"] == 0.1
+        assert metrics["method_options"]["init"] == "unimodal"
+    else:
+        assert [epoch for _, epoch in stages] == [0]
 
 
 @pytest.mark.slow
@@ -84,5 +88,10 @@ def test_resume_continues_at_the_next_epoch(
     checkpoint = crash_after_first_checkpoint(train.main, argv, monkeypatch)
     assert not (out / "metrics.json").exists()
     resumed = train.main([*argv, "--resume"])
-    assert [h["epoch"] for h in resumed["history"]] == [0, 1]
+    assert [(h["stage"], h["epoch"]) for h in resumed["history"]] == [
+        ("unimodal", 0),
+        ("unimodal", 1),
+        ("joint", 0),
+        ("joint", 1),
+    ]
     assert_first_epoch_not_rerun(checkpoint, resumed)

@@ -46,9 +46,12 @@ def test_mcr_smoke_mosei_vt_writes_outputs(data_root: Path, tmp_path: Path) -> N
     assert (opts["mipd_weight"], opts["unimodal_weight"], opts["ceb_weight"]) == (0.01, 0.1, 1.0)
     assert opts["num_permutations"] == 32 and opts["strategy"] == "greedy"
     assert written["config"]["lr"] == 1e-4 and written["config"]["batch_size"] == 8  # smoke cap
-    train_terms = written["history"][0]["train"]
+    assert [h["stage"] for h in written["history"]] == ["unimodal", "joint"]  # released --pre
+    assert opts["init"] == "unimodal"
+    train_terms = written["history"][-1]["train"]
     assert {"mcr/mipd", "mcr/contrastive", "mcr/ceb", "mcr/unimodal"} <= set(train_terms)
-    assert len(written["importance"]["train_history"][0]) == 2
+    assert written["importance"]["train_history"][0] is None  # no MCR in the unimodal stage
+    assert len(written["importance"]["train_history"][-1]) == 2
     assert (out / "importance.png").stat().st_size > 0
     assert any((out / "tb").iterdir())
     assert (out / "checkpoint.pt").is_file()
@@ -96,16 +99,17 @@ def test_resume_continues_at_the_next_epoch(
         with pytest.raises(_InterruptedError):
             _run_light(data_root, out, "--method", "mcr", "--max-epochs", "2")
     resumed = _run_light(data_root, out, "--method", "mcr", "--max-epochs", "2", "--resume")
-    assert [h["epoch"] for h in resumed["history"]] == [0, 1]
-    # epoch 0 comes from the checkpoint; epoch 1 re-runs with the restored weights, optimizer,
-    # data order and RNG state, so every term that does not depend on MCR's permutation draws
-    # matches the uninterrupted run. (The permutation generator is re-seeded on resume rather
-    # than restored, so the MIPD term of epoch 1 differs: reported to examples/common.)
-    assert resumed["history"][0]["train"] == pytest.approx(fresh["history"][0]["train"])
-    same = {k: v for k, v in fresh["history"][1]["train"].items() if k not in ("loss", "mcr/mipd")}
-    assert {"task", "mcr/contrastive", "mcr/ceb", "mcr/unimodal"} <= set(same)
-    got = {k: resumed["history"][1]["train"][k] for k in same}
-    assert got == pytest.approx(same, rel=1e-5)
+    stages = [(h["stage"], h["epoch"]) for h in resumed["history"]]
+    assert stages == [(h["stage"], h["epoch"]) for h in fresh["history"]]
+    assert stages == [("unimodal", 0), ("unimodal", 1), ("joint", 0), ("joint", 1)]
+    # the unimodal stage's epoch 0 comes from the checkpoint; everything after re-runs with the
+    # restored weights, optimizer, data order, RNG state and MCR's own generator state, so every
+    # logged term matches the uninterrupted run, the MIPD term (permutation draws) included
+    for got, want in zip(resumed["history"], fresh["history"], strict=True):
+        assert got["train"] == pytest.approx(want["train"], rel=1e-5), (got["stage"], got["epoch"])
+    assert {"task", "mcr/mipd", "mcr/contrastive", "mcr/ceb"} <= set(
+        resumed["history"][-1]["train"]
+    )
 
 
 def test_default_config_follows_dataset_and_modalities() -> None:

@@ -91,8 +91,13 @@ def test_mcr_smoke_single_process(
     )
     opts = written["method_options"]
     assert (opts["mipd_weight"], opts["unimodal_weight"], opts["ceb_weight"]) == (0.1, 1.0, 1.0)
+    assert opts["init"] == "unimodal" and opts["num_permutations"] == 16  # the released run
+    stages = [h["stage"] for h in written["history"]]
+    first_joint = stages.index("joint")
+    assert first_joint > 0 and set(stages[:first_joint]) == {"unimodal"}
+    assert set(stages[first_joint:]) == {"joint"}
     assert {"mcr/mipd", "mcr/contrastive", "mcr/ceb", "mcr/unimodal"} <= set(
-        written["history"][0]["train"]
+        written["history"][-1]["train"]
     )
     assert (out / "importance.png").stat().st_size > 0
     assert any((out / "tb").iterdir())
@@ -118,7 +123,12 @@ def test_resume_continues_at_the_next_epoch(
             train.main(_argv(data_root, out, "--max-epochs", "2"))
     first_epoch = torch.load(out / "checkpoint.pt", weights_only=False)["history"][0]
     resumed = train.main(_argv(data_root, out, "--max-epochs", "2", "--resume"))
-    assert [h["epoch"] for h in resumed["history"]] == [0, 1]
+    assert [(h["stage"], h["epoch"]) for h in resumed["history"]] == [
+        ("unimodal", 0),
+        ("unimodal", 1),
+        ("joint", 0),
+        ("joint", 1),
+    ]
     assert resumed["history"][0]["train"] == pytest.approx(first_epoch["train"])
 
 
@@ -144,7 +154,7 @@ def test_two_process_torchrun_gloo(data_root: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["world_size"] == 2
-    assert len(metrics["history"]) == 2
+    assert [h["stage"] for h in metrics["history"]] == ["unimodal", "unimodal", "joint", "joint"]
     assert all(math.isfinite(h["train"]["loss"]) for h in metrics["history"])
     # the 4 validation videos are split 2 + 2 over the ranks and gathered for the metrics
     assert metrics["importance"]["test"] is not None
@@ -204,5 +214,6 @@ def test_released_bf16_autocast_on_cuda(
     # the shared loop's autocast covers the encoders: their convolutions run in bfloat16
     assert training_precision and set(training_precision) == {(torch.bfloat16, True)}
     assert all(math.isfinite(h["train"]["loss"]) for h in metrics["history"])
-    assert all(math.isfinite(h["train"]["mcr/mipd"]) for h in metrics["history"])
+    joint = [h for h in metrics["history"] if h["stage"] == "joint"]
+    assert joint and all(math.isfinite(h["train"]["mcr/mipd"]) for h in joint)
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
