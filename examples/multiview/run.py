@@ -289,6 +289,7 @@ class Plan:
     six: bool
     ablations: bool
     ablation_seeds: tuple[int, ...] = ()
+    pairs: tuple[str, ...] | None = None  # None: all 15
     budget: Budget = BUDGET
     sizes: SplitSizes = field(default_factory=SplitSizes)
 
@@ -502,7 +503,8 @@ def run_benchmark(
             "ranked": sorted(VIEWS, key=lambda v: (-ranking[v], VIEWS.index(v))),
             "triples": {t.kind: list(t.views) for t in chosen},
         }
-    sets = pairs() + (chosen if plan.triples else [])
+    sets = [vs for vs in pairs() if plan.pairs is None or vs.name in plan.pairs]
+    sets += chosen if plan.triples else []
     rest = evaluate_view_sets(root, sets, plan, workers, progress, log)
     result["view_sets"] = rest + (first if plan.six else [])
     for entry in result["view_sets"]:
@@ -756,6 +758,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--triples", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--six", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--pairs", nargs="+", default=None, metavar="A+B", help="only these pairs (default: all 15)"
+    )
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument(
         "--ablation-seeds", type=int, default=None, help="seeds of the ablations (default 3)"
@@ -797,7 +802,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
     n_abl = args.ablation_seeds if args.ablation_seeds is not None else min(seeds, 3)
     if not 1 <= n_abl <= seeds:
         raise ValueError(f"expected --ablation-seeds between 1 and --seeds={seeds}, got {n_abl}")
+    names = [vs.name for vs in pairs()]
+    bad = [n for n in args.pairs or [] if n not in names]
+    if bad:
+        raise ValueError(f"expected --pairs out of {names}, got {bad}")
     return Plan(
+        pairs=tuple(args.pairs) if args.pairs is not None else None,
         seeds=tuple(range(seeds)),
         grid=grid,
         methods=methods,

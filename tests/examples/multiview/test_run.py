@@ -116,3 +116,64 @@ def test_smoke_run_on_a_tiny_fake_wheel(tmp_path):
     text = (out / "results.md").read_text()
     assert "| fou+fac | pair |" in text and "linear probes" in text
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_smoke_run_with_mcr_ablations_and_paired_tests(tmp_path):
+    wheel = write_fixture(tmp_path / "data", "wheel", per_class=12)
+    out = tmp_path / "out"
+    argv = [
+        "--data-root",
+        str(wheel.parent),
+        "--out",
+        str(out),
+        "--methods",
+        "joint",
+        "ensemble",
+        "mcr",
+        "--pairs",
+        "fou+mor",
+        "pix+zer",
+        "--seeds",
+        "2",
+        "--grid",
+        "1",
+        "--max-epochs",
+        "1",
+        "--per-class",
+        "6",
+        "3",
+        "3",
+        "--no-triples",
+        "--no-six",
+        "--ablations",
+        "--ablation-seeds",
+        "1",
+        "--no-cost",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
+    result = run.main(argv)
+    assert [vs["name"] for vs in result["view_sets"]] == ["fou+mor", "pix+zer"]
+    paired = result["paired"]["mcr-joint"]
+    assert paired["n"] == 4 and paired["wins"] + paired["ties"] + paired["losses"] == 4
+    assert set(result["paired"]) == {"mcr-joint", "mcr-ensemble"}
+    abl = result["ablations"]
+    assert set(abl["variants"]) == set(run.ABLATIONS) and abl["seeds"] == [0]
+    for row in abl["per_view_set"].values():
+        assert set(row) == {"mcr", *run.ABLATIONS} and len(row["mcr"]["per_seed"]) == 1
+    assert {f"{v}-mcr" for v in run.ABLATIONS} == set(abl["paired"])
+    rows = result["gain_vs_undertraining"]["rows"]
+    assert [r["view_set"] for r in rows] == ["fou+mor", "pix+zer"]
+    assert "mcr" in result["view_sets"][0]["undertraining"]
+    text = (out / "results.md").read_text()
+    assert "mcr − joint" in text and "old_rules" in text
+    assert (out / "gain_vs_undertraining.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_pairs_flag(tmp_path):
+    with pytest.raises(ValueError, match="expected --pairs out of"):
+        run.make_plan(
+            run.build_parser().parse_args(["--data-root", "x", "--out", "y", "--pairs", "fou+xyz"])
+        )

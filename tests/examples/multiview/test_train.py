@@ -49,6 +49,40 @@ def test_joint_three_views_writes_metrics(wheel, tmp_path):
     assert len(json.loads((out / "test_predictions.json").read_text())["labels"]) == 30
 
 
+@pytest.mark.slow
+def test_mcr_with_the_old_rules_as_method_options(wheel, tmp_path):
+    out = tmp_path / "mcr"
+    metrics = train.main(
+        [
+            "--data-root",
+            str(wheel),
+            "--out",
+            str(out),
+            "--views",
+            "fou,fac,kar,pix,zer,mor",
+            "--method",
+            "mcr",
+            "--method-option",
+            "head_gradient=sum",
+            "--method-option",
+            "contrastive=supcon",
+            "--method-option",
+            "subsets=singletons",
+            "--smoke",
+            "--no-progress",
+            *SMALL,
+        ]
+    )
+    opts = metrics["method_options"]
+    assert (opts["head_gradient"], opts["contrastive"], opts["subsets"]) == (
+        "sum",
+        "supcon",
+        "singletons",
+    )
+    assert {"mcr/mipd", "mcr/contrastive"} <= set(metrics["history"][0]["train"])
+    assert len(metrics["modalities"]) == 6
+
+
 def test_bad_views_and_missing_root(wheel, tmp_path):
     with pytest.raises(ValueError, match="expected --views as two to six distinct names"):
         train.main(["--data-root", str(wheel), "--out", str(tmp_path), "--views", "fou"])
