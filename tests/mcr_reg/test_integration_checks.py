@@ -108,6 +108,27 @@ def test_no_check_without_value_checks_or_with_a_random_head() -> None:
     assert _logit_warnings(caught) == []
 
 
+@pytest.mark.parametrize("shape", ["(B,)", "(B, 1)"])
+def test_the_logits_check_reads_one_output_predictions(shape: str) -> None:
+    """Regression and binary heads: logits of shape (B,) or (B, 1) against MCR's (B, 1)."""
+    torch.manual_seed(0)
+    head = nn.Linear(2 * D, 1)
+    fuse = lambda a, b: head(torch.cat([a, b], dim=-1))  # noqa: E731
+    za, zv, _ = _inputs()
+    y = torch.randn(B)
+    mcr = MCRRegularizer(fuse, task="regression", latent_dims=(D, D), num_permutations=4)
+    right = fuse(za, zv)
+    wrong = fuse(za, zv.flip(0))  # the video latents of other samples
+    if shape == "(B,)":
+        right, wrong = right.squeeze(-1), wrong.squeeze(-1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mcr([za, zv], y, right)
+        assert _logit_warnings(caught) == []
+        mcr([za, zv], y, wrong)
+    assert len(_logit_warnings(caught)) == 1
+
+
 # ---------------------------------------------------------------------- point 3
 
 
