@@ -281,7 +281,7 @@ def train_one(
     predictions, and for the ensemble its unimodal test predictions (the reference of the
     error matrix).
     """
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     m, data, loaders = fit_trial(spec, budget, method, trial, seed)
     stage = m.stages[-1]
     val = evaluate(m, loaders["val"], stage, importance_seed=None)
@@ -301,6 +301,8 @@ def train_one(
         "pred": pred.tolist(),
         "labels": test.labels.tolist(),
         "seconds": time.time() - t0,
+        # CPU time of this process (1 thread): what the run costs without other load
+        "cpu_seconds": time.process_time() - c0,
     }
     if method == "ensemble" and test.unimodal is not None:
         result["unimodal_pred"] = {k: v.argmax(-1).tolist() for k, v in test.unimodal.items()}
@@ -342,6 +344,7 @@ def _select(
         "per_category": per_cat,
         "importance": [statistics.fmean(col) for col in zip(*imps)] if imps else None,
         "seconds": sum(r["seconds"] for rr in runs_by_trial for r in rr),
+        "cpu_seconds": sum(r.get("cpu_seconds", 0.0) for rr in runs_by_trial for r in rr),
         "_runs": runs,
     }
 
@@ -526,7 +529,11 @@ def run_ablations(
     results = _run_jobs(jobs, keys, workers, [k[0] for k in keys], _ablation_summary, "ablations")
     by_key = dict(zip(keys, results, strict=True))
     log(f"{len(jobs)} ablation runs trained in {time.time() - t0:.0f} s")
-    out: dict[str, Any] = {"point": {"u1": spec.u1, "s": spec.s, "u2": spec.u2}, "base_trial": base}
+    out: dict[str, Any] = {
+        "point": {"u1": spec.u1, "s": spec.s, "u2": spec.u2},
+        "base_trial": base,
+        "cpu_seconds": sum(r.get("cpu_seconds", 0.0) for r in by_key.values()),
+    }
     ens = points[index]["methods"].get("ensemble")
     for family, variants in ABLATIONS.items():
         out[family] = {}
@@ -775,6 +782,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "grid": {m: GRID[m][:grid] for m in args.methods},
         "quick": args.quick,
         "wall_time_s": time.time() - t0,
+        # single-thread CPU time of all training runs: wall time on W idle cores ~ this / W
+        "cpu_seconds": sum(
+            r.get("cpu_seconds", 0.0) for p in result["points"] for r in p["methods"].values()
+        )
+        + result.get("ablations", {}).get("cpu_seconds", 0.0),
     }
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,9 @@ def test_tiny_sweep_writes_results_markdown_and_plot(tmp_path):
             assert 0.0 <= res["mean"] <= 1.0 and res["std"] >= 0.0
             assert len(res["per_seed"]) == 2
         assert "mcr" in point["error_matrices"]
-    assert set(result["ablations"]) >= {"strategy", "components", "perturbation"}
+    assert set(result["ablations"]) >= {"strategy", "components", "perturbation", "rules"}
+    assert result["ablations"]["cpu_seconds"] > 0
+    assert result["setup"]["cpu_seconds"] > result["ablations"]["cpu_seconds"]
     assert set(result["claims"]) >= {
         "joint_below_ensemble",
         "mcr_above_ensemble",
