@@ -27,6 +27,12 @@ run holds one copy of the encoders.
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import gc
 import json
 import os
@@ -553,6 +559,12 @@ def environment(device: torch.device, threads: int | None = None) -> dict[str, A
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "memory":
-        raise SystemExit("usage: python -m benchmarks.common memory '<json request>'")
-    _memory_main(sys.argv[2])
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Measure one variant's peak memory in this process (used by measure_memory)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    memory = commands.add_parser("memory", help="peak memory of one training step")
+    memory.add_argument("request", help="the JSON request written by measure_memory_subprocess")
+    _memory_main(parser.parse_args().request)

@@ -10,6 +10,12 @@ uses of each latent carry the gradient factor 1 (owner) and which carry the stra
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 import argparse
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """Where the joint-vs-ensemble gap of the synthetic benchmark comes from.
 
     python -m examples.synthetic.diagnose --u1 0.7 --seeds 0 1 2
+    python -m examples.synthetic.diagnose --regime undertrained --u1 0.7
 
 For each method (selected trial of the benchmark's grid given with ``--option``), per seed:
 test accuracy of the multimodal prediction on each kind of point (shared, U1-only, U2-only),
@@ -14,6 +15,12 @@ mean spread (std over classes) of each share's logits shows how loud each modali
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 import argparse
 import json
 from collections.abc import Sequence
@@ -24,7 +31,7 @@ import torch
 
 from examples.common.methods.base import unimodal_outputs_from_fusion
 from examples.synthetic.generator import CATEGORIES, SyntheticSpec
-from examples.synthetic.run import Budget, fit_trial
+from examples.synthetic.run import REGIMES, Budget, fit_trial
 
 
 def diagnose_one(
@@ -58,6 +65,7 @@ def _accuracy(outputs: torch.Tensor, labels: torch.Tensor) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--regime", choices=sorted(REGIMES), default="fusion", help="data regime")
     p.add_argument("--u1", type=float, default=0.7, help="U1 fraction (U2 = 0.2, S the rest)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument(
@@ -95,7 +103,7 @@ def _parse_option(text: str) -> tuple[str, dict[str, Any]]:
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = build_parser().parse_args(argv)
     methods = dict(_parse_option(t) for t in args.option) if args.option else DEFAULT_METHODS
-    spec = replace(SyntheticSpec(), u1=args.u1, s=round(0.8 - args.u1, 10), u2=0.2)
+    spec = replace(REGIMES[args.regime], u1=args.u1, s=round(0.8 - args.u1, 10), u2=0.2)
     if args.n_train is not None:
         spec = replace(spec, n_train=args.n_train, n_val=args.n_train, n_test=args.n_train)
     budget = Budget()
