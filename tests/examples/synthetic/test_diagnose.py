@@ -53,3 +53,14 @@ def test_bad_option_raises():
         diagnose.main(["--option", "joint"])
     with pytest.raises(ValueError, match="JSON object"):
         diagnose.main(["--option", "joint=[1]"])
+
+
+def test_undertrained_regime_is_diagnosed_on_its_own_data():
+    rows = diagnose.main(
+        [
+            *("--regime", "undertrained", "--u1", "0.7", "--seeds", "0"),
+            *("--max-epochs", "1", "--n-train", "50", "--option", 'joint={"lr": 0.001}'),
+        ]
+    )
+    assert [r["method"] for r in rows] == ["joint"]
+    assert 0.0 <= rows[0]["u1"]["m1"] <= 1.0
