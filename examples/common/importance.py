@@ -2,49 +2,39 @@
 
 Importance of modality m = mean Jensen-Shannon divergence between the model's prediction and
 its prediction when ``z_m`` alone is shuffled across the batch (the MIPD estimate of the unique
-contribution, docs/semantics.md, "Importance"). The trainer measures it on the validation set after every
-epoch for every method, so runs of different methods can be compared on the same scale.
+contribution, docs/semantics.md, "Importance"), computed with the divergences of
+:mod:`mcr_reg.functional`. The trainer measures it on the validation set after every epoch for
+every method, so runs of different methods can be compared on the same scale.
 MCR's own training-time estimate (``MCROutput.importance``) is logged next to it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-LN2 = math.log(2.0)
+from mcr_reg import functional as MF
 
 
-def jensen_shannon_from_logits(p_logits: Tensor, q_logits: Tensor) -> Tensor:
-    """Per-sample JSD between ``softmax(p_logits)`` and ``softmax(q_logits)``, shape ``(B,)``.
+def divergence(reference: Tensor, perturbed: Tensor, *, regression: bool = False) -> Tensor:
+    """Per-sample divergence ``(B,)`` of two predictions, as MCR's MIPD term measures it.
 
-    Computed in float32 log space; the result lies in [0, ln 2]. A single logit column is read
-    as a Bernoulli logit.
+    The functions of :mod:`mcr_reg.functional`: squared error for regression, Bernoulli JSD
+    for a single logit, JSD of the softmaxes otherwise (float32 log space, in [0, ln 2]).
     """
-    if p_logits.shape != q_logits.shape:
+    if reference.shape != perturbed.shape:
         raise ValueError(
-            f"expected logits of equal shape, got {tuple(p_logits.shape)} and "
-            f"{tuple(q_logits.shape)}"
+            f"expected predictions of equal shape, got {tuple(reference.shape)} and "
+            f"{tuple(perturbed.shape)}"
         )
-    p, q = p_logits.float(), q_logits.float()
-    if p.shape[-1] == 1:  # Bernoulli: two-class logits [0, x]
-        p = torch.cat([torch.zeros_like(p), p], dim=-1)
-        q = torch.cat([torch.zeros_like(q), q], dim=-1)
-    log_p = p.log_softmax(dim=-1)
-    log_q = q.log_softmax(dim=-1)
-    log_m = torch.logsumexp(torch.stack([log_p, log_q]), dim=0) - LN2
-    kl_pm = (log_p.exp() * (log_p - log_m)).sum(dim=-1)
-    kl_qm = (log_q.exp() * (log_q - log_m)).sum(dim=-1)
-    return (0.5 * (kl_pm + kl_qm)).clamp(0.0, LN2)
-
-
-def squared_difference(p: Tensor, q: Tensor) -> Tensor:
-    """Per-sample squared difference of single-output predictions (regression), ``(B,)``."""
-    return (p.float() - q.float()).pow(2).reshape(p.shape[0], -1).mean(dim=-1)
+    if regression:
+        return MF.squared_error(reference, perturbed)
+    if reference.shape[-1] == 1:
+        return MF.binary_jensen_shannon(reference, perturbed)
+    return MF.jensen_shannon(reference, perturbed)
 
 
 @torch.no_grad()
@@ -66,7 +56,6 @@ def permutation_importance(
     names = list(latents)
     b = next(iter(latents.values())).shape[0]
     reference = head(dict(latents))
-    divergence = squared_difference if regression else jensen_shannon_from_logits
     out = torch.zeros(len(names))
     if b < 2:
         return out
@@ -74,7 +63,7 @@ def permutation_importance(
         perm = torch.randperm(b, generator=generator).to(reference.device)
         shuffled = dict(latents)
         shuffled[name] = latents[name][perm]
-        out[i] = divergence(reference, head(shuffled)).mean().cpu()
+        out[i] = divergence(reference, head(shuffled), regression=regression).mean().cpu()
     return out
 
 

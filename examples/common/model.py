@@ -15,20 +15,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-
-def pool_to_vector(z: Tensor) -> Tensor:
-    """Mean-pool every axis except the batch (first) and feature (last) axes.
-
-    ``(B, D) -> (B, D)``, ``(B, T, D) -> (B, D)``. Image-like latents ``(B, C, H, W)`` are
-    expected to be pooled by their encoder already (our encoders return ``(B, D)``).
-    """
-    if z.dim() < 2:
-        raise ValueError(
-            f"expected a latent with batch and feature axes, got shape {tuple(z.shape)}"
-        )
-    if z.dim() == 2:
-        return z
-    return z.flatten(1, -2).mean(dim=1)
+from mcr_reg.functional import pool_latent
 
 
 class ConcatFusionHead(nn.Module):
@@ -47,7 +34,7 @@ class ConcatFusionHead(nn.Module):
     def forward(self, *latents: Tensor) -> Tensor:
         if len(latents) != len(self.latent_dims):
             raise ValueError(f"expected {len(self.latent_dims)} latents, got {len(latents)}")
-        return self.linear(torch.cat([pool_to_vector(z) for z in latents], dim=-1))
+        return self.linear(torch.cat([pool_latent(z) for z in latents], dim=-1))
 
 
 class MultimodalModel(nn.Module):

@@ -28,8 +28,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from examples.common.model import ConcatFusionHead, MultimodalModel, pool_to_vector
+from examples.common.model import ConcatFusionHead, MultimodalModel
 from examples.common.task import TaskSpec
+from mcr_reg.functional import pool_latent
 
 
 @dataclass
@@ -58,7 +59,7 @@ class UnimodalHeads(nn.Module):
         self.heads = nn.ModuleDict({m: nn.Linear(d, out_dim) for m, d in latent_dims.items()})
 
     def forward(self, latents: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        return {m: head(pool_to_vector(latents[m])) for m, head in self.heads.items()}
+        return {m: head(pool_latent(latents[m])) for m, head in self.heads.items()}
 
 
 def unimodal_outputs_from_fusion(
@@ -77,7 +78,7 @@ def unimodal_outputs_from_fusion(
         bias = head.linear.bias
         out = {}
         for m, w in zip(names, weights, strict=True):
-            o = pool_to_vector(latents[m]) @ w.T  # (B, d_m) @ (d_m, C)
+            o = pool_latent(latents[m]) @ w.T  # (B, d_m) @ (d_m, C)
             out[m] = o + bias / len(names) if bias is not None else o
         return out
     out = {}

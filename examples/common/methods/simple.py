@@ -10,8 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from examples.common.methods.base import Method, StepOutput, UnimodalHeads
-from examples.common.model import MultimodalModel, pool_to_vector
+from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
+from mcr_reg.functional import pool_latent
 
 
 class Joint(Method):
@@ -226,7 +227,7 @@ class CosineFusionHead(nn.Module):
             raise ValueError(f"expected {len(self.latent_dims)} latents, got {len(latents)}")
         total = None
         for z, w in zip(latents, self.weights, strict=True):
-            v = nn.functional.normalize(pool_to_vector(z), dim=-1)
+            v = nn.functional.normalize(pool_latent(z), dim=-1)
             cos = v @ nn.functional.normalize(w, dim=-1).T  # (B, d) @ (d, C)
             total = cos if total is None else total + cos
         assert total is not None
