@@ -116,6 +116,8 @@ def test_smoke_run_on_a_tiny_fake_wheel(tmp_path):
     text = (out / "results.md").read_text()
     assert "| fou+fac | pair |" in text and "linear probes" in text
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    partial = json.loads((out / "results.partial.json").read_text())
+    assert len(partial["view_sets"]) == 19 and "paired" in partial
 
 
 @pytest.mark.slow
