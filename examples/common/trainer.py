@@ -378,6 +378,113 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass
+class Resume:
+    """Where :func:`fit` starts: from scratch, or after the last epoch of a checkpoint."""
+
+    result: FitResult = field(default_factory=FitResult)
+    stage_index: int = 0
+    epoch: int = 0  # the first epoch to run in stage ``stage_index``
+    optimizer: dict[str, Any] | None = None  # states for the interrupted stage, if any
+    stopper: dict[str, Any] | None = None
+
+
+def restore(method: Method, checkpoint_path: Path, device: torch.device) -> Resume:
+    """Load a checkpoint written by :func:`fit` into ``method``; say where training goes on.
+
+    Restores the method's weights and extra state (e.g. MCR's permutation generator), the
+    history, and the Python/NumPy/torch random states. A checkpoint written at the end of a
+    stage continues with the next stage; one written mid-stage continues with the next epoch
+    of that stage, with its optimizer and early-stopping state.
+    """
+    ckpt = load_checkpoint(checkpoint_path, map_location=device)
+    method.load_state_dict(ckpt["method"])
+    _set_rng_state(ckpt["rng"])
+    result = FitResult(history=list(ckpt["history"]), stages=list(ckpt["stages"]))
+    if ckpt["stage_done"]:
+        return Resume(result, stage_index=ckpt["stage_index"] + 1)
+    return Resume(
+        result,
+        stage_index=ckpt["stage_index"],
+        epoch=ckpt["epoch"] + 1,
+        optimizer=ckpt["optimizer"],
+        stopper=ckpt["stopper"],
+    )
+
+
+def set_learning_rate(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, step: int, steps_per_epoch: int
+) -> None:
+    """The one place the learning rate is set: ``base_lr × lr_scale × schedule(step)``.
+
+    ``lr_scale`` is each group's multiplier (a method may change it every step: OGM-GE, MLB);
+    the schedule is :func:`schedule_factor` over ``config.max_epochs`` epochs.
+    """
+    factor = schedule_factor(config, step, steps_per_epoch * config.max_epochs, steps_per_epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor * group["lr_scale"]
+
+
+def train_one_epoch(
+    runner: nn.Module,
+    method: Method,
+    loader: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+    *,
+    stage: str,
+    epoch: int,
+    steps_per_epoch: int,
+    clip_groups: list[list[Tensor]],
+) -> tuple[dict[str, float], list[float] | None]:
+    """One pass over ``loader``: forward (``runner``, the method or its DDP wrapper), backward,
+    the method's gradient hook, learning rate, clipping per early-stopping track, step.
+
+    Returns:
+        The mean of the loss and of every logged term, and the method's mean training-time
+        importance (MCR reports one) or None.
+    """
+    device = torch.device(config.device)
+    sums: dict[str, Tensor] = {}
+    importance: Tensor | None = None
+    n_steps = 0
+    bar = tqdm(
+        loader,
+        total=steps_per_epoch,
+        desc=f"{method.name}:{stage} epoch {epoch + 1}",
+        disable=not (config.progress and is_main_process()),
+        leave=False,
+    )
+    for i, batch in enumerate(bar):
+        if i >= steps_per_epoch:
+            break
+        batch = move_to_device(batch, device)
+        with autocast(config):
+            out = runner(batch, stage)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(out.loss).backward()
+        scaler.unscale_(optimizer)  # methods and clipping see true gradients
+        method.before_optimizer_step(optimizer, stage)
+        set_learning_rate(optimizer, config, epoch * steps_per_epoch + i, steps_per_epoch)
+        if config.grad_clip is not None:
+            for params in clip_groups:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        for k, v in {"loss": out.loss.detach(), **out.terms}.items():
+            sums[k] = sums[k] + v.float() if k in sums else v.float().clone()
+        if out.importance is not None:
+            imp = out.importance.detach().float()
+            importance = imp if importance is None else importance + imp
+        n_steps += 1
+        if i % 20 == 0 and not bar.disable:
+            bar.set_postfix(loss=f"{float(out.loss.detach()):.4f}")
+    n = max(n_steps, 1)
+    terms = {k: float(v) / n for k, v in sums.items()}
+    return terms, (importance / n).tolist() if importance is not None else None
+
+
 def fit(
     method: Method,
     loaders: Mapping[str, Iterable[Any]],
@@ -391,12 +498,17 @@ def fit(
 ) -> FitResult:
     """Train every stage of ``method`` to early stopping; leaves the best weights loaded.
 
+    For each stage: a fresh optimizer over the stage's parameter groups, then epochs of
+    :func:`train_one_epoch` and :func:`evaluate` on the validation set until every
+    early-stopping track has run out of patience (or ``max_epochs``); then the best weights
+    of each track are restored.
+
     Args:
         method: the method (already on ``config.device``).
         loaders: ``"train"`` and ``"val"`` loaders (``build_loaders``).
         config: loop settings.
         checkpoint_path: write an atomic checkpoint there after every epoch (rank 0).
-        resume: load ``checkpoint_path`` and continue at the next epoch.
+        resume: continue from ``checkpoint_path`` (:func:`restore`).
         logger: TensorBoard logger (None: no logging).
         build_optimizer: ``(param_groups, config) -> Optimizer``; default Adam/AdamW.
         ddp_kwargs: extra arguments of ``DistributedDataParallel`` (used under torchrun).
@@ -406,101 +518,54 @@ def fit(
     """
     device = torch.device(config.device)
     logger = logger or Logger(None)
-    make_opt = build_optimizer or default_optimizer
-    result = FitResult()
-    start_stage, start_epoch, ckpt = 0, 0, None
-    if resume:
-        if checkpoint_path is None:
-            raise ValueError("resume=True needs a checkpoint_path")
-        ckpt = load_checkpoint(checkpoint_path, map_location=device)
-        method.load_state_dict(ckpt["method"])
-        result.history = list(ckpt["history"])
-        result.stages = list(ckpt["stages"])
-        start_stage = ckpt["stage_index"] + (1 if ckpt["stage_done"] else 0)
-        start_epoch = 0 if ckpt["stage_done"] else ckpt["epoch"] + 1
-        _set_rng_state(ckpt["rng"])
-    global_epoch = len(result.history)
+    make_optimizer = build_optimizer or default_optimizer
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs a checkpoint_path")
+    start = restore(method, checkpoint_path, device) if resume and checkpoint_path else Resume()
+    result = start.result
+    train_loader = loaders["train"]
+    steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
+    if config.max_batches is not None:
+        steps_per_epoch = min(steps_per_epoch, config.max_batches)
 
-    for stage_index in range(start_stage, len(method.stages)):
+    for stage_index in range(start.stage_index, len(method.stages)):
         stage = method.stages[stage_index]
         method.begin_stage(stage)
-        optimizer = make_opt(method.param_groups(stage), config)
+        optimizer = make_optimizer(method.param_groups(stage), config)
         for group in optimizer.param_groups:
             group.setdefault("lr_scale", 1.0)
             group["base_lr"] = group["lr"] / group["lr_scale"] if group["lr_scale"] else config.lr
         tracks = method.tracks(stage)
         stopper = TrackStopper(tracks, method.task.monitor_mode, config.patience)
-        resuming_here = ckpt is not None and stage_index == ckpt["stage_index"] and start_epoch > 0
-        if resuming_here:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            stopper.load_state_dict(ckpt["stopper"])
-        first_epoch = start_epoch if resuming_here else 0
-        runner: nn.Module = method
-        if is_distributed():
-            from torch.nn.parallel import DistributedDataParallel
-
-            kwargs = {"find_unused_parameters": True, **dict(ddp_kwargs or {})}
-            if device.type == "cuda":
-                kwargs.setdefault("device_ids", [device])
-            runner = DistributedDataParallel(method, **kwargs)
-        track_params = _track_parameters(method, tracks)
-        train_loader = loaders["train"]
-        steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
-        if config.max_batches is not None:
-            steps_per_epoch = min(steps_per_epoch, config.max_batches)
-        total_steps = steps_per_epoch * config.max_epochs
+        first_epoch = 0
+        if stage_index == start.stage_index and start.optimizer is not None:
+            optimizer.load_state_dict(start.optimizer)
+            stopper.load_state_dict(start.stopper or {})
+            first_epoch = start.epoch
+        runner = _distributed(method, device, ddp_kwargs)
         scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-        stop = stopper.done() if resuming_here else False
-        epoch = first_epoch - 1
+        clip_groups = _track_parameters(method, tracks)
+        epochs_run = first_epoch
         for epoch in range(first_epoch, config.max_epochs):
-            if stop:  # resumed from a checkpoint written just before stopping
-                epoch -= 1
+            if stopper.done():  # patience ran out (also: resumed right after the last epoch)
                 break
             t0 = time.time()
             method.begin_epoch(stage, epoch)
             method.set_train_mode(stage)
             if isinstance(train_loader, DataLoader):
                 set_loader_epoch(train_loader, 1000 * stage_index + epoch)
-            sums: dict[str, Tensor] = {}
-            imp_sum: Tensor | None = None
-            n_steps = 0
-            bar = tqdm(
+            train_terms, train_importance = train_one_epoch(
+                runner,
+                method,
                 train_loader,
-                total=steps_per_epoch,
-                desc=f"{method.name}:{stage} epoch {epoch + 1}",
-                disable=not (config.progress and is_main_process()),
-                leave=False,
+                optimizer,
+                scaler,
+                config,
+                stage=stage,
+                epoch=epoch,
+                steps_per_epoch=steps_per_epoch,
+                clip_groups=clip_groups,
             )
-            for i, batch in enumerate(bar):
-                if config.max_batches is not None and i >= config.max_batches:
-                    break
-                batch = move_to_device(batch, device)
-                with autocast(config):
-                    out = runner(batch, stage)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(out.loss).backward()
-                scaler.unscale_(optimizer)  # methods and clipping see true gradients
-                method.before_optimizer_step(optimizer, stage)
-                factor = schedule_factor(
-                    config, epoch * steps_per_epoch + i, total_steps, steps_per_epoch
-                )
-                for group in optimizer.param_groups:
-                    group["lr"] = group["base_lr"] * factor * group["lr_scale"]
-                if config.grad_clip is not None:
-                    for params in track_params:
-                        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                for k, v in {"loss": out.loss.detach(), **out.terms}.items():
-                    sums[k] = sums[k] + v.float() if k in sums else v.float().clone()
-                if out.importance is not None:
-                    imp = out.importance.detach().float()
-                    imp_sum = imp if imp_sum is None else imp_sum + imp
-                n_steps += 1
-                if i % 20 == 0 and bar.disable is False:
-                    bar.set_postfix(loss=f"{float(out.loss.detach()):.4f}")
-            train_terms = {k: float(v) / max(n_steps, 1) for k, v in sums.items()}
-            train_importance = (imp_sum / max(n_steps, 1)).tolist() if imp_sum is not None else None
             evaluated = evaluate(
                 method,
                 loaders["val"],
@@ -511,8 +576,7 @@ def fit(
             )
             val = evaluated.metrics(method.task)
             method.end_epoch(stage, epoch, val)
-            values = method.monitor(stage, val)
-            values = {t: broadcast_float(v, device) for t, v in values.items()}
+            values = {t: broadcast_float(v, device) for t, v in method.monitor(stage, val).items()}
             improved = stopper.update(epoch, values, method)
             record = {
                 "stage": stage,
@@ -521,9 +585,9 @@ def fit(
                 "val": val,
                 "monitor": values,
                 "improved": improved,
-                "importance": evaluated.importance.tolist()
-                if evaluated.importance is not None
-                else None,
+                "importance": (
+                    evaluated.importance.tolist() if evaluated.importance is not None else None
+                ),
                 "train_importance": train_importance,
                 "lr": {
                     g.get("name", str(j)): g["lr"] for j, g in enumerate(optimizer.param_groups)
@@ -531,9 +595,8 @@ def fit(
                 "seconds": time.time() - t0,
             }
             result.history.append(record)
-            _log_epoch(logger, method, record, global_epoch)
-            global_epoch += 1
-            stop = stopper.done()
+            _log_epoch(logger, method, record, len(result.history) - 1)
+            epochs_run = epoch + 1
             if checkpoint_path is not None:
                 _save(
                     checkpoint_path, method, optimizer, stopper, result, stage_index, epoch, False
@@ -542,14 +605,22 @@ def fit(
         result.stages.append(
             {
                 "name": stage,
-                "epochs_run": epoch + 1,
+                "epochs_run": epochs_run,
                 "best_epoch": dict(stopper.best_epoch),
                 "best_value": dict(stopper.best),
             }
         )
         if checkpoint_path is not None:
-            _save(checkpoint_path, method, optimizer, stopper, result, stage_index, epoch, True)
-        start_epoch = 0
+            _save(
+                checkpoint_path,
+                method,
+                optimizer,
+                stopper,
+                result,
+                stage_index,
+                epochs_run - 1,
+                True,
+            )
         if runner is not method:
             # A DistributedDataParallel wrapper sits in reference cycles and holds the process
             # group; freeing it now (not at some later garbage collection, possibly after
@@ -557,6 +628,20 @@ def fit(
             del runner
             gc.collect()
     return result
+
+
+def _distributed(
+    method: Method, device: torch.device, ddp_kwargs: Mapping[str, Any] | None
+) -> nn.Module:
+    """``method`` itself, or wrapped in ``DistributedDataParallel`` under torchrun."""
+    if not is_distributed():
+        return method
+    from torch.nn.parallel import DistributedDataParallel
+
+    kwargs = {"find_unused_parameters": True, **dict(ddp_kwargs or {})}
+    if device.type == "cuda":
+        kwargs.setdefault("device_ids", [device])
+    return DistributedDataParallel(method, **kwargs)
 
 
 def _log_epoch(logger: Logger, method: Method, record: Mapping[str, Any], step: int) -> None:
