@@ -808,7 +808,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     sizes = SplitSizes(*args.per_class) if args.per_class else SplitSizes()
     triples_on = args.triples if args.triples is not None else not quick
     six_on = args.six if args.six is not None else not quick
-    ablations = args.ablations if args.ablations is not None else not quick
+    ablations = args.ablations if args.ablations is not None else not quick and "mcr" in methods
     if ablations and "mcr" not in methods:
         raise ValueError("ablations need the mcr method")
     if six_on and "ensemble" not in methods:

@@ -179,3 +179,53 @@ def test_bad_pairs_flag(tmp_path):
         run.make_plan(
             run.build_parser().parse_args(["--data-root", "x", "--out", "y", "--pairs", "fou+xyz"])
         )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["file", "module"])
+def test_runner_runs_as_file_and_as_module(form, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    wheel = write_fixture(tmp_path / "data", "wheel", per_class=12)
+    target = ["examples/multiview/run.py"] if form == "file" else ["-m", "examples.multiview.run"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            *target,
+            "--data-root",
+            str(wheel),
+            "--out",
+            str(tmp_path / "o"),
+            "--methods",
+            "joint",
+            "ensemble",
+            "--pairs",
+            "kar+mor",
+            "--seeds",
+            "1",
+            "--max-epochs",
+            "1",
+            "--per-class",
+            "6",
+            "3",
+            "3",
+            "--no-triples",
+            "--no-six",
+            "--no-cost",
+            "--workers",
+            "1",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "kar+mor" in proc.stdout  # the per-view-set summary line and the table
+    assert (tmp_path / "o" / "results.json").is_file()
