@@ -11,13 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import DataLoader
-
 from examples.av_common.dataset import AVClipDataset, ClipRecord, FeatureCache
 from examples.av_common.model import build_av_resnet18
 from examples.common.checkpoint import atomic_write_json
 from examples.common.cli import parse_args
-from examples.common.data import EpochSeededSampler, build_loaders
+from examples.common.data import build_loaders
 from examples.common.distributed import is_main_process
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
@@ -90,30 +88,6 @@ def media_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def train_loader(
-    dataset: AVClipDataset, batch_size: int, seed: int, num_workers: int, pin_memory: bool
-) -> DataLoader[Any]:
-    """Shuffled training loader (order fixed by seed and epoch) that drops the last partial
-    batch, so that no step sees a single clip (MCR permutes across the batch).
-
-    Raises:
-        ValueError: fewer training clips than one batch.
-    """
-    if len(dataset) < batch_size:
-        raise ValueError(
-            f"expected at least batch_size={batch_size} training clips, got {len(dataset)}"
-        )
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=EpochSeededSampler(len(dataset), seed),
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
-        drop_last=True,
-    )
-
-
 def run_av_experiment(
     args: argparse.Namespace,
     datasets: Mapping[str, AVClipDataset],
@@ -137,9 +111,13 @@ def run_av_experiment(
     pin = args.device == "cuda"
     workers = getattr(args, "num_workers", 0)
     loaders = build_loaders(
-        datasets, batch_size=args.batch_size, seed=args.seed, num_workers=workers, pin_memory=pin
+        datasets,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        num_workers=workers,
+        pin_memory=pin,
+        drop_last=True,  # no step sees a single clip (MCR permutes across the batch)
     )
-    loaders["train"] = train_loader(datasets["train"], args.batch_size, args.seed, workers, pin)
 
     def make_model() -> MultimodalModel:
         return build_av_resnet18(

@@ -108,7 +108,7 @@ class _NoSingletonBatches(BatchSampler):
     def __len__(self) -> int:
         n = len(self.sampler)  # type: ignore[arg-type]
         full, rest = divmod(n, self.batch_size)
-        return full + (1 if rest >= 2 else 0)
+        return full + (1 if rest >= 2 and not self.drop_last else 0)
 
 
 def build_loaders(
@@ -119,17 +119,22 @@ def build_loaders(
     num_workers: int = 0,
     collate_fn: Callable[[list[Any]], Any] | None = None,
     pin_memory: bool = False,
+    drop_last: bool = False,
 ) -> dict[str, DataLoader[Any]]:
     """Loaders for ``"train"``, ``"val"``, ``"test"``.
 
-    A final *training* batch of a single sample is dropped (see :class:`_NoSingletonBatches`).
+    A final *training* batch of a single sample is dropped (see :class:`_NoSingletonBatches`);
+    with ``drop_last`` every incomplete training batch is dropped (the released pipelines do
+    this: every MCR step then permutes a full batch), and a training set smaller than one batch
+    per process is an error.
     The training order depends only on ``(seed, epoch)`` (call ``loader.sampler.set_epoch`` or
     :func:`set_loader_epoch`). Under ``torch.distributed`` training is sharded and evaluation is
     split without padding. A :class:`TensorDictDataset` is served a whole batch per indexing
     call, skipping per-sample collation.
 
     Raises:
-        ValueError: if a split is missing or ``batch_size < 1``.
+        ValueError: if a split is missing, ``batch_size < 1``, a split is empty, or with
+            ``drop_last`` fewer training samples per process than ``batch_size``.
     """
     missing = [s for s in ("train", "val", "test") if s not in datasets]
     if missing:
@@ -149,8 +154,14 @@ def build_loaders(
             sampler = ShardSampler(n, rank(), world_size())
         else:
             sampler = _Sequential(range(n))
+        if split == "train" and drop_last and len(sampler) < batch_size:  # type: ignore[arg-type]
+            per_process = f" per process ({n} over {world_size()})" if world_size() > 1 else ""
+            raise ValueError(
+                f"expected at least batch_size={batch_size} training samples{per_process}, "
+                f"got {len(sampler)}"  # type: ignore[arg-type]
+            )
         batch_cls = _NoSingletonBatches if split == "train" else BatchSampler
-        batches = batch_cls(sampler, batch_size, drop_last=False)
+        batches = batch_cls(sampler, batch_size, drop_last=split == "train" and drop_last)
         if isinstance(ds, TensorDictDataset):
             loaders[split] = DataLoader(
                 ds, sampler=batches, batch_size=None, num_workers=num_workers

@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from examples.common.cli import build_parser, parse_args
-from examples.common.data import EpochSeededSampler, build_loaders
+from examples.common.data import build_loaders
 from examples.common.task import TaskSpec
 from examples.common.trainer import run_experiment
 from examples.mosei.data import load_splits, parse_modalities
@@ -92,25 +91,6 @@ def make_parser(argv: Sequence[str] | None) -> argparse.ArgumentParser:
     return parser
 
 
-def train_loader(dataset: Any, batch_size: int, seed: int, num_workers: int) -> DataLoader[Any]:
-    """Shuffled training loader that drops the last incomplete batch.
-
-    MCR permutes latents across the batch, which needs at least two samples; dropping the
-    remainder guarantees that (and keeps batch statistics even).
-    """
-    if len(dataset) < batch_size:
-        raise ValueError(
-            f"expected at least batch_size={batch_size} training samples, got {len(dataset)}"
-        )
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=EpochSeededSampler(len(dataset), seed),
-        num_workers=num_workers,
-        drop_last=True,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse flags, load the data, train and test; returns the ``metrics.json`` content."""
     args = parse_args(make_parser(argv), argv)
@@ -122,9 +102,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.data_root, dataset=args.dataset, modalities=args.modalities, task=args.task
     )
     datasets = {"train": splits["train"], "val": splits["valid"], "test": splits["test"]}
-    loaders = build_loaders(datasets, batch_size=args.batch_size, seed=args.seed)
-    loaders["train"] = train_loader(
-        splits["train"], args.batch_size, args.seed, getattr(args, "num_workers", 0)
+    loaders = build_loaders(
+        datasets,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        num_workers=getattr(args, "num_workers", 0),
+        drop_last=True,  # every MCR step permutes a full batch
     )
     feature_dims = splits["train"].feature_dims()
 

@@ -50,10 +50,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
 
 from examples.common.cli import build_parser, parse_args
-from examples.common.data import EpochSeededSampler, build_loaders
+from examples.common.data import build_loaders
 from examples.common.distributed import is_distributed, world_size
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
@@ -152,33 +151,6 @@ def make_datasets(args: argparse.Namespace, streams: Sequence[str]) -> dict[str,
     return {"train": train, "val": val, "test": test}
 
 
-def train_loader(dataset: Any, args: argparse.Namespace) -> DataLoader[Any]:
-    """Shuffled training loader, split across ranks, dropping the last incomplete batch.
-
-    MCR needs at least two samples per batch, hence ``drop_last``.
-    """
-    per_rank = len(dataset) // world_size()
-    if per_rank < args.batch_size:
-        raise ValueError(
-            f"expected at least batch_size={args.batch_size} training videos per process, "
-            f"got {per_rank} ({len(dataset)} over {world_size()} processes)"
-        )
-    sampler: Any
-    if is_distributed():
-        sampler = DistributedSampler(dataset, shuffle=True, seed=args.seed, drop_last=True)
-    else:
-        sampler = EpochSeededSampler(len(dataset), args.seed)
-    return DataLoader(
-        dataset,
-        batch_size=args.batch_size,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=args.num_workers,
-        pin_memory=args.device == "cuda",
-        persistent_workers=args.num_workers > 0,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse flags, set up DDP if launched by torchrun, train and test."""
     args = parse_args(make_parser(), argv)
@@ -201,8 +173,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             seed=args.seed,
             num_workers=args.num_workers,
             pin_memory=args.device == "cuda",
+            drop_last=True,  # every MCR step permutes a full batch, on every process
         )
-        loaders["train"] = train_loader(datasets["train"], args)
         pretrained = None if args.pretrained == "none" else args.pretrained
 
         def make_model() -> MultimodalModel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.utils.data import Dataset
 
@@ -55,3 +56,22 @@ def test_training_order_follows_the_epoch() -> None:
     assert order(0) == order(0)
     assert order(0) != order(1)
     assert sorted(order(1)) == [float(i) for i in range(16)]
+
+
+def test_drop_last_keeps_only_full_training_batches() -> None:
+    """The option that replaced the pipelines' own training loaders."""
+    for ds in (
+        _Dicts(10),
+        TensorDictDataset({"x": torch.arange(10.0)[:, None], "label": torch.arange(10) % 2}),
+    ):
+        loaders = build_loaders(
+            {"train": ds, "val": ds, "test": ds}, batch_size=4, seed=0, drop_last=True
+        )
+        assert _sizes(loaders["train"]) == [4, 4] and len(loaders["train"]) == 2
+        assert _sizes(loaders["test"]) == [4, 4, 2]  # evaluation keeps every sample
+
+
+def test_drop_last_with_fewer_samples_than_a_batch_is_an_error() -> None:
+    ds = _Dicts(3)
+    with pytest.raises(ValueError, match="at least batch_size=8 training samples, got 3"):
+        build_loaders({"train": ds, "val": ds, "test": ds}, batch_size=8, seed=0, drop_last=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from examples.common.data import build_loaders
 from examples.common.methods import MCR
 from examples.mosei import train
 from examples.mosei.make_fixture import make_fixture
@@ -129,4 +130,4 @@ def test_missing_data_root_is_explained(tmp_path: Path) -> None:
 def test_too_few_training_samples_for_a_batch(data_root: Path) -> None:
     ds = train.load_splits(data_root, dataset="mosei")["train"]
     with pytest.raises(ValueError, match="at least batch_size=64"):
-        train.train_loader(ds, 64, seed=0, num_workers=0)
+        build_loaders({"train": ds, "val": ds, "test": ds}, batch_size=64, seed=0, drop_last=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -14,6 +13,7 @@ import pytest
 import torch
 
 from examples.common.cli import parse_args
+from examples.common.data import build_loaders
 from examples.common.methods import MCR
 from examples.sthsth import train
 from examples.sthsth.make_fixture import make_fixture
@@ -186,9 +186,11 @@ def test_holdout_split() -> None:
 
 
 def test_too_few_training_videos_for_a_batch() -> None:
-    args = argparse.Namespace(batch_size=64, seed=0, num_workers=0, device="cpu")
-    with pytest.raises(ValueError, match="at least batch_size=64 training videos per process"):
-        train.train_loader(list(range(10)), args)
+    videos = list(range(10))
+    with pytest.raises(ValueError, match="at least batch_size=64 training samples, got 10"):
+        build_loaders(
+            {"train": videos, "val": videos, "test": videos}, batch_size=64, seed=0, drop_last=True
+        )
 
 
 def test_no_process_group_without_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
