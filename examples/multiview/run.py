@@ -428,6 +428,21 @@ def paired_tests(view_sets: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def kind_group(kind: str) -> str:
+    """``pair``, ``triple`` (weakest3, strongest3, mixed3) or ``six``."""
+    return {"pair": "pair", "all6": "six"}.get(kind, "triple")
+
+
+def paired_by_kind(view_sets: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`paired_tests` within the pairs, the triples and the six-view set separately."""
+    out = {}
+    for group in ("pair", "triple", "six"):
+        chosen = [vs for vs in view_sets if kind_group(vs["kind"]) == group]
+        if chosen:
+            out[group] = paired_tests(chosen)
+    return out
+
+
 def run_ablations(
     root: str,
     view_sets: Sequence[dict[str, Any]],
@@ -530,6 +545,7 @@ def run_benchmark(
         if "ensemble" in m and "unimodal_test" in m["ensemble"]:
             entry["unimodal_test"] = m["ensemble"]["unimodal_test"]
     result["paired"] = paired_tests(result["view_sets"])
+    result["paired_by_kind"] = paired_by_kind(result["view_sets"])
     result["gain_vs_undertraining"] = gain_vs_undertraining(result["view_sets"])
     if checkpoint is not None:
         checkpoint(result)
@@ -604,6 +620,15 @@ def markdown(result: dict[str, Any]) -> str:
             f"{100 * c['median_diff']:+.2f} | {c['wins']} / {c['ties']} / {c['losses']} | "
             f"{_p(c['sign_p'])} | {_p(c['wilcoxon_p'])} |"
         )
+    if result.get("paired_by_kind"):
+        lines.append("")
+    for group, tests in result.get("paired_by_kind", {}).items():
+        cells = [
+            f"{name.replace('-', ' − ')} {100 * c['mean_diff']:+.2f} "
+            f"({c['wins']}/{c['ties']}/{c['losses']}, Wilcoxon p {_p(c['wilcoxon_p'])})"
+            for name, c in tests.items()
+        ]
+        lines.append(f"- {group} only: " + "; ".join(cells))
     if "triple_rule" in result:
         tr = result["triple_rule"]
         lines += [

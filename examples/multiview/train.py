@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from examples.common.cli import build_parser, parse_args
+from examples.common.cli import build_parser, parse_args, train_config
 from examples.common.task import TaskSpec
 from examples.common.trainer import run_experiment
 from examples.multiview.data import (
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     datasets = build_datasets(data, views, sizes, args.seed)
     dims = feature_dims(views)
     return run_experiment(
-        args,
+        train_config(args),
         build_model=lambda: build_model(dims, hidden=args.hidden, latent=args.latent),
         datasets=datasets,
         task=TaskSpec("classification", num_classes=NUM_CLASSES),

@@ -161,6 +161,7 @@ def test_smoke_run_with_mcr_ablations_and_paired_tests(tmp_path):
     paired = result["paired"]["mcr-joint"]
     assert paired["n"] == 4 and paired["wins"] + paired["ties"] + paired["losses"] == 4
     assert set(result["paired"]) == {"mcr-joint", "mcr-ensemble"}
+    assert result["paired_by_kind"]["pair"] == result["paired"]  # only pairs here
     abl = result["ablations"]
     assert set(abl["variants"]) == set(run.ABLATIONS) and abl["seeds"] == [0]
     for row in abl["per_view_set"].values():
