@@ -29,6 +29,7 @@ from mcr_reg._checks import compiling, shape_of
 
 __all__ = [
     "MAX_MODALITIES_FOR_ALL",
+    "STRATEGIES",
     "Divergence",
     "HeadGradient",
     "binary_jensen_shannon",
@@ -57,7 +58,10 @@ SubsetSpec = Literal["all", "singletons"] | Sequence[Sequence[int]]
 #: ``"all"`` enumerates 2^M - 2 subsets; beyond this many modalities that is refused.
 MAX_MODALITIES_FOR_ALL = 6
 
-_STRATEGY_K = {"collaborative": 1.0, "independent": 0.0, "greedy": -1.0}
+_STRATEGY_K = {"greedy": -1.0, "independent": 0.0, "collaborative": 1.0}
+
+#: The named strategies of the game (paper section 3.2), the default first.
+STRATEGIES: tuple[str, ...] = tuple(_STRATEGY_K)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -13,10 +13,8 @@ from typing import Any
 
 from examples.av_common.dataset import AVClipDataset, ClipRecord, FeatureCache
 from examples.av_common.model import build_av_resnet18
-from examples.common.checkpoint import atomic_write_json
-from examples.common.cli import parse_args
+from examples.common.cli import parse_args, train_config
 from examples.common.data import build_loaders
-from examples.common.distributed import is_main_process
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
 from examples.common.trainer import run_experiment
@@ -124,17 +122,19 @@ def run_av_experiment(
             num_classes, audio_weights=args.pretrained_audio, video_weights=args.pretrained_video
         )
 
-    task = TaskSpec("classification", num_classes=num_classes)
-    metrics = run_experiment(args, build_model=make_model, loaders=loaders, task=task)
-    metrics["data"] = {
+    info = {
         "clips": {name: len(ds) for name, ds in datasets.items()},
         "audio": datasets["train"].audio.to_dict(),
         "video": datasets["train"].video.to_dict(),
         **dict(data_info or {}),
     }
-    if is_main_process():
-        atomic_write_json(metrics, Path(args.out) / "metrics.json")
-    return metrics
+    return run_experiment(
+        train_config(args),
+        build_model=make_model,
+        task=TaskSpec("classification", num_classes=num_classes),
+        loaders=loaders,
+        data_info=info,
+    )
 
 
 def parse_cache_args(description: str, argv: Sequence[str] | None) -> argparse.Namespace:

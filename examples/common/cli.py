@@ -19,19 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-METHODS: tuple[str, ...] = (
-    "joint",
-    "multiloss",
-    "ensemble",
-    "uni_pre_frozen",
-    "uni_pre_finetuned",
-    "ogm_ge",
-    "agm",
-    "mlb",
-    "mmcosine",
-    "mcr",
-)
-STRATEGIES: tuple[str, ...] = ("greedy", "independent", "collaborative")
+from examples.common.config import TrainConfig
+from examples.common.methods import METHOD_CLASSES
+from mcr_reg.functional import STRATEGIES
+
+#: The ``--method`` choices, in table order (defined once, by the method registry).
+METHODS: tuple[str, ...] = tuple(METHOD_CLASSES)
 
 
 def build_parser(
@@ -162,3 +155,38 @@ def parse_args(
     args.method_options = options
     args.config_path = str(config_path) if config_path else None
     return args
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The one place where parsed flags become the run's :class:`TrainConfig`.
+
+    ``--strategy`` is folded into the method options of a method that has a ``strategy``
+    hyper-parameter (``mcr``), so nothing below the command line names a method. The whole
+    command line is kept in ``flags`` (recorded in ``metrics.json``).
+    """
+    options = dict(args.method_options)
+    if "strategy" in METHOD_CLASSES[args.method].option_defaults():
+        options["strategy"] = args.strategy
+    return TrainConfig(
+        method=args.method,
+        method_options=options,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        grad_clip=args.grad_clip,
+        scheduler=args.scheduler,
+        warmup_epochs=args.warmup_epochs,
+        device=args.device,
+        seed=args.seed,
+        smoke=args.smoke,
+        progress=not args.no_progress,
+        amp=args.amp,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        out=args.out,
+        resume=args.resume,
+        unimodal_reference=args.unimodal_reference,
+        flags={k: v for k, v in vars(args).items() if not k.startswith("_")},
+    )

@@ -1,14 +1,16 @@
 """The training loop every example uses.
 
-``run_experiment(args, build_model=..., datasets=..., task=...)`` is the whole pipeline of a
-``train.py``: seed, build the model and the method chosen with ``--method``, train each of the
-method's stages to early stopping on the validation metric, evaluate the best weights on the
-test set and write ``OUT/metrics.json``, ``OUT/importance.png``, TensorBoard logs in
-``OUT/tb`` and an atomic ``OUT/checkpoint.pt`` after every epoch (``--resume`` continues at the
-next epoch).
+``run_experiment(config, build_model=..., datasets=..., task=...)`` is the whole pipeline of a
+``train.py`` (``config`` from :func:`examples.common.cli.train_config`): seed, build the model
+and the method, :func:`fit` each of the method's stages to early stopping on the validation
+metric, :func:`evaluate` the best weights on the test set and write the run's files
+(:mod:`examples.common.reporting`), TensorBoard logs in ``OUT/tb`` and an atomic
+``OUT/checkpoint.pt`` after every epoch (``resume`` continues at the next epoch).
 
-The lower-level pieces (:func:`fit`, :func:`evaluate`) run without touching the disk, which is
-how the synthetic benchmark trains hundreds of small models.
+:func:`fit` is a short loop over stages and epochs calling :func:`train_one_epoch` and
+:func:`evaluate`; :func:`restore` does the resume bookkeeping and :func:`set_learning_rate`
+is the one place the learning rate is set. They run without touching the disk unless asked,
+which is how the benchmarks train hundreds of small models.
 
 Under ``torchrun`` (a process group initialised before ``run_experiment``), training data is
 sharded, the method is wrapped in ``DistributedDataParallel``, evaluation outputs are gathered
@@ -17,16 +19,14 @@ from all ranks, and only rank 0 logs and writes files.
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import math
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from examples.common.checkpoint import atomic_torch_save, atomic_write_json, load_checkpoint
+from examples.common.checkpoint import atomic_torch_save, load_checkpoint
+from examples.common.config import TrainConfig
 from examples.common.data import build_loaders, move_to_device, set_loader_epoch
 from examples.common.distributed import (
     all_gather_objects,
@@ -43,75 +44,13 @@ from examples.common.distributed import (
     is_distributed,
     is_main_process,
 )
-from examples.common.importance import permutation_importance, plot_importance
+from examples.common.importance import permutation_importance
 from examples.common.methods import Method, build_method
-from examples.common.metrics import error_matrix
 from examples.common.model import MultimodalModel
+from examples.common.reporting import read_reference, summarise, write_outputs
 from examples.common.task import TaskSpec
 
 OptimizerFactory = Callable[[list[dict[str, Any]], "TrainConfig"], torch.optim.Optimizer]
-
-
-# --------------------------------------------------------------------------- configuration
-@dataclass
-class TrainConfig:
-    """Settings of the loop (the ``--`` flags of :mod:`examples.common.cli`).
-
-    ``smoke`` caps training at 2 epochs of ``max_batches`` (default 2) batches and evaluation
-    at ``max_batches`` batches: enough to check that a pipeline runs end to end.
-    """
-
-    max_epochs: int = 100
-    patience: int = 10
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    optimizer: Literal["adam", "adamw"] = "adam"
-    grad_clip: float | None = None
-    scheduler: Literal["none", "cosine"] = "none"
-    warmup_epochs: float = 0.0
-    device: str = "cpu"
-    seed: int = 0
-    smoke: bool = False
-    max_batches: int | None = None
-    progress: bool = True
-    importance: bool = True
-    amp: Literal["none", "bf16", "fp16"] = "none"
-
-    def __post_init__(self) -> None:
-        if self.max_epochs < 1:
-            raise ValueError(f"expected max_epochs >= 1, got {self.max_epochs}")
-        if self.patience < 1:
-            raise ValueError(f"expected patience >= 1, got {self.patience}")
-        if self.lr <= 0:
-            raise ValueError(f"expected lr > 0, got {self.lr}")
-        if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"expected optimizer 'adam' or 'adamw', got {self.optimizer!r}")
-        if self.scheduler not in ("none", "cosine"):
-            raise ValueError(f"expected scheduler 'none' or 'cosine', got {self.scheduler!r}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"expected amp 'none', 'bf16' or 'fp16', got {self.amp!r}")
-        if self.smoke:
-            self.max_epochs = min(self.max_epochs, 2)
-            self.max_batches = self.max_batches or 2
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> TrainConfig:
-        """Build from parsed :func:`examples.common.cli.build_parser` flags."""
-        return cls(
-            max_epochs=args.max_epochs,
-            patience=args.patience,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            optimizer=args.optimizer,
-            grad_clip=args.grad_clip,
-            scheduler=args.scheduler,
-            warmup_epochs=args.warmup_epochs,
-            device=args.device,
-            seed=args.seed,
-            smoke=args.smoke,
-            progress=not getattr(args, "no_progress", False),
-            amp=getattr(args, "amp", "none"),
-        )
 
 
 def seed_everything(seed: int) -> None:
@@ -685,255 +624,118 @@ def _save(
 
 
 # --------------------------------------------------------------------------- the experiment
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return repr(value)
-
-
-def method_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The chosen method's hyper-parameters; for ``mcr`` the ``--strategy`` flag is added."""
-    options = dict(getattr(args, "method_options", {}) or {})
-    if args.method == "mcr":
-        options["strategy"] = args.strategy
-    return options
-
-
 def run_experiment(
-    args: argparse.Namespace,
+    config: TrainConfig,
     *,
     build_model: Callable[[], MultimodalModel],
-    datasets: Mapping[str, Dataset[Any]] | None = None,
     task: TaskSpec,
+    datasets: Mapping[str, Dataset[Any]] | None = None,
     loaders: Mapping[str, Iterable[Any]] | None = None,
     collate_fn: Callable[[list[Any]], Any] | None = None,
     build_optimizer: OptimizerFactory | None = None,
     ddp_kwargs: Mapping[str, Any] | None = None,
+    data_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train and test one method on one data set; write the run's files into ``args.out``.
+    """Train and test ``config.method`` on one data set; write the run's files to ``config.out``.
+
+    Seed; build the model and the method; :func:`fit` every stage; :func:`evaluate` the best
+    weights on the test and validation sets; write ``metrics.json``, ``test_predictions.json``,
+    ``importance.png`` (:mod:`examples.common.reporting`), TensorBoard logs in ``tb/`` and, after
+    every epoch, ``checkpoint.pt``.
 
     Args:
-        args: parsed flags of :func:`examples.common.cli.build_parser` (``parse_args``).
+        config: the run (:func:`examples.common.cli.train_config` builds it from the flags).
         build_model: returns a fresh :class:`MultimodalModel` (called after seeding).
-        datasets: ``{"train", "val", "test"}`` -> torch Dataset of dict samples.
         task: the task description (loss, metrics, monitored metric).
-        loaders: ready loaders instead of ``datasets`` (e.g. with a custom sampler).
+        datasets: ``{"train", "val", "test"}`` -> torch Dataset of dict samples.
+        loaders: ready loaders instead of ``datasets`` (``build_loaders`` with options).
         collate_fn: collate function for the default loaders.
         build_optimizer: ``(param_groups, config) -> Optimizer`` (default Adam/AdamW).
         ddp_kwargs: extra ``DistributedDataParallel`` arguments under torchrun.
+        data_info: facts about the data recorded under ``"data"`` in ``metrics.json``.
 
     Returns:
         The dict written to ``metrics.json``.
 
     Raises:
-        ValueError: if neither ``datasets`` nor ``loaders`` is given.
+        ValueError: if neither ``datasets`` nor ``loaders`` is given, or CUDA is asked for
+            but missing.
     """
     if datasets is None and loaders is None:
         raise ValueError("run_experiment needs datasets or loaders")
     t0 = time.time()
-    config = TrainConfig.from_args(args)
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was given but torch.cuda.is_available() is False")
     seed_everything(config.seed)
-    model = build_model()
-    method = build_method(args.method, model, task, method_options(args))
-    if getattr(args, "unimodal_reference", None) is not None:  # fail before training, not after
-        _read_reference(Path(args.unimodal_reference), list(model.modalities))
+    method = build_method(config.method, build_model(), task, config.method_options)
+    names = list(method.model.modalities)
+    if config.unimodal_reference is not None:  # fail before training, not after
+        read_reference(config.unimodal_reference, names)
     method.set_seed(config.seed)
     method.to(device)
     if loaders is None:
         assert datasets is not None
         loaders = build_loaders(
             datasets,
-            batch_size=args.batch_size,
+            batch_size=config.batch_size,
             seed=config.seed,
-            num_workers=getattr(args, "num_workers", 0),
+            num_workers=config.num_workers,
             collate_fn=collate_fn,
             pin_memory=device.type == "cuda",
         )
-    out_dir = Path(args.out)
     if is_main_process():
-        out_dir.mkdir(parents=True, exist_ok=True)
-    logger = Logger(out_dir / "tb")
+        config.out.mkdir(parents=True, exist_ok=True)
+    logger = Logger(config.out / "tb")
     try:
         fit_result = fit(
             method,
             loaders,
             config,
-            checkpoint_path=out_dir / "checkpoint.pt",
-            resume=bool(getattr(args, "resume", False)),
+            checkpoint_path=config.out / "checkpoint.pt",
+            resume=config.resume,
             logger=logger,
             build_optimizer=build_optimizer,
             ddp_kwargs=ddp_kwargs,
         )
         final_stage = method.stages[-1]
-        test = evaluate(
-            method,
-            loaders["test"],
-            final_stage,
-            device=device,
-            max_batches=config.max_batches,
-            importance_seed=config.seed,
+        test, val = (
+            evaluate(
+                method,
+                loaders[split],
+                final_stage,
+                device=device,
+                max_batches=config.max_batches,
+                importance_seed=config.seed if split == "test" else None,
+            )
+            for split in ("test", "val")
         )
-        val = evaluate(
-            method,
-            loaders["val"],
-            final_stage,
-            device=device,
-            max_batches=config.max_batches,
-            importance_seed=None,
+        metrics = summarise(
+            config, method, test, val, fit_result, time.time() - t0, data_info=data_info
         )
-        metrics = _summarise(args, method, task, test, val, fit_result, config, t0)
         if is_main_process():
-            atomic_write_json(metrics, out_dir / "metrics.json")
-            atomic_write_json(
-                _test_predictions(task, test, list(method.model.modalities)),
-                out_dir / "test_predictions.json",
-            )
-            rows = [r["importance"] for r in fit_result.history if r["importance"] is not None]
-            if rows:
-                plot_importance(
-                    rows,
-                    method.model.modalities,
-                    out_dir / "importance.png",
-                    title=f"{args.method}: validation importance per modality",
-                    accuracy=[
-                        r["val"]["multimodal"][task.monitor]
-                        for r in fit_result.history
-                        if r["importance"] is not None
-                    ],
-                )
-            test_metrics = metrics["test"]
-            logger.scalars(
-                "test", {k: v for k, v in test_metrics.items() if isinstance(v, float)}, 0
-            )
+            write_outputs(config.out, metrics, method, test, fit_result)
+            test_scalars = {k: v for k, v in metrics["test"].items() if isinstance(v, float)}
+            logger.scalars("test", test_scalars, 0)
     finally:
         logger.close()
     return metrics
-
-
-def _test_predictions(task: TaskSpec, test: EvalOutputs, names: list[str]) -> dict[str, Any]:
-    """Per-sample test predictions (class indices, or values for regression) for later comparison."""
-
-    def as_list(outputs: Tensor) -> list[Any]:
-        pred = task.predict(outputs)
-        return (pred if pred is not None else outputs.float().reshape(-1)).tolist()
-
-    return {
-        "modalities": names,
-        "labels": test.labels.tolist(),
-        "multimodal": as_list(test.outputs),
-        "unimodal": (
-            {m: as_list(test.unimodal[m]) for m in names} if test.unimodal is not None else None
-        ),
-    }
-
-
-def _read_reference(path: Path, names: list[str]) -> dict[str, Any]:
-    """Read and check a ``test_predictions.json`` given as ``--unimodal-reference``."""
-    try:
-        ref = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read --unimodal-reference {path}: {err}") from err
-    if not isinstance(ref, dict) or not isinstance(ref.get("unimodal"), dict):
-        raise ValueError(
-            f"expected --unimodal-reference {path} to be a test_predictions.json with unimodal "
-            "predictions (written by a run of e.g. --method ensemble), got none"
-        )
-    missing = [m for m in names if m not in ref["unimodal"]]
-    if missing:
-        raise ValueError(
-            f"--unimodal-reference {path} lacks the modalities {missing}; it has "
-            f"{sorted(ref['unimodal'])}"
-        )
-    return ref
-
-
-def _reference_unimodal_predictions(path: Path, names: list[str], labels: Tensor) -> list[Tensor]:
-    """Unimodal test predictions of another run, checked against this run's test set."""
-    ref = _read_reference(path, names)
-    if ref.get("labels") != labels.tolist():
-        raise ValueError(
-            f"--unimodal-reference {path} was made on another test set: expected "
-            f"{len(labels)} labels equal to this run's, got {len(ref.get('labels') or [])} "
-            "that differ"
-        )
-    return [torch.tensor(ref["unimodal"][m], dtype=torch.long) for m in names]
-
-
-def _summarise(
-    args: argparse.Namespace,
-    method: Method,
-    task: TaskSpec,
-    test: EvalOutputs,
-    val: EvalOutputs,
-    fit_result: FitResult,
-    config: TrainConfig,
-    t0: float,
-) -> dict[str, Any]:
-    test_m = test.metrics(task)
-    val_m = val.metrics(task)
-    names = list(method.model.modalities)
-    err = None
-    pred = task.predict(test.outputs)
-    reference = getattr(args, "unimodal_reference", None)
-    if pred is not None and reference is not None:
-        uni_preds = _reference_unimodal_predictions(Path(reference), names, test.labels.long())
-        err = error_matrix(pred, uni_preds, test.labels.long())
-        err = {**err.as_dict(), "unimodal_source": str(reference)}
-    elif pred is not None and test.unimodal is not None:
-        own = [task.predict(test.unimodal[m]) for m in names]
-        err = error_matrix(pred, [p for p in own if p is not None], test.labels.long())
-        err = {**err.as_dict(), "unimodal_source": f"{method.name} unimodal heads"}
-    return _jsonable(
-        {
-            "method": args.method,
-            "strategy": args.strategy if args.method == "mcr" else None,
-            "method_options": method.options,
-            "seed": config.seed,
-            "task": {"kind": task.kind, "num_classes": task.num_classes, "monitor": task.monitor},
-            "modalities": names,
-            "test": test_m["multimodal"],
-            "test_unimodal": test_m["unimodal"],
-            "val": val_m["multimodal"],
-            "error_matrix": err,
-            "importance": {
-                "modalities": names,
-                "test": test.importance.tolist() if test.importance is not None else None,
-                "val_history": [r["importance"] for r in fit_result.history],
-                "train_history": [r["train_importance"] for r in fit_result.history],
-            },
-            "stages": fit_result.stages,
-            "history": [
-                {k: r[k] for k in ("stage", "epoch", "train", "monitor", "seconds")}
-                for r in fit_result.history
-            ],
-            "config": {
-                **asdict(config),
-                **{k: v for k, v in vars(args).items() if k != "_default_config"},
-            },
-            "wall_time_s": time.time() - t0,
-        }
-    )
 
 
 __all__ = [
     "EvalOutputs",
     "FitResult",
     "Logger",
+    "Resume",
     "TrackStopper",
     "TrainConfig",
     "default_optimizer",
     "evaluate",
     "fit",
+    "restore",
     "run_experiment",
     "schedule_factor",
     "seed_everything",
+    "set_learning_rate",
+    "train_one_epoch",
 ]

@@ -31,7 +31,7 @@ from typing import Any
 
 from torch import Tensor
 
-from examples.common.cli import build_parser, parse_args
+from examples.common.cli import build_parser, parse_args, train_config
 from examples.common.data import build_loaders
 from examples.common.task import TaskSpec
 from examples.common.trainer import run_experiment
@@ -119,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             dropout=args.dropout,
         )
 
-    return run_experiment(args, build_model=make_model, loaders=loaders, task=task_spec(args.task))
+    return run_experiment(
+        train_config(args), build_model=make_model, loaders=loaders, task=task_spec(args.task)
+    )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from examples.common.cli import build_parser, parse_args
+from examples.common.cli import build_parser, parse_args, train_config
 from examples.common.data import build_loaders
 from examples.common.distributed import is_distributed, world_size
 from examples.common.model import MultimodalModel
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
 
         task = TaskSpec("classification", num_classes=num_classes)
-        return run_experiment(args, build_model=make_model, loaders=loaders, task=task)
+        return run_experiment(train_config(args), build_model=make_model, loaders=loaders, task=task)
     finally:
         if started:
             gc.collect()  # free DDP wrappers (reference cycles holding the group) first

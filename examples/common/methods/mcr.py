@@ -13,6 +13,7 @@ from examples.common.methods.base import Method, StepOutput
 from examples.common.methods.simple import average_outputs
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
+from mcr_reg.functional import STRATEGIES
 
 #: MCRRegularizer arguments the method sets itself (from the task, the model and the run)
 _SET_BY_METHOD = (
@@ -87,7 +88,7 @@ class MCR(Method):
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not scale > 0:
             raise ValueError(f"expected finetune_lr_scale to be a number > 0, got {scale!r}")
         strategy = kwargs.pop("strategy")
-        if isinstance(strategy, str) and strategy not in ("greedy", "independent", "collaborative"):
+        if isinstance(strategy, str) and strategy not in STRATEGIES:
             strategy = float(strategy)  # a numeric k given as text on the command line
         self.mcr = _regularizer_class()(
             model.fusion_head,

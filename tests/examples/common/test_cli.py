@@ -79,3 +79,30 @@ def test_all_methods_are_choices():
         assert parse_args(parser, ["--method", m]).method == m
     with pytest.raises(SystemExit):
         parse_args(parser, ["--method", "nope"])
+
+
+def test_train_config_is_built_once_from_the_flags(tmp_path):
+    from examples.common.cli import build_parser, parse_args, train_config
+    from examples.common.config import TrainConfig
+
+    parser = build_parser("t")
+    parser.add_argument("--views", default="a,b")  # a pipeline's own flag
+    argv = ["--out", str(tmp_path), "--method", "mcr", "--strategy", "independent"]
+    config = train_config(parse_args(parser, [*argv, "--batch-size", "8"]))
+    assert isinstance(config, TrainConfig)
+    assert config.method_options["strategy"] == "independent"  # folded in by the CLI
+    assert (config.batch_size, config.out, config.resume) == (8, tmp_path, False)
+    assert config.flags["views"] == "a,b" and "_default_config" not in config.flags
+    joint = train_config(parse_args(parser, ["--method", "joint", "--strategy", "greedy"]))
+    assert "strategy" not in joint.method_options  # joint has no strategy to set
+
+
+def test_method_and_strategy_names_have_one_source():
+    from examples.common.cli import METHODS, STRATEGIES
+    from examples.common.methods import METHOD_CLASSES
+    from mcr_reg.functional import STRATEGIES as PACKAGE_STRATEGIES
+    from mcr_reg.functional import strategy_factor
+
+    assert METHODS == tuple(METHOD_CLASSES)
+    assert STRATEGIES is PACKAGE_STRATEGIES
+    assert [strategy_factor(s) for s in STRATEGIES] == [-1.0, 0.0, 1.0]

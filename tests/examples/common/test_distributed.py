@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from examples.common.cli import build_parser, parse_args
+from examples.common.cli import build_parser, parse_args, train_config
 from examples.common.task import TaskSpec
 from examples.common.trainer import run_experiment
 from tests.examples.checks import assert_accuracy_matches_predictions
@@ -34,7 +34,7 @@ def _worker(rank: int, world: int, init_file: str, out: str, method: str) -> Non
             "0.01",
             "--no-progress",
         ]
-        args = parse_args(build_parser("ddp"), argv)
+        args = train_config(parse_args(build_parser("ddp"), argv))
         built = []
 
         def build():

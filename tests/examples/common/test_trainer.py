@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from examples.common.checkpoint import atomic_torch_save, load_checkpoint
-from examples.common.cli import METHODS, build_parser, parse_args
+from examples.common.cli import METHODS, build_parser, parse_args, train_config
 from examples.common.data import build_loaders
 from examples.common.methods import build_method
 from examples.common.task import TaskSpec
@@ -22,7 +22,7 @@ TASK = TaskSpec("classification", num_classes=3)
 
 def _args(tmp_path, *extra):
     argv = ["--out", str(tmp_path), "--batch-size", "16", "--lr", "0.01", "--no-progress", *extra]
-    return parse_args(build_parser("test"), argv)
+    return train_config(parse_args(build_parser("test"), argv))
 
 
 @pytest.mark.parametrize("method", METHODS)

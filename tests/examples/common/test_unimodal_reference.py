@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from examples.common.cli import build_parser, parse_args
+from examples.common.cli import build_parser, parse_args, train_config
 from examples.common.metrics import error_matrix
 from examples.common.task import TaskSpec
 from examples.common.trainer import run_experiment
@@ -28,7 +28,7 @@ def _run(out, tiny_data, *extra):
         "1",
     ]
     return run_experiment(
-        parse_args(build_parser("t"), [*argv, *extra]),
+        train_config(parse_args(build_parser("t"), [*argv, *extra])),
         build_model=tiny_model,
         datasets=tiny_data,
         task=TASK,
