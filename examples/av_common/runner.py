@@ -1,6 +1,6 @@
-"""What the CREMA-D and AVE scripts share: the extra flags of ``train.py``, its argument
-checks, the training loader and the call into the common training loop
-(:mod:`examples.common.trainer`); and the cache-filling command of ``data.py``.
+"""What the audio-visual scripts (CREMA-D, AVE, UCF-51) share: the extra flags of ``train.py``,
+its argument checks, the run's config and loaders, the data facts for ``metrics.json``; and the
+cache-filling command of ``data.py``. Each ``train.py`` wires data, model, task and method itself.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from torch.utils.data import DataLoader
+
 from examples.av_common.dataset import AVClipDataset, ClipRecord, FeatureCache
-from examples.av_common.model import build_av_resnet18
 from examples.common.cli import parse_args, train_config
+from examples.common.config import TrainConfig
 from examples.common.data import build_loaders
-from examples.common.model import MultimodalModel
-from examples.common.task import TaskSpec
-from examples.common.trainer import run_experiment
 
 logger = logging.getLogger(__name__)
 
@@ -86,55 +85,38 @@ def media_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_av_experiment(
-    args: argparse.Namespace,
-    datasets: Mapping[str, AVClipDataset],
-    num_classes: int,
-    *,
-    data_info: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Train and test ``args.method`` on the audio + video ResNet-18 model.
+def av_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's :class:`TrainConfig` from the flags; ``--smoke`` caps the batch size so that the
+    2-batch smoke epochs see several clips each."""
+    config = train_config(args)
+    if config.smoke:
+        config.batch_size = min(config.batch_size, SMOKE_BATCH_SIZE)
+    return config
 
-    Args:
-        args: parsed flags (common flags plus :func:`add_av_flags` and the pipeline's own).
-        datasets: ``{"train", "val", "test"}`` datasets.
-        num_classes: output classes.
-        data_info: extra facts about the data recorded under ``"data"`` in ``metrics.json``.
 
-    Returns:
-        The content of ``OUT/metrics.json``.
-    """
-    if args.smoke:
-        args.batch_size = min(args.batch_size, SMOKE_BATCH_SIZE)
-    pin = args.device == "cuda"
-    workers = getattr(args, "num_workers", 0)
-    loaders = build_loaders(
+def av_loaders(
+    datasets: Mapping[str, AVClipDataset], config: TrainConfig
+) -> dict[str, DataLoader[Any]]:
+    """Training, validation and test loaders; every training batch is full, so no MCR step
+    sees a single clip (MCR permutes across the batch)."""
+    return build_loaders(
         datasets,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        num_workers=workers,
-        pin_memory=pin,
-        drop_last=True,  # no step sees a single clip (MCR permutes across the batch)
+        batch_size=config.batch_size,
+        seed=config.seed,
+        num_workers=config.num_workers,
+        pin_memory=config.device == "cuda",
+        drop_last=True,
     )
 
-    def make_model() -> MultimodalModel:
-        return build_av_resnet18(
-            num_classes, audio_weights=args.pretrained_audio, video_weights=args.pretrained_video
-        )
 
-    info = {
+def describe(datasets: Mapping[str, AVClipDataset], **extra: Any) -> dict[str, Any]:
+    """What ``metrics.json`` records under ``"data"``: clip counts, audio and video settings."""
+    return {
         "clips": {name: len(ds) for name, ds in datasets.items()},
         "audio": datasets["train"].audio.to_dict(),
         "video": datasets["train"].video.to_dict(),
-        **dict(data_info or {}),
+        **extra,
     }
-    return run_experiment(
-        train_config(args),
-        build_model=make_model,
-        task=TaskSpec("classification", num_classes=num_classes),
-        loaders=loaders,
-        data_info=info,
-    )
 
 
 def parse_cache_args(description: str, argv: Sequence[str] | None) -> argparse.Namespace:

@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from examples.av_common import runner
-from examples.ave import data
+from examples.ave import data, model
 from examples.common.cli import build_parser
+from examples.common.task import TaskSpec
+from examples.common.trainer import run_experiment
 
 CONFIG = Path(__file__).parent / "configs" / "resnet18.json"
 
@@ -49,7 +51,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         make_parser(), argv, data_root_hint="the AVE_Dataset folder (AVE/, Annotations.txt)"
     )
     datasets = data.build_datasets(args.data_root, **runner.media_options(args))
-    return runner.run_av_experiment(args, datasets, data.NUM_CLASSES, data_info={"dataset": "AVE"})
+    config = runner.av_config(args)  # method, loop and outputs (released config + flags)
+    return run_experiment(
+        config,
+        build_model=lambda: model.build_model(
+            audio_weights=args.pretrained_audio, video_weights=args.pretrained_video
+        ),
+        task=TaskSpec("classification", num_classes=data.NUM_CLASSES),
+        loaders=runner.av_loaders(datasets, config),
+        data_info=runner.describe(datasets, dataset="AVE"),
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ from typing import Any
 
 from examples.av_common import runner
 from examples.common.cli import build_parser
-from examples.cremad import data
+from examples.common.task import TaskSpec
+from examples.common.trainer import run_experiment
+from examples.cremad import data, model
 
 CONFIG = Path(__file__).parent / "configs" / "resnet18.json"
 
@@ -77,8 +79,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ogm_test_csv=args.ogm_test_csv,
         **runner.media_options(args),
     )
-    info = {"dataset": "CREMA-D", "split": args.split, "fold": args.fold}
-    return runner.run_av_experiment(args, datasets, data.NUM_CLASSES, data_info=info)
+    config = runner.av_config(args)  # method, loop and outputs (released config + flags)
+    return run_experiment(
+        config,
+        build_model=lambda: model.build_model(
+            audio_weights=args.pretrained_audio, video_weights=args.pretrained_video
+        ),
+        task=TaskSpec("classification", num_classes=data.NUM_CLASSES),
+        loaders=runner.av_loaders(datasets, config),
+        data_info=runner.describe(datasets, dataset="CREMA-D", split=args.split, fold=args.fold),
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from examples.av_common import runner
+from examples.av_common.model import build_av_resnet18
 from examples.common.cli import build_parser
+from examples.common.task import TaskSpec
+from examples.common.trainer import run_experiment
 from examples.ucf import data
 
 CONFIG = Path(__file__).parent / "configs" / "resnet18.json"
@@ -76,7 +79,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         probe_cache=args.probe_cache,
         **runner.media_options(args),
     )
-    return runner.run_av_experiment(args, datasets, len(fold.classes), data_info=fold.info())
+    config = runner.av_config(args)  # method, loop and outputs (released config + flags)
+    return run_experiment(
+        config,
+        build_model=lambda: build_av_resnet18(
+            len(fold.classes),
+            audio_weights=args.pretrained_audio,
+            video_weights=args.pretrained_video,
+        ),
+        task=TaskSpec("classification", num_classes=len(fold.classes)),
+        loaders=runner.av_loaders(datasets, config),
+        data_info=runner.describe(datasets, **fold.info()),
+    )
 
 
 if __name__ == "__main__":
