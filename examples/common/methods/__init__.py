@@ -9,17 +9,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from examples.common.methods.base import Method, StepOutput, UnimodalHeads
+from examples.common.methods.joint import Joint, MultiLoss
 from examples.common.methods.mcr import MCR
+from examples.common.methods.mmcosine import CosineFusionHead, MMCosine
 from examples.common.methods.modulation import AGM, MLB, OGMGE, shapley_responses
-from examples.common.methods.simple import (
-    CosineFusionHead,
-    Ensemble,
-    Joint,
-    MMCosine,
-    MultiLoss,
-    UniPreFinetuned,
-    UniPreFrozen,
-)
+from examples.common.methods.unimodal import Ensemble, UniPreFinetuned, UniPreFrozen
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from examples.common.distributed import is_distributed
 from examples.common.methods.base import Method, StepOutput
-from examples.common.methods.simple import average_outputs
+from examples.common.methods.unimodal import average_outputs
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
 from mcr_reg.functional import STRATEGIES

@@ -10,8 +10,9 @@ from torch import nn
 from examples.common.data import build_loaders
 from examples.common.methods import METHOD_CLASSES, build_method, shapley_responses
 from examples.common.methods.base import unimodal_outputs_from_fusion
+from examples.common.methods.mmcosine import CosineFusionHead
 from examples.common.methods.modulation import discrepancy_ratios
-from examples.common.methods.simple import CosineFusionHead, average_outputs
+from examples.common.methods.unimodal import average_outputs
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, default_optimizer

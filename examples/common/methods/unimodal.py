@@ -1,8 +1,8 @@
-"""Joint training, Multi-Loss, and the unimodal baselines (Ensemble, Uni-Pre Frozen/Finetuned)."""
+"""The unimodal baselines: the Ensemble of unimodal models, and Uni-Pre (unimodal pre-training,
+then joint training with the encoders frozen or fine-tuned)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -12,37 +12,6 @@ from torch import Tensor, nn
 from examples.common.methods.base import Method, StepOutput, UnimodalHeads
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
-from mcr_reg.functional import pool_latent
-
-
-class Joint(Method):
-    """Joint training: one task loss on the fused output, no balancing (paper: "Joint Training")."""
-
-    name: ClassVar[str] = "joint"
-
-
-class MultiLoss(Method):
-    """Joint loss plus a task loss on a linear head per modality (Wang et al., CVPR 2020).
-
-    ``L = L(f_c(z_1..z_M), y) + w * sum_m L(f_{c_m}(z_m), y)``
-
-    Hyper-parameters:
-        unimodal_weight: ``w`` (default 1.0).
-    """
-
-    name: ClassVar[str] = "multiloss"
-    defaults: ClassVar[dict[str, Any]] = {"unimodal_weight": 1.0}
-
-    def __init__(self, model: MultimodalModel, task: TaskSpec, **options: Any) -> None:
-        super().__init__(model, task, **options)
-        self.uni = UnimodalHeads(model.latent_dims, task.out_dim)
-
-    def training_step(self, batch: Mapping[str, Tensor], stage: str) -> StepOutput:
-        loss, outputs, _, terms = self.multiloss_step(self.uni, batch)
-        return StepOutput(loss, outputs, terms)
-
-    def heads(self, latents: Mapping[str, Tensor], stage: str):
-        return self.model.fuse(latents), self.uni(latents)
 
 
 def average_outputs(task: TaskSpec, outputs: list[Tensor]) -> Tensor:
@@ -203,48 +172,3 @@ class UniPreFinetuned(UniPre):
     name: ClassVar[str] = "uni_pre_finetuned"
     frozen: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {"finetune_lr_scale": 0.1}
-
-
-class CosineFusionHead(nn.Module):
-    """MMCosine fusion head: ``logit_c = s * sum_m cos(w_{m,c}, z_m)`` (no bias).
-
-    Features and class weights of each modality are L2-normalised, so no modality can dominate
-    the logits through feature or weight norm.
-    """
-
-    def __init__(self, latent_dims: list[int], out_dim: int, scale: float) -> None:
-        super().__init__()
-        self.latent_dims = tuple(latent_dims)
-        self.scale = float(scale)
-        self.weights = nn.ParameterList(
-            [nn.Parameter(torch.empty(out_dim, d)) for d in self.latent_dims]
-        )
-        for w in self.weights:
-            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
-
-    def forward(self, *latents: Tensor) -> Tensor:
-        if len(latents) != len(self.latent_dims):
-            raise ValueError(f"expected {len(self.latent_dims)} latents, got {len(latents)}")
-        total = None
-        for z, w in zip(latents, self.weights, strict=True):
-            v = nn.functional.normalize(pool_latent(z), dim=-1)
-            cos = v @ nn.functional.normalize(w, dim=-1).T  # (B, d) @ (d, C)
-            total = cos if total is None else total + cos
-        assert total is not None
-        return self.scale * total
-
-
-class MMCosine(Method):
-    """MMCosine (Xu et al., ICASSP 2023): the fusion head is replaced by a cosine head.
-
-    Hyper-parameters:
-        scale: the logit scale ``s`` (default 10).
-    """
-
-    name: ClassVar[str] = "mmcosine"
-    defaults: ClassVar[dict[str, Any]] = {"scale": 10.0}
-
-    def __init__(self, model: MultimodalModel, task: TaskSpec, **options: Any) -> None:
-        super().__init__(model, task, **options)
-        dims = [model.latent_dims[m] for m in model.modalities]
-        model.fusion_head = CosineFusionHead(dims, task.out_dim, float(self.options["scale"]))
