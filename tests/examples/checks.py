@@ -9,10 +9,15 @@ from typing import Any
 
 
 def assert_accuracy_matches_predictions(out: Path, metrics: Mapping[str, Any]) -> None:
-    """``metrics["test"]["accuracy"]`` is the fraction of ``test_predictions.json``'s
-    multimodal predictions that equal its labels (recomputed here, by hand)."""
+    """The reported test metric follows from ``test_predictions.json`` (recomputed by hand):
+    the accuracy (fraction of multimodal predictions equal to the labels) for classification,
+    the mean absolute error for regression."""
     saved = json.loads((out / "test_predictions.json").read_text())
     labels, preds = saved["labels"], saved["multimodal"]
     assert len(labels) == len(preds) > 0
+    if metrics["task"]["kind"] == "regression":
+        mae = sum(abs(p - y) for p, y in zip(preds, labels, strict=True)) / len(labels)
+        assert abs(metrics["test"]["mae"] - mae) < 1e-5 * max(1.0, mae)
+        return
     hits = sum(1 for p, y in zip(preds, labels, strict=True) if p == y)
     assert abs(metrics["test"]["accuracy"] - hits / len(labels)) < 1e-9

@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from examples.av_common.dataset import AVClipDataset
 from examples.av_common.media import MediaError
-from examples.common import trainer
 from tests.examples.checks import assert_accuracy_matches_predictions
 
 
@@ -45,40 +43,6 @@ def check_smoke_outputs(
     assert list((out / "tb").glob("events.out.tfevents.*"))
     assert (out / "checkpoint.pt").is_file()
     return metrics
-
-
-class SimulatedCrashError(Exception):
-    """Stands for a crash right after the first checkpoint was written."""
-
-
-def crash_after_first_checkpoint(
-    main: Callable[[list[str]], Any], argv: list[str], monkeypatch: pytest.MonkeyPatch
-) -> dict[str, Any]:
-    """Run ``main(argv)`` until it has written its first checkpoint, then crash it there.
-
-    Returns:
-        The checkpoint on disk, after checking it is the one of epoch 0, mid-stage.
-    """
-    out = Path(argv[argv.index("--out") + 1])
-    save = trainer.atomic_torch_save
-
-    def save_then_crash(obj: Any, path: Path) -> None:
-        save(obj, path)
-        raise SimulatedCrashError
-
-    with monkeypatch.context() as patched:
-        patched.setattr(trainer, "atomic_torch_save", save_then_crash)
-        with pytest.raises(SimulatedCrashError):
-            main(argv)
-    checkpoint: dict[str, Any] = torch.load(out / "checkpoint.pt", weights_only=False)
-    assert (checkpoint["epoch"], checkpoint["stage_done"]) == (0, False)
-    return checkpoint
-
-
-def assert_first_epoch_not_rerun(checkpoint: Mapping[str, Any], resumed: Mapping[str, Any]) -> None:
-    """The resumed run's first epoch is the checkpoint's record, not a new run of it."""
-    first_epoch = {k: checkpoint["history"][0][k] for k in ("stage", "epoch", "train", "seconds")}
-    assert {k: resumed["history"][0][k] for k in first_epoch} == first_epoch
 
 
 def check_bad_media(

@@ -13,9 +13,7 @@ from examples.ave import model, train
 from examples.ave.make_fixture import NUM_TEST, NUM_VAL
 from examples.common.cli import parse_args
 from tests.examples.av_common.helpers import (
-    assert_first_epoch_not_rerun,
     check_smoke_outputs,
-    crash_after_first_checkpoint,
 )
 
 METHODS = ("joint", "ensemble", "mcr")
@@ -71,15 +69,3 @@ def test_smoke_run_writes_its_outputs(runs: dict[str, Any], method: str) -> None
         assert metrics["method_options"]["mipd_weight"] == 0.01
 
 
-@pytest.mark.slow
-def test_resume_continues_at_the_next_epoch(
-    ave_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    argv = smoke_argv(ave_root, tmp_path / "run", "ensemble", "--max-epochs", "2")
-    checkpoint = crash_after_first_checkpoint(train.main, argv, monkeypatch)
-    resumed = train.main([*argv, "--resume"])
-    assert [(h["stage"], h["epoch"]) for h in resumed["history"]] == [
-        ("unimodal", 0),
-        ("unimodal", 1),
-    ]
-    assert_first_epoch_not_rerun(checkpoint, resumed)

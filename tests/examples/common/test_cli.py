@@ -103,6 +103,6 @@ def test_method_and_strategy_names_have_one_source():
     from mcr_reg.functional import STRATEGIES as PACKAGE_STRATEGIES
     from mcr_reg.functional import strategy_factor
 
-    assert METHODS == tuple(METHOD_CLASSES)
+    assert tuple(METHOD_CLASSES) == METHODS
     assert STRATEGIES is PACKAGE_STRATEGIES
     assert [strategy_factor(s) for s in STRATEGIES] == [-1.0, 0.0, 1.0]

@@ -12,9 +12,7 @@ import pytest
 from examples.common.cli import parse_args
 from examples.cremad import model, train
 from tests.examples.av_common.helpers import (
-    assert_first_epoch_not_rerun,
     check_smoke_outputs,
-    crash_after_first_checkpoint,
 )
 
 METHODS = ("joint", "ensemble", "mcr")
@@ -79,19 +77,3 @@ def test_smoke_run_writes_its_outputs(runs: dict[str, Any], method: str) -> None
         assert [epoch for _, epoch in stages] == [0]
 
 
-@pytest.mark.slow
-def test_resume_continues_at_the_next_epoch(
-    cremad_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "run"
-    argv = smoke_argv(cremad_root, out, "mcr", "--max-epochs", "2")
-    checkpoint = crash_after_first_checkpoint(train.main, argv, monkeypatch)
-    assert not (out / "metrics.json").exists()
-    resumed = train.main([*argv, "--resume"])
-    assert [(h["stage"], h["epoch"]) for h in resumed["history"]] == [
-        ("unimodal", 0),
-        ("unimodal", 1),
-        ("joint", 0),
-        ("joint", 1),
-    ]
-    assert_first_epoch_not_rerun(checkpoint, resumed)

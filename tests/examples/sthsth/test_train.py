@@ -14,7 +14,6 @@ import torch
 
 from examples.common.cli import parse_args
 from examples.common.data import build_loaders
-from examples.common.methods import MCR
 from examples.sthsth import train
 from examples.sthsth.make_fixture import make_fixture
 from examples.sthsth.model import VideoEncoder
@@ -101,35 +100,6 @@ def test_mcr_smoke_single_process(
     )
     assert (out / "importance.png").stat().st_size > 0
     assert any((out / "tb").iterdir())
-
-
-class _InterruptedError(Exception):
-    pass
-
-
-@pytest.mark.slow
-def test_resume_continues_at_the_next_epoch(
-    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "run"
-
-    def stop_in_second_epoch(self: MCR, stage: str, epoch: int, val: object) -> None:
-        if epoch == 1:
-            raise _InterruptedError
-
-    with monkeypatch.context() as m:
-        m.setattr(MCR, "end_epoch", stop_in_second_epoch)
-        with pytest.raises(_InterruptedError):
-            train.main(_argv(data_root, out, "--max-epochs", "2"))
-    first_epoch = torch.load(out / "checkpoint.pt", weights_only=False)["history"][0]
-    resumed = train.main(_argv(data_root, out, "--max-epochs", "2", "--resume"))
-    assert [(h["stage"], h["epoch"]) for h in resumed["history"]] == [
-        ("unimodal", 0),
-        ("unimodal", 1),
-        ("joint", 0),
-        ("joint", 1),
-    ]
-    assert resumed["history"][0]["train"] == pytest.approx(first_epoch["train"])
 
 
 @pytest.mark.slow

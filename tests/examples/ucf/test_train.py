@@ -20,9 +20,7 @@ import torch
 from examples.common.cli import parse_args
 from examples.ucf import run_splits, train
 from tests.examples.av_common.helpers import (
-    assert_first_epoch_not_rerun,
     check_smoke_outputs,
-    crash_after_first_checkpoint,
 )
 
 REPO = Path(__file__).resolve().parents[3]
@@ -107,22 +105,6 @@ def test_smoke_run_writes_its_outputs(runs: dict[str, Any], method: str) -> None
             ("unimodal", 0),
             ("joint", 0),
         ]
-
-
-@pytest.mark.slow
-def test_mcr_resumes_across_its_two_stages(
-    ucf_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # the released setting (init=unimodal): interrupted in the unimodal stage, the resumed run
-    # finishes that stage and then trains the joint stage with MCR
-    argv = smoke_argv(ucf_root, tmp_path / "run", "mcr", "--max-epochs", "2")
-    checkpoint = crash_after_first_checkpoint(train.main, argv, monkeypatch)
-    assert checkpoint["history"][0]["stage"] == "unimodal"
-    resumed = train.main([*argv, "--resume"])
-    stages = [(h["stage"], h["epoch"]) for h in resumed["history"]]
-    assert stages == [("unimodal", 0), ("unimodal", 1), ("joint", 0), ("joint", 1)]
-    assert_first_epoch_not_rerun(checkpoint, resumed)
-    assert "mcr/mipd" in resumed["history"][-1]["train"]
 
 
 def fake_metrics(split: int) -> dict[str, Any]:

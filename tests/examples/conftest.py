@@ -1,0 +1,61 @@
+"""Tiny data sets in the real on-disk formats, built once per test session, for every pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def cremad_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from examples.cremad.make_fixture import make_fixture
+
+    return make_fixture(tmp_path_factory.mktemp("cremad") / "CREMA-D")
+
+
+@pytest.fixture(scope="session")
+def ave_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from examples.ave.make_fixture import make_fixture
+
+    return make_fixture(tmp_path_factory.mktemp("ave"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_xdg_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The default home of UCF's audio-probe answers ($XDG_CACHE_HOME) is a temporary folder."""
+    folder = tmp_path_factory.mktemp("xdg_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="session")
+def ucf_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from examples.ucf.make_fixture import make_fixture
+
+    return make_fixture(tmp_path_factory.mktemp("ucf") / "UCF101")
+
+
+@pytest.fixture(scope="session")
+def mosei_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from examples.mosei.make_fixture import make_fixture
+
+    root = tmp_path_factory.mktemp("mosei")
+    make_fixture(root, dataset="mosei", seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sthsth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from examples.sthsth.make_fixture import make_fixture
+
+    return make_fixture(tmp_path_factory.mktemp("sthsth"), layout="hdf5", seed=0)
+
+
+@pytest.fixture(scope="session")
+def multiview_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from examples.multiview.make_fixture import write_fixture
+
+    return write_fixture(tmp_path_factory.mktemp("mfeat"), "wheel", per_class=12)
