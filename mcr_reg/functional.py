@@ -259,18 +259,15 @@ def supervised_contrastive(
     """
     _check_contrastive_inputs(features, labels, temperature)
     with torch.autocast(device_type=features.device.type, enabled=False):
-        f = features.to(_compute_dtype(features.dtype))
-        if normalize:
-            f = F.normalize(f, dim=-1)
-        n = f.shape[0]
-        logits = f @ f.T / temperature  # (N, N)
+        logits = _similarities(features, temperature, normalize)  # (N, N)
+        n = logits.shape[0]
         self_mask = torch.eye(n, dtype=torch.bool, device=f.device)
         denominator = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1)
         log_prob = logits - denominator[:, None]  # (N, N)
         positives = labels[:, None].eq(labels[None, :]) & ~self_mask
         n_pos = positives.sum(dim=1)
         mean_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1) / n_pos.clamp_min(1)
-        has_pos = (n_pos > 0).to(f.dtype)
+        has_pos = (n_pos > 0).to(logits.dtype)
         return -(mean_log_prob * has_pos).sum() / has_pos.sum().clamp_min(1.0)
 
 
@@ -289,7 +286,7 @@ def contrastive_ntxent(
     pairs. Other positives of ``a`` never appear in the denominator (that is the difference from
     SupCon, :func:`supervised_contrastive`); an anchor without negatives gives ``l_ap = 0``; a
     batch without any positive pair gives 0 (still connected to the graph). Computed in float32
-    (float64 for float64 inputs) with autocast off. See docs/semantics.md, "The contrastive term".
+    (float64 for float64 inputs) with autocast off. See docs/semantics.md, "L_Con".
 
     Args:
         features: ``(N, D)``; in MCR the pooled latents of all modalities stacked,
@@ -312,13 +309,10 @@ def contrastive_ntxent(
     """
     _check_contrastive_inputs(features, labels, temperature)
     with torch.autocast(device_type=features.device.type, enabled=False):
-        f = features.to(_compute_dtype(features.dtype))
-        if normalize:
-            f = F.normalize(f, dim=-1)
-        n = f.shape[0]
-        sim = f @ f.T / temperature  # (N, N)
+        sim = _similarities(features, temperature, normalize)  # (N, N)
+        n = sim.shape[0]
         same = labels[:, None].eq(labels[None, :])  # (N, N)
-        positives = same & ~torch.eye(n, dtype=torch.bool, device=f.device)
+        positives = same & ~torch.eye(n, dtype=torch.bool, device=sim.device)
         # log Σ_negatives e^{s_an}; a finite floor (not -inf) keeps rows without negatives
         # differentiable: logaddexp(s, floor) is then s, and l_ap is 0.
         floor = torch.finfo(sim.dtype).min
@@ -326,6 +320,14 @@ def contrastive_ntxent(
         per_pair = torch.logaddexp(sim, negatives[:, None]) - sim  # (N, N): l_ap
         weight = positives.to(sim.dtype)
         return (per_pair * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def _similarities(features: Tensor, temperature: float, normalize: bool) -> Tensor:
+    """``(N, N)`` similarities ``s_ij / τ`` in float32 (float64 for float64 features)."""
+    f = features.to(_compute_dtype(features.dtype))
+    if normalize:
+        f = F.normalize(f, dim=-1)
+    return f @ f.T / temperature  # (N, D) @ (D, N)
 
 
 def _check_contrastive_inputs(features: Tensor, labels: Tensor, temperature: float) -> None:
