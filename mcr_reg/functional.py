@@ -261,7 +261,7 @@ def supervised_contrastive(
     with torch.autocast(device_type=features.device.type, enabled=False):
         logits = _similarities(features, temperature, normalize)  # (N, N)
         n = logits.shape[0]
-        self_mask = torch.eye(n, dtype=torch.bool, device=f.device)
+        self_mask = torch.eye(n, dtype=torch.bool, device=logits.device)
         denominator = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1)
         log_prob = logits - denominator[:, None]  # (N, N)
         positives = labels[:, None].eq(labels[None, :]) & ~self_mask
