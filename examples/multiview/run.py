@@ -144,9 +144,10 @@ def triples(unimodal_val: dict[str, float]) -> list[ViewSet]:
 
 
 def methods_for(view_set: ViewSet, methods: Sequence[str]) -> list[str]:
-    """The benchmark keys of a view set (``mcr_singletons`` added for six views)."""
-    keys = list(methods)
-    if len(view_set.views) == len(VIEWS) and "mcr" in keys:
+    """The benchmark keys of a view set (``mcr_singletons`` only, and always with mcr, at M = 6)."""
+    six = len(view_set.views) == len(VIEWS)
+    keys = [k for k in methods if k != "mcr_singletons"]
+    if six and ("mcr" in keys or "mcr_singletons" in methods):
         keys.append("mcr_singletons")
     return keys
 
@@ -789,7 +790,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the 15 pairs, 2 seeds, 1 trial, no ablations, small cost run",
     )
     p.add_argument(
-        "--methods", nargs="+", choices=METHODS, default=None, help="default: all (quick: 6)"
+        "--methods",
+        nargs="+",
+        choices=(*METHODS, "mcr_singletons"),
+        default=None,
+        help="default: all (quick: 6); mcr_singletons runs on the six-view set only",
     )
     p.add_argument(
         "--seeds", type=int, default=None, help="number of seeds 0..N-1 (full 5, quick 2)"
@@ -800,7 +805,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triples", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--six", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument(
-        "--pairs", nargs="+", default=None, metavar="A+B", help="only these pairs (default: all 15)"
+        "--pairs",
+        nargs="*",
+        default=None,
+        metavar="A+B",
+        help="only these pairs (default: all 15; none when the flag has no value)",
     )
     p.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument(

@@ -230,3 +230,26 @@ def test_runner_runs_as_file_and_as_module(form, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "kar+mor" in proc.stdout  # the per-view-set summary line and the table
     assert (tmp_path / "o" / "results.json").is_file()
+
+
+def test_mcr_singletons_only_on_six_views_and_no_pairs_flag():
+    args = run.build_parser().parse_args(
+        [
+            "--data-root",
+            "x",
+            "--out",
+            "y",
+            "--pairs",
+            "--six",
+            "--no-triples",
+            "--methods",
+            "joint",
+            "mcr_singletons",
+        ]
+    )
+    plan = run.make_plan(args)
+    assert plan.pairs == () and plan.six and not plan.ablations
+    six = run.ViewSet(VIEWS, "all6")
+    assert run.methods_for(six, plan.methods) == ["joint", "mcr_singletons"]
+    assert run.methods_for(run.pairs()[0], plan.methods) == ["joint"]
+    assert run.methods_for(six, ["joint", "mcr"]) == ["joint", "mcr", "mcr_singletons"]
