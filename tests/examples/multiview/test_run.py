@@ -244,12 +244,13 @@ def test_mcr_singletons_only_on_six_views_and_no_pairs_flag():
             "--no-triples",
             "--methods",
             "joint",
+            "ensemble",
             "mcr_singletons",
         ]
     )
     plan = run.make_plan(args)
     assert plan.pairs == () and plan.six and not plan.ablations
     six = run.ViewSet(VIEWS, "all6")
-    assert run.methods_for(six, plan.methods) == ["joint", "mcr_singletons"]
-    assert run.methods_for(run.pairs()[0], plan.methods) == ["joint"]
+    assert run.methods_for(six, plan.methods) == ["joint", "ensemble", "mcr_singletons"]
+    assert run.methods_for(run.pairs()[0], plan.methods) == ["joint", "ensemble"]
     assert run.methods_for(six, ["joint", "mcr"]) == ["joint", "mcr", "mcr_singletons"]
