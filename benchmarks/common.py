@@ -242,7 +242,7 @@ class InputSpaceMCR(MCR):
         labels = batch["label"]
         device = outputs.device
         if getattr(self, "_perm_generator", None) is None:
-            self._perm_generator = torch.Generator(device=device).manual_seed(self.seed)
+            self._perm_generator = torch.Generator(device=device).manual_seed(self.mcr.seed)
         perms = MF.sample_permutations(
             self.mcr.num_permutations,
             len(self.model.modalities),
