@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from itertools import combinations
 from typing import Literal
 
@@ -730,12 +730,9 @@ def mipd(
     if second_pass and out.requires_grad:
         # second pass on detached inputs: the parameters get (c - 1) more, the latents nothing;
         # it replays the first pass's random state, so dropout draws the same masks (eager mode)
-        detached = [r.detach() for r in rows]
-        if rng is not None:
-            with _replayed_rng(device, rng):
-                side = _call_head(fusion_head, detached, batch, batched)
-        else:
-            side = _call_head(fusion_head, detached, batch, batched)
+        replay = _replayed_rng(device, rng) if rng is not None else nullcontext()
+        with replay:
+            side = _call_head(fusion_head, [r.detach() for r in rows], batch, batched)
         _check_rows(side, n_rows)
         out = _ShareHeadGradient.apply(out, side, _runs([(n, c - 1.0) for n, c in blocks]))
     if out.dim() == 1:  # one prediction per row: give it an explicit output axis

@@ -163,9 +163,7 @@ class _HeadCall(nn.Module):
         self.head, self.output, self.width = head, output, width
 
     def forward(self, *latents: Tensor) -> Tensor:
-        with mcr_internal_calls():
-            value = self.head(*latents)
-        return _select_output(value, self.output, self.width)
+        return _call_selected(self.head, self.output, self.width, latents)
 
 
 class _FunctionHeadCall:
@@ -176,9 +174,16 @@ class _FunctionHeadCall:
         self.head, self.output, self.width = head, output, width
 
     def __call__(self, *latents: Tensor) -> Tensor:
-        with mcr_internal_calls():
-            value = self.head(*latents)
-        return _select_output(value, self.output, self.width)
+        return _call_selected(self.head, self.output, self.width, latents)
+
+
+def _call_selected(
+    head: Callable[..., object], output: Output, width: int | None, latents: Sequence[Tensor]
+) -> Tensor:
+    """``head(*latents)`` marked as MCR's own call, with the prediction selected."""
+    with mcr_internal_calls():
+        value = head(*latents)
+    return _select_output(value, output, width)
 
 
 def _head_call(

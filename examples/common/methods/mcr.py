@@ -13,7 +13,8 @@ from examples.common.methods.base import Method, StepOutput
 from examples.common.methods.unimodal import average_outputs
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
-from mcr_reg.functional import STRATEGIES
+from mcr_reg import MCRRegularizer
+from mcr_reg.functional import STRATEGIES, pool_latent
 
 #: MCRRegularizer arguments the method sets itself (from the task, the model and the run)
 _SET_BY_METHOD = (
@@ -29,16 +30,6 @@ _SET_BY_METHOD = (
 #: Options of the method itself (not passed to ``MCRRegularizer``) and their defaults.
 _METHOD_DEFAULTS: dict[str, Any] = {"init": "scratch", "finetune_lr_scale": 0.1}
 _INITS = ("scratch", "unimodal")
-
-
-def _regularizer_class() -> Any:
-    try:
-        from mcr_reg import MCRRegularizer
-    except ImportError as err:  # pragma: no cover - depends on the installation
-        raise ImportError(
-            "method 'mcr' needs the mcr_reg package (pip install -e . at the repo root)"
-        ) from err
-    return MCRRegularizer
 
 
 class MCR(Method):
@@ -70,7 +61,7 @@ class MCR(Method):
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
-        params = inspect.signature(_regularizer_class().__init__).parameters
+        params = inspect.signature(MCRRegularizer.__init__).parameters
         defaults = {
             n: p.default
             for n, p in params.items()
@@ -90,7 +81,7 @@ class MCR(Method):
         strategy = kwargs.pop("strategy")
         if isinstance(strategy, str) and strategy not in STRATEGIES:
             strategy = float(strategy)  # a numeric k given as text on the command line
-        self.mcr = _regularizer_class()(
+        self.mcr = MCRRegularizer(
             model.fusion_head,
             strategy=strategy,
             task=task.kind,
@@ -115,8 +106,6 @@ class MCR(Method):
     # ----------------------------------------------------------------- stages
     def _unimodal(self, latents: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Each modality's prediction by MCR's own unimodal head (the f_{c_m} of eq. 1)."""
-        from mcr_reg.functional import pool_latent
-
         heads = self.mcr.unimodal_heads
         assert heads is not None
         return {
