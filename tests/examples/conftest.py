@@ -8,6 +8,18 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a test module: tiny models run faster on a busy 2-core machine, and
+    the arithmetic stays the same from run to run (the resume checks compare two runs)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def cremad_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from examples.cremad.make_fixture import make_fixture

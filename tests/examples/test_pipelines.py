@@ -49,15 +49,7 @@ def _argv(pipeline: str, root: Path, out: Path, *extra: str) -> list[str]:
     return [*base, "--seed", "0", "--no-progress", *PIPELINES[pipeline][1], *extra]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """Same arithmetic in both runs of the resume check, and fast tiny models on a busy CPU."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow

@@ -10,12 +10,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from examples.common.cli import parse_args
 from examples.ucf import run_splits, train
@@ -40,13 +39,7 @@ def smoke_argv(root: Path, out: Path, method: str, *extra: str) -> list[str]:
     return [*smoke_flags(root, method, *extra), "--out", str(out)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine two threads run these tiny ResNets slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_entry_point(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
