@@ -56,6 +56,7 @@ def mosei_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("mosei")
     make_fixture(root, dataset="mosei", seed=0)
+    make_fixture(root, dataset="mosi", seed=1)
     return root
 
 

@@ -19,15 +19,13 @@ from examples.mosei.data import (
     load_splits,
     parse_modalities,
 )
-from examples.mosei.make_fixture import EMPTY_TEXT_PER_SPLIT, SPLIT_SIZES, make_fixture
+from examples.mosei.make_fixture import EMPTY_TEXT_PER_SPLIT, SPLIT_SIZES
 
 
-@pytest.fixture(scope="module")
-def fixture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("mosei")
-    make_fixture(out, dataset="mosei", seed=0)
-    make_fixture(out, dataset="mosi", seed=1)
-    return out
+@pytest.fixture
+def fixture_dir(mosei_root: Path) -> Path:
+    """The MOSEI and MOSI pickles shared by every example test (tests/examples/conftest.py)."""
+    return mosei_root
 
 
 def _raw(fixture_dir: Path, dataset: str) -> dict[str, dict[str, np.ndarray]]:

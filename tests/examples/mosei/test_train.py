@@ -9,17 +9,14 @@ import pytest
 
 from examples.common.data import build_loaders
 from examples.mosei import train
-from examples.mosei.make_fixture import make_fixture
 
 SENTIMENT_KEYS = {"mae", "corr", "acc7", "acc5", "acc2_non0", "f1_non0", "acc2_has0", "f1_has0"}
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("mosei_data")
-    make_fixture(root, dataset="mosei", seed=0)
-    make_fixture(root, dataset="mosi", seed=1)
-    return root
+@pytest.fixture
+def data_root(mosei_root: Path) -> Path:
+    """The MOSEI and MOSI pickles shared by every example test (tests/examples/conftest.py)."""
+    return mosei_root
 
 
 def _run(data_root: Path, out: Path, *extra: str) -> dict:

@@ -15,15 +15,15 @@ import torch
 from examples.common.cli import parse_args
 from examples.common.data import build_loaders
 from examples.sthsth import train
-from examples.sthsth.make_fixture import make_fixture
 from examples.sthsth.model import VideoEncoder
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_fixture(tmp_path_factory.mktemp("sthsth_data"), layout="hdf5", seed=0)
+@pytest.fixture
+def data_root(sthsth_root: Path) -> Path:
+    """The HDF5-layout fixture shared by every example test (tests/examples/conftest.py)."""
+    return sthsth_root
 
 
 def _argv(data_root: Path, out: Path, *extra: str) -> list[str]:
