@@ -489,17 +489,22 @@ def run_ablations(
             accs = [by_key[(vs["name"], variant, sd)]["test"] for sd in plan.ablation_seeds]
             row[variant] = {**_mean_std(accs), "per_seed": accs}
         per_set[vs["name"]] = row
-    paired = {}
-    for variant in ABLATIONS:
-        a = [x for vs in view_sets for x in per_set[vs["name"]][variant]["per_seed"]]
-        b = [x for vs in view_sets for x in per_set[vs["name"]]["mcr"]["per_seed"]]
-        paired[f"{variant}-mcr"] = paired_comparison(a, b)
     return {
         "variants": dict(ABLATIONS),
         "seeds": list(plan.ablation_seeds),
         "per_view_set": per_set,
-        "paired": paired,
+        "paired": ablation_tests(per_set),
     }
+
+
+def ablation_tests(per_set: dict[str, Any]) -> dict[str, Any]:
+    """Each ablation variant against ``mcr`` over every (view set, seed) pair of ``per_set``."""
+    paired = {}
+    for variant in ABLATIONS:
+        a = [x for row in per_set.values() for x in row[variant]["per_seed"]]
+        b = [x for row in per_set.values() for x in row["mcr"]["per_seed"]]
+        paired[f"{variant}-mcr"] = paired_comparison(a, b)
+    return paired
 
 
 def run_benchmark(
@@ -537,7 +542,20 @@ def run_benchmark(
     sets += chosen if plan.triples else []
     rest = evaluate_view_sets(root, sets, plan, workers, progress, log)
     result["view_sets"] = rest + (first if plan.six else [])
+    summarise(result)
+    if checkpoint is not None:
+        checkpoint(result)
+    if plan.ablations and "mcr" in plan.methods:
+        result["ablations"] = run_ablations(root, result["view_sets"], plan, workers, progress, log)
+    return result
+
+
+def summarise(result: dict[str, Any]) -> None:
+    """Add what is computed from the view sets' entries: under-training per method, each
+    view's unimodal accuracy, the paired tests (all, and per kind) and the gain against
+    under-training."""
     for entry in result["view_sets"]:
+        entry.pop("undertraining", None)
         for key in ("joint", *MCR_KEYS):
             gap = undertraining(entry, key)
             if gap is not None:
@@ -548,11 +566,6 @@ def run_benchmark(
     result["paired"] = paired_tests(result["view_sets"])
     result["paired_by_kind"] = paired_by_kind(result["view_sets"])
     result["gain_vs_undertraining"] = gain_vs_undertraining(result["view_sets"])
-    if checkpoint is not None:
-        checkpoint(result)
-    if plan.ablations and "mcr" in plan.methods:
-        result["ablations"] = run_ablations(root, result["view_sets"], plan, workers, progress, log)
-    return result
 
 
 def gain_vs_undertraining(view_sets: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -897,19 +910,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "load_average": os.getloadavg(),
     }
     if args.cost:
-        from examples.multiview.cost import measure_cost, plot_cost
+        from examples.multiview.cost import measure_cost
 
         result["cost"] = measure_cost(quick=bool(args.quick))
-        plot_cost(result["cost"], out / "cost.png")
     result["setup"]["wall_time_s"] = time.time() - t0
+    write_outputs(result, out)
+    print(markdown(result))
+    print(f"wrote {out}/results.json, results.md and the plots in {time.time() - t0:.0f} s")
+    return result
+
+
+def write_outputs(result: dict[str, Any], out: Path) -> None:
+    """``results.json``, ``results.md`` and the plots of ``result`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, out / "results.json")
     (out / "results.md").write_text(markdown(result))
     plot_accuracy(result, out / "accuracy.png")
     if result["gain_vs_undertraining"]["rows"]:
         plot_gain(result, out / "gain_vs_undertraining.png")
-    print(markdown(result))
-    print(f"wrote {out}/results.json, results.md and the plots in {time.time() - t0:.0f} s")
-    return result
+    if "cost" in result:
+        from examples.multiview.cost import plot_cost
+
+        plot_cost(result["cost"], out / "cost.png")
 
 
 if __name__ == "__main__":
