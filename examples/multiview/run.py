@@ -604,6 +604,10 @@ def _p(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _rho(value: float | None) -> str:
+    return "undefined (fewer than 3 view sets, or a constant)" if value is None else f"{value:+.2f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The tables of results.md."""
     sets = result["view_sets"]
@@ -695,7 +699,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"Spearman correlation of MCR's gain over joint with the joint encoders' under-training: "
-            f"mean over views {g['spearman_mean']}, largest view {g['spearman_max']} "
+            f"mean over views {_rho(g['spearman_mean'])}, largest view {_rho(g['spearman_max'])} "
             f"({len(g['rows'])} view sets).",
         ]
     if "ablations" in result:
