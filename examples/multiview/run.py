@@ -13,7 +13,9 @@ tuning trials (the first G entries of the synthetic benchmark's ``GRID``); the t
 best mean validation accuracy over the seeds is reported on the test set.
 
 Outputs in ``--out``: ``results.json``, ``results.md``, ``accuracy.png`` (accuracy per view
-set and method), ``gain_vs_undertraining.png`` and, unless ``--no-cost``, ``cost.png``.
+set and method), ``gain_vs_undertraining.png`` and, unless ``--no-cost``, ``cost.png``. Each
+finished training run is kept in ``--out``/runs, so the same command after a stop trains only
+what is missing (``--no-resume``: all again).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import argparse
+import hashlib
 import itertools
+import json
 import os
 import statistics
 import sys
@@ -207,9 +211,73 @@ class Job:
     budget: Budget = BUDGET
     sizes: SplitSizes = field(default_factory=SplitSizes)
     probe: bool = False
+    store: RunStore | None = None
+
+
+@dataclass(frozen=True)
+class RunStore:
+    """Where finished runs are kept, so that a stopped benchmark resumes where it stopped.
+
+    One JSON file per run in ``folder``, named by :func:`run_id`: a digest of the data and
+    of every setting that decides the run's result. The code is not part of the name: after
+    changing the code, start in a fresh ``--out`` or pass ``--no-resume``. With ``reuse``
+    false, finished runs are trained again and their files overwritten.
+    """
+
+    folder: str
+    data_digest: str
+    reuse: bool = True
+
+    def path(self, job: Job) -> Path:
+        return Path(self.folder) / f"{run_id(job, self.data_digest)}.json"
+
+    def load(self, job: Job) -> dict[str, Any] | None:
+        path = self.path(job)
+        if not self.reuse or not path.exists():
+            return None
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            return None  # unreadable: train again (writes are atomic, so this is rare)
+
+
+def run_id(job: Job, data_digest: str) -> str:
+    """A digest of the data and of everything that decides ``job``'s result."""
+    spec = {
+        "data": data_digest,
+        "views": list(job.views),
+        "key": job.key,
+        "trial": job.trial,
+        "seed": job.seed,
+        "budget": asdict(job.budget),
+        "sizes": asdict(job.sizes),
+        "probe": job.probe,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def data_digest(data: MultiFeatures) -> str:
+    """A digest of the loaded values and labels (the same data read from any layout agree)."""
+    h = hashlib.sha256(data.labels.tobytes())
+    for view in sorted(data.features):
+        h.update(view.encode())
+        h.update(data.features[view].tobytes())
+    return h.hexdigest()
 
 
 def train_one(job: Job) -> dict[str, Any]:
+    """:func:`train` ``job``, or its result from ``job.store`` when the run finished before."""
+    if job.store is None:
+        return train(job)
+    done = job.store.load(job)
+    if done is not None:
+        return done
+    res = train(job)
+    atomic_write_json(res, job.store.path(job))
+    return res
+
+
+def train(job: Job) -> dict[str, Any]:
     """Train ``job.key`` with ``job.trial`` on one seed; validation/test accuracy and diagnostics.
 
     Returns ``val``, ``test``, the unimodal accuracies where the method has unimodal heads
@@ -293,6 +361,7 @@ class Plan:
     pairs: tuple[str, ...] | None = None  # None: all 15
     budget: Budget = BUDGET
     sizes: SplitSizes = field(default_factory=SplitSizes)
+    store: RunStore | None = None  # finished runs (resume); not part of the protocol
 
 
 def _run_grouped(
@@ -340,11 +409,22 @@ def evaluate_view_sets(
                 for seed in plan.seeds:
                     jobs.append(
                         Job(
-                            root, vs.views, key, trial, seed, plan.budget, plan.sizes, key in PROBED
+                            root,
+                            vs.views,
+                            key,
+                            trial,
+                            seed,
+                            plan.budget,
+                            plan.sizes,
+                            key in PROBED,
+                            plan.store,
                         )
                     )
                     keys.append((vs.name, key, t, seed))
-    log(f"{len(jobs)} training runs on {len(view_sets)} view set(s), {workers} worker(s)")
+    log(
+        f"{len(jobs)} training runs on {len(view_sets)} view set(s), {workers} worker(s)"
+        + _done_note(jobs)
+    )
 
     def cells(group_keys: list[tuple[Any, ...]], runs: list[dict[str, Any]]) -> list[str]:
         by: dict[str, dict[int, list[dict[str, Any]]]] = {}
@@ -389,6 +469,15 @@ def evaluate_view_sets(
         out.append(entry)
         log(one_line(entry))
     return out
+
+
+def _done_note(jobs: Sequence[Job]) -> str:
+    """``", 12 of them finished before (in FOLDER)"`` when a run store holds some of ``jobs``."""
+    store = jobs[0].store if jobs else None
+    if store is None or not store.reuse:
+        return ""
+    done = sum(store.path(j).exists() for j in jobs)
+    return f", {done} of them finished before (kept in {store.folder})" if done else ""
 
 
 def one_line(entry: dict[str, Any]) -> str:
@@ -468,10 +557,14 @@ def run_ablations(
                         seed,
                         plan.budget,
                         plan.sizes,
+                        store=plan.store,
                     )
                 )
                 keys.append((vs["name"], variant, seed))
-    log(f"{len(jobs)} ablation runs on {len(view_sets)} view set(s), {workers} worker(s)")
+    log(
+        f"{len(jobs)} ablation runs on {len(view_sets)} view set(s), {workers} worker(s)"
+        + _done_note(jobs)
+    )
 
     def cells(group_keys: list[tuple[Any, ...]], runs: list[dict[str, Any]]) -> list[str]:
         by: dict[str, list[float]] = {}
@@ -838,6 +931,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=None)
     p.add_argument("--per-class", type=int, nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reuse the runs that finished before in OUT/runs (default); --no-resume trains "
+        "every run again",
+    )
     return p
 
 
@@ -894,6 +994,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data = load_views(root)  # fail early on bad files, before any worker starts
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    plan = replace(plan, store=RunStore(str(out / "runs"), data_digest(data), reuse=args.resume))
     t0 = time.time()
     result = run_benchmark(
         root,
@@ -904,7 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     result["setup"] = {
         "data": data.source,
-        "plan": {k: v for k, v in asdict(plan).items() if k not in ("budget", "sizes")},
+        "plan": {k: v for k, v in asdict(plan).items() if k not in ("budget", "sizes", "store")},
         "budget": asdict(plan.budget),
         "split_per_class": asdict(plan.sizes),
         "grid": {k: GRID[k][: plan.grid] for k in (*plan.methods, "mcr_singletons") if k in GRID},

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from examples.multiview import run
-from examples.multiview.data import VIEWS
+from examples.multiview.data import VIEWS, load_views
 from examples.multiview.make_fixture import write_fixture
 
 
@@ -254,3 +255,85 @@ def test_mcr_singletons_only_on_six_views_and_no_pairs_flag():
     assert run.methods_for(six, plan.methods) == ["joint", "ensemble", "mcr_singletons"]
     assert run.methods_for(run.pairs()[0], plan.methods) == ["joint", "ensemble"]
     assert run.methods_for(six, ["joint", "mcr"]) == ["joint", "mcr", "mcr_singletons"]
+
+
+def _resume_argv(wheel, out) -> list[str]:
+    return [
+        "--data-root",
+        str(wheel),
+        "--out",
+        str(out),
+        "--methods",
+        "joint",
+        "ensemble",
+        "--pairs",
+        "fou+mor",
+        "--seeds",
+        "2",
+        "--grid",
+        "1",
+        "--max-epochs",
+        "1",
+        "--per-class",
+        "6",
+        "3",
+        "3",
+        "--no-triples",
+        "--no-six",
+        "--no-cost",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
+
+
+def _without_times(result: dict) -> dict:
+    from examples.multiview.combine import _without_timing
+
+    return _without_timing({k: v for k, v in result.items() if k != "setup"})
+
+
+def test_a_stopped_benchmark_resumes_from_its_finished_runs(tmp_path, monkeypatch):
+    wheel = write_fixture(tmp_path / "data", "wheel", per_class=12)
+    out = tmp_path / "out"
+    argv = _resume_argv(wheel, out)
+    first = run.main(argv)
+    files = sorted((out / "runs").glob("*.json"))
+    assert len(files) == 2 * 2  # two methods x two seeds, one file per finished run
+    trained: list[run.Job] = []
+    real = run.train
+    monkeypatch.setattr(run, "train", lambda job: trained.append(job) or real(job))
+    assert _without_times(run.main(argv)) == _without_times(first)
+    assert trained == []  # everything came from the finished runs
+    files[0].unlink()  # as if the benchmark had stopped before this run finished
+    assert _without_times(run.main(argv)) == _without_times(first)
+    assert len(trained) == 1
+    trained.clear()
+    run.main([*argv, "--max-epochs", "2"])  # another budget: other runs
+    assert len(trained) == 4
+    trained.clear()
+    run.main([*argv, "--no-resume"])
+    assert len(trained) == 4
+
+
+def test_run_ids_name_every_setting_and_the_data(tmp_path):
+    job = run.Job("root", ("fou", "mor"), "mcr", {"mipd_weight": 0.1}, 0)
+    base = run.run_id(job, "data")
+    assert run.run_id(job, "data") == base
+    assert run.run_id(replace(job, root="elsewhere"), "data") == base  # the path is not the data
+    others = [
+        run.run_id(job, "other data"),
+        run.run_id(replace(job, views=("fou", "zer")), "data"),
+        run.run_id(replace(job, key="joint"), "data"),
+        run.run_id(replace(job, trial={"mipd_weight": 1.0}), "data"),
+        run.run_id(replace(job, seed=1), "data"),
+        run.run_id(replace(job, budget=replace(job.budget, patience=3)), "data"),
+        run.run_id(replace(job, sizes=run.SplitSizes(6, 3, 3)), "data"),
+        run.run_id(replace(job, probe=True), "data"),
+    ]
+    assert len({base, *others}) == 1 + len(others)
+    wheel = write_fixture(tmp_path / "a", "wheel", per_class=12)
+    data = load_views(wheel)
+    digest = run.data_digest(data)
+    data.features["mor"][0, 0] += 1.0
+    assert run.data_digest(data) != digest
