@@ -12,34 +12,13 @@ import pytest
 
 from examples.multiview import combine, run
 from examples.multiview.make_fixture import write_fixture
+from tests.examples.multiview.tiny import tiny_argv
 
 ROOT = Path(__file__).resolve().parents[3]
 
-TINY = [
-    "--seeds",
-    "2",
-    "--grid",
-    "1",
-    "--max-epochs",
-    "1",
-    "--per-class",
-    "6",
-    "3",
-    "3",
-    "--no-triples",
-    "--no-six",
-    "--no-cost",
-    "--workers",
-    "1",
-    "--no-progress",
-    "--pairs",
-    "fou+mor",
-    "pix+zer",
-]
-
 
 def _run(wheel: Path, out: Path, *extra: str) -> dict:
-    run.main(["--data-root", str(wheel), "--out", str(out), *TINY, *extra])
+    run.main(tiny_argv(wheel, out, "--pairs", "fou+mor", "pix+zer", *extra))
     return json.loads((out / "results.json").read_text())
 
 

@@ -11,6 +11,7 @@ import torch
 from examples.multiview import run
 from examples.multiview.data import VIEWS, load_views
 from examples.multiview.make_fixture import write_fixture
+from tests.examples.multiview.tiny import tiny_argv
 
 
 def test_pairs_are_the_fifteen_combinations():
@@ -125,38 +126,12 @@ def test_smoke_run_on_a_tiny_fake_wheel(tmp_path):
 def test_smoke_run_with_mcr_ablations_and_paired_tests(tmp_path):
     wheel = write_fixture(tmp_path / "data", "wheel", per_class=12)
     out = tmp_path / "out"
-    argv = [
-        "--data-root",
-        str(wheel.parent),
-        "--out",
-        str(out),
-        "--methods",
-        "joint",
-        "ensemble",
-        "mcr",
-        "--pairs",
-        "fou+mor",
-        "pix+zer",
-        "--seeds",
-        "2",
-        "--grid",
-        "1",
-        "--max-epochs",
-        "1",
-        "--per-class",
-        "6",
-        "3",
-        "3",
-        "--no-triples",
-        "--no-six",
-        "--ablations",
-        "--ablation-seeds",
-        "1",
-        "--no-cost",
-        "--workers",
-        "1",
-        "--no-progress",
-    ]
+    argv = tiny_argv(
+        wheel.parent,
+        out,
+        *("--methods", "joint", "ensemble", "mcr", "--pairs", "fou+mor", "pix+zer"),
+        *("--ablations", "--ablation-seeds", "1"),
+    )
     result = run.main(argv)
     assert [vs["name"] for vs in result["view_sets"]] == ["fou+mor", "pix+zer"]
     paired = result["paired"]["mcr-joint"]
@@ -199,28 +174,8 @@ def test_runner_runs_as_file_and_as_module(form, tmp_path):
         [
             sys.executable,
             *target,
-            "--data-root",
-            str(wheel),
-            "--out",
-            str(tmp_path / "o"),
-            "--methods",
-            "joint",
-            "ensemble",
-            "--pairs",
-            "kar+mor",
-            "--seeds",
-            "1",
-            "--max-epochs",
-            "1",
-            "--per-class",
-            "6",
-            "3",
-            "3",
-            "--no-triples",
-            "--no-six",
-            "--no-cost",
-            "--workers",
-            "1",
+            *tiny_argv(wheel, tmp_path / "o", "--methods", "joint", "ensemble"),
+            *("--pairs", "kar+mor", "--seeds", "1"),
         ],
         cwd=repo,
         capture_output=True,
@@ -258,33 +213,7 @@ def test_mcr_singletons_only_on_six_views_and_no_pairs_flag():
 
 
 def _resume_argv(wheel, out) -> list[str]:
-    return [
-        "--data-root",
-        str(wheel),
-        "--out",
-        str(out),
-        "--methods",
-        "joint",
-        "ensemble",
-        "--pairs",
-        "fou+mor",
-        "--seeds",
-        "2",
-        "--grid",
-        "1",
-        "--max-epochs",
-        "1",
-        "--per-class",
-        "6",
-        "3",
-        "3",
-        "--no-triples",
-        "--no-six",
-        "--no-cost",
-        "--workers",
-        "1",
-        "--no-progress",
-    ]
+    return tiny_argv(wheel, out, "--methods", "joint", "ensemble", "--pairs", "fou+mor")
 
 
 def _without_times(result: dict) -> dict:

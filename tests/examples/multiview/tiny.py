@@ -1,0 +1,31 @@
+"""The command line of a tiny multi-view benchmark run, shared by the runner's tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: One trial, one epoch, 6 / 3 / 3 digits per class, two seeds; no triples, six-view set or
+#: cost run; one worker (in this process) and no progress bar. Later flags override these.
+TINY_OPTIONS: tuple[str, ...] = (
+    "--seeds",
+    "2",
+    "--grid",
+    "1",
+    "--max-epochs",
+    "1",
+    "--per-class",
+    "6",
+    "3",
+    "3",
+    "--no-triples",
+    "--no-six",
+    "--no-cost",
+    "--workers",
+    "1",
+    "--no-progress",
+)
+
+
+def tiny_argv(data_root: Path, out: Path, *extra: str) -> list[str]:
+    """``--data-root data_root --out out``, :data:`TINY_OPTIONS`, then ``extra``."""
+    return ["--data-root", str(data_root), "--out", str(out), *TINY_OPTIONS, *extra]
