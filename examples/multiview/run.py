@@ -29,7 +29,6 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 import argparse
 import hashlib
 import itertools
-import json
 import os
 import statistics
 import sys
@@ -47,6 +46,7 @@ from examples.common.checkpoint import atomic_write_json
 from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
 from examples.common.progress import run_jobs
+from examples.common.runstore import RunStore, add_resume_argument
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
 from examples.multiview.data import (
@@ -211,40 +211,14 @@ class Job:
     budget: Budget = BUDGET
     sizes: SplitSizes = field(default_factory=SplitSizes)
     probe: bool = False
-    store: RunStore | None = None
+    store: RunStore | None = None  # where finished runs are kept (resume); None: nowhere
+    data_digest: str = ""  # :func:`data_digest` of the data at ``root``
 
 
-@dataclass(frozen=True)
-class RunStore:
-    """Where finished runs are kept, so that a stopped benchmark resumes where it stopped.
-
-    One JSON file per run in ``folder``, named by :func:`run_id`: a digest of the data and
-    of every setting that decides the run's result. The code is not part of the name: after
-    changing the code, start in a fresh ``--out`` or pass ``--no-resume``. With ``reuse``
-    false, finished runs are trained again and their files overwritten.
-    """
-
-    folder: str
-    data_digest: str
-    reuse: bool = True
-
-    def path(self, job: Job) -> Path:
-        return Path(self.folder) / f"{run_id(job, self.data_digest)}.json"
-
-    def load(self, job: Job) -> dict[str, Any] | None:
-        path = self.path(job)
-        if not self.reuse or not path.exists():
-            return None
-        try:
-            return dict(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            return None  # unreadable: train again (writes are atomic, so this is rare)
-
-
-def run_id(job: Job, data_digest: str) -> str:
-    """A digest of the data and of everything that decides ``job``'s result."""
-    spec = {
-        "data": data_digest,
+def run_spec(job: Job) -> dict[str, Any]:
+    """Everything that decides ``job``'s result (the key of its stored result)."""
+    return {
+        "data": job.data_digest,
         "views": list(job.views),
         "key": job.key,
         "trial": job.trial,
@@ -253,7 +227,6 @@ def run_id(job: Job, data_digest: str) -> str:
         "sizes": asdict(job.sizes),
         "probe": job.probe,
     }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def data_digest(data: MultiFeatures) -> str:
@@ -269,11 +242,11 @@ def train_one(job: Job) -> dict[str, Any]:
     """:func:`train` ``job``, or its result from ``job.store`` when the run finished before."""
     if job.store is None:
         return train(job)
-    done = job.store.load(job)
+    done = job.store.load(run_spec(job))
     if done is not None:
         return done
     res = train(job)
-    atomic_write_json(res, job.store.path(job))
+    job.store.save(run_spec(job), res)
     return res
 
 
@@ -362,6 +335,7 @@ class Plan:
     budget: Budget = BUDGET
     sizes: SplitSizes = field(default_factory=SplitSizes)
     store: RunStore | None = None  # finished runs (resume); not part of the protocol
+    data_digest: str = ""
 
 
 def _run_grouped(
@@ -418,6 +392,7 @@ def evaluate_view_sets(
                             plan.sizes,
                             key in PROBED,
                             plan.store,
+                            plan.data_digest,
                         )
                     )
                     keys.append((vs.name, key, t, seed))
@@ -474,10 +449,7 @@ def evaluate_view_sets(
 def _done_note(jobs: Sequence[Job]) -> str:
     """``", 12 of them finished before (in FOLDER)"`` when a run store holds some of ``jobs``."""
     store = jobs[0].store if jobs else None
-    if store is None or not store.reuse:
-        return ""
-    done = sum(store.path(j).exists() for j in jobs)
-    return f", {done} of them finished before (kept in {store.folder})" if done else ""
+    return "" if store is None else store.note(run_spec(j) for j in jobs)
 
 
 def one_line(entry: dict[str, Any]) -> str:
@@ -558,6 +530,7 @@ def run_ablations(
                         plan.budget,
                         plan.sizes,
                         store=plan.store,
+                        data_digest=plan.data_digest,
                     )
                 )
                 keys.append((vs["name"], variant, seed))
@@ -931,13 +904,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=None)
     p.add_argument("--per-class", type=int, nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--resume",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="reuse the runs that finished before in OUT/runs (default); --no-resume trains "
-        "every run again",
-    )
+    add_resume_argument(p)
     return p
 
 
@@ -994,7 +961,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data = load_views(root)  # fail early on bad files, before any worker starts
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    plan = replace(plan, store=RunStore(str(out / "runs"), data_digest(data), reuse=args.resume))
+    plan = replace(
+        plan, store=RunStore(str(out / "runs"), reuse=args.resume), data_digest=data_digest(data)
+    )
     t0 = time.time()
     result = run_benchmark(
         root,
@@ -1005,7 +974,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     result["setup"] = {
         "data": data.source,
-        "plan": {k: v for k, v in asdict(plan).items() if k not in ("budget", "sizes", "store")},
+        "plan": {
+            k: v
+            for k, v in asdict(plan).items()
+            if k not in ("budget", "sizes", "store", "data_digest")
+        },
         "budget": asdict(plan.budget),
         "split_per_class": asdict(plan.sizes),
         "grid": {k: GRID[k][: plan.grid] for k in (*plan.methods, "mcr_singletons") if k in GRID},

@@ -19,6 +19,8 @@ Outputs in ``--out``: ``results.json`` (``{"points": [{"u1", "s", "u2", "methods
 ``accuracy_vs_ratio.png`` (accuracy vs U1/S, one line per method). Every run also records
 ``probe``: the test accuracy of a linear probe of the slow modality's latent; ``probe_gap``
 per method and point is the unimodal probe (the ensemble's own encoder) minus that probe.
+Each finished training run is kept in ``--out``/runs, so the same command after a stop trains
+only what is missing (``--no-resume``: all again).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from examples.common.methods import Method, build_method
 from examples.common.metrics import error_matrix
 from examples.common.model import ConcatFusionHead, MultimodalModel
 from examples.common.progress import run_jobs
+from examples.common.runstore import RunStore, add_resume_argument
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
 from examples.synthetic.generator import SyntheticSpec, make_datasets
@@ -309,8 +312,39 @@ def train_one(
     return result
 
 
-def _job(args: tuple[SyntheticSpec, Budget, str, dict[str, Any], int]) -> dict[str, Any]:
-    return train_one(*args)
+def run_spec(
+    spec: SyntheticSpec, budget: Budget, method: str, trial: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """Everything that decides a run's result (the key of its stored result)."""
+    return {
+        "spec": asdict(spec),
+        "budget": asdict(budget),
+        "method": method,
+        "trial": trial,
+        "seed": seed,
+    }
+
+
+Job = tuple[SyntheticSpec, Budget, str, dict[str, Any], int, RunStore | None]
+
+
+def _job(job: Job) -> dict[str, Any]:
+    """:func:`train_one`, or the stored result of a run that finished before."""
+    *args, store = job
+    if store is None:
+        return train_one(*args)
+    key = run_spec(*args)
+    done = store.load(key)
+    if done is not None:
+        return done
+    result = train_one(*args)
+    store.save(key, result)
+    return result
+
+
+def _done_note(jobs: Sequence[Job]) -> str:
+    store = jobs[0][-1] if jobs else None
+    return "" if store is None else store.note(run_spec(*j[:-1]) for j in jobs)
 
 
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -408,9 +442,13 @@ def run_sweep(
     workers: int,
     ablations: bool,
     log: Any = print,
+    store: RunStore | None = None,
 ) -> dict[str, Any]:
-    """Train everything and return the results dict (without writing files)."""
-    jobs: list[tuple[Any, ...]] = []
+    """Train everything and return the results dict (without writing files).
+
+    With a ``store``, runs that finished before are loaded instead of trained again.
+    """
+    jobs: list[Job] = []
     keys: list[tuple[Any, ...]] = []
     point_specs = []
     for u1 in u1_values:
@@ -422,9 +460,9 @@ def run_sweep(
         for method in methods:
             for t, trial in enumerate(GRID[method][:grid_size]):
                 for seed in seeds:
-                    jobs.append((pspec, budget, method, trial, seed))
+                    jobs.append((pspec, budget, method, trial, seed, store))
                     keys.append(("sweep", u1, method, t, seed))
-    log(f"{len(jobs)} training runs on {workers} worker(s)")
+    log(f"{len(jobs)} training runs on {workers} worker(s)" + _done_note(jobs))
     t0 = time.time()
     results = _run_jobs(jobs, keys, workers, [k[1] for k in keys], _point_summary, "sweep")
     by_key = dict(zip(keys, results, strict=True))
@@ -452,12 +490,12 @@ def run_sweep(
         points.append(point)
     result: dict[str, Any] = {"points": points}
     if ablations:
-        result["ablations"] = run_ablations(points, point_specs, budget, seeds, workers, log)
+        result["ablations"] = run_ablations(points, point_specs, budget, seeds, workers, log, store)
     return result
 
 
 def _run_jobs(
-    jobs: list[tuple[Any, ...]],
+    jobs: list[Job],
     keys: list[tuple[Any, ...]],
     workers: int,
     groups: list[Any],
@@ -509,6 +547,7 @@ def run_ablations(
     seeds: Sequence[int],
     workers: int,
     log: Any = print,
+    store: RunStore | None = None,
 ) -> dict[str, Any]:
     """MCR variants (paper Tables 2-4) at the most imbalanced point.
 
@@ -518,13 +557,14 @@ def run_ablations(
     index = max(range(len(points)), key=lambda i: points[i]["u1"])
     spec = point_specs[index]
     base = dict(points[index]["methods"]["mcr"]["trial"])
-    jobs: list[tuple[Any, ...]] = []
+    jobs: list[Job] = []
     keys: list[tuple[str, str, int]] = []
     for family, variants in ABLATIONS.items():
         for variant, overrides in variants.items():
             for seed in seeds:
-                jobs.append((spec, budget, "mcr", {**base, **overrides}, seed))
+                jobs.append((spec, budget, "mcr", {**base, **overrides}, seed, store))
                 keys.append((family, variant, seed))
+    log(f"{len(jobs)} ablation runs on {workers} worker(s)" + _done_note(jobs))
     t0 = time.time()
     results = _run_jobs(jobs, keys, workers, [k[0] for k in keys], _ablation_summary, "ablations")
     by_key = dict(zip(keys, results, strict=True))
@@ -734,6 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=None)
     p.add_argument("--n-train", type=int, default=None)
     p.add_argument("--n-eval", type=int, default=None, help="size of val and of test")
+    add_resume_argument(p)
     return p
 
 
@@ -761,6 +802,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             n_val=args.n_eval or spec.n_val,
             n_test=args.n_eval or spec.n_test,
         )
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     result = run_sweep(
         u1_values=u1_values,
@@ -772,6 +815,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         budget=budget,
         workers=args.workers,
         ablations=ablations,
+        store=RunStore(str(out / "runs"), reuse=args.resume),
     )
     result["claims"] = check_claims(result)
     result["setup"] = {
@@ -788,8 +832,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
         + result.get("ablations", {}).get("cpu_seconds", 0.0),
     }
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, out / "results.json")
     (out / "results.md").write_text(markdown(result))
     plot(result, out / "accuracy_vs_ratio.png")

@@ -245,24 +245,29 @@ def test_a_stopped_benchmark_resumes_from_its_finished_runs(tmp_path, monkeypatc
     assert len(trained) == 4
 
 
-def test_run_ids_name_every_setting_and_the_data(tmp_path):
-    job = run.Job("root", ("fou", "mor"), "mcr", {"mipd_weight": 0.1}, 0)
-    base = run.run_id(job, "data")
-    assert run.run_id(job, "data") == base
-    assert run.run_id(replace(job, root="elsewhere"), "data") == base  # the path is not the data
+def test_run_specs_name_every_setting_and_the_data(tmp_path):
+    from examples.common.runstore import spec_digest
+
+    job = run.Job("root", ("fou", "mor"), "mcr", {"mipd_weight": 0.1}, 0, data_digest="data")
+
+    def digest(j: run.Job) -> str:
+        return spec_digest(run.run_spec(j))
+
+    base = digest(job)
+    assert digest(replace(job, root="elsewhere")) == base  # the path is not the data
     others = [
-        run.run_id(job, "other data"),
-        run.run_id(replace(job, views=("fou", "zer")), "data"),
-        run.run_id(replace(job, key="joint"), "data"),
-        run.run_id(replace(job, trial={"mipd_weight": 1.0}), "data"),
-        run.run_id(replace(job, seed=1), "data"),
-        run.run_id(replace(job, budget=replace(job.budget, patience=3)), "data"),
-        run.run_id(replace(job, sizes=run.SplitSizes(6, 3, 3)), "data"),
-        run.run_id(replace(job, probe=True), "data"),
+        digest(replace(job, data_digest="other data")),
+        digest(replace(job, views=("fou", "zer"))),
+        digest(replace(job, key="joint")),
+        digest(replace(job, trial={"mipd_weight": 1.0})),
+        digest(replace(job, seed=1)),
+        digest(replace(job, budget=replace(job.budget, patience=3))),
+        digest(replace(job, sizes=run.SplitSizes(6, 3, 3))),
+        digest(replace(job, probe=True)),
     ]
     assert len({base, *others}) == 1 + len(others)
     wheel = write_fixture(tmp_path / "a", "wheel", per_class=12)
     data = load_views(wheel)
-    digest = run.data_digest(data)
+    value = run.data_digest(data)
     data.features["mor"][0, 0] += 1.0
-    assert run.data_digest(data) != digest
+    assert run.data_digest(data) != value

@@ -248,3 +248,37 @@ def test_undertrained_regime_end_to_end(tmp_path):
     assert "undertrained_premise" in result["claims"]
     text = (out / "results.md").read_text()
     assert "probe gap" in text and "| joint |" in text
+
+
+def test_a_stopped_sweep_resumes_from_its_finished_runs(tmp_path, monkeypatch):
+    out = tmp_path / "syn"
+    argv = tiny_args(out, "--n-train", "60", "--n-eval", "40", "--workers", "1")
+    argv += ["--methods", "joint", "mcr", "--no-ablations"]
+    first = run.main(argv)
+    files = sorted((out / "runs").glob("*.json"))
+    assert len(files) == 2 * 2 * 2  # points x methods x seeds (one trial)
+    trained: list[str] = []
+    real = run.train_one
+
+    def counting(*args):
+        trained.append(args[2])
+        return real(*args)
+
+    monkeypatch.setattr(run, "train_one", counting)
+
+    def same(value):  # the results without the setup and the run times
+        if isinstance(value, dict):
+            drop = {"setup", "seconds", "cpu_seconds"}
+            return {k: same(v) for k, v in value.items() if k not in drop}
+        return [same(v) for v in value] if isinstance(value, list) else value
+
+    assert same(run.main(argv)) == same(first) and trained == []
+    files[0].unlink()  # as if the sweep had stopped before this run finished
+    assert same(run.main(argv)) == same(first) and len(trained) == 1
+    trained.clear()
+    run.main([*argv, "--no-resume"])
+    assert len(trained) == 8
+    spec = run.REGIMES["fusion"]
+    key = run.run_spec(spec, run.Budget(), "mcr", {"mipd_weight": 0.1}, 0)
+    assert key != run.run_spec(spec, run.Budget(), "mcr", {"mipd_weight": 0.1}, 1)
+    assert key != run.run_spec(spec, run.Budget(max_epochs=3), "mcr", {"mipd_weight": 0.1}, 0)
