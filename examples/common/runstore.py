@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,9 +54,21 @@ class RunStore:
         """Store ``result`` of ``spec`` (atomically; the spec is kept beside it)."""
         atomic_write_json({"spec": spec, "result": result}, self.path(spec))
 
+    def result(
+        self, spec: Mapping[str, Any], train: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The stored result of ``spec``; else ``train()``, stored before it is returned."""
+        done = self.load(spec)
+        if done is not None:
+            return done
+        result = train()
+        self.save(spec, result)
+        return result
+
     def count_done(self, specs: Iterable[Mapping[str, Any]]) -> int:
-        """How many of ``specs`` a run with ``reuse`` would load."""
-        return sum(self.load(s) is not None for s in specs) if self.reuse else 0
+        """How many of ``specs`` have a stored file (0 when not reusing); for the log line,
+        so the files are not read here (:meth:`load` checks each one when it is used)."""
+        return sum(self.path(s).is_file() for s in specs) if self.reuse else 0
 
     def note(self, specs: Iterable[Mapping[str, Any]]) -> str:
         """``", 12 of them finished before (kept in FOLDER)"``, or ``""`` when none are."""

@@ -242,12 +242,7 @@ def train_one(job: Job) -> dict[str, Any]:
     """:func:`train` ``job``, or its result from ``job.store`` when the run finished before."""
     if job.store is None:
         return train(job)
-    done = job.store.load(run_spec(job))
-    if done is not None:
-        return done
-    res = train(job)
-    job.store.save(run_spec(job), res)
-    return res
+    return job.store.result(run_spec(job), lambda: train(job))
 
 
 def train(job: Job) -> dict[str, Any]:

@@ -333,13 +333,7 @@ def _job(job: Job) -> dict[str, Any]:
     *args, store = job
     if store is None:
         return train_one(*args)
-    key = run_spec(*args)
-    done = store.load(key)
-    if done is not None:
-        return done
-    result = train_one(*args)
-    store.save(key, result)
-    return result
+    return store.result(run_spec(*args), lambda: train_one(*args))
 
 
 def _done_note(jobs: Sequence[Job]) -> str:

@@ -35,3 +35,18 @@ def test_unreadable_or_foreign_files_are_trained_again(tmp_path):
     store.path(spec).write_text(json.dumps({"spec": {"seed": 1}, "result": {}}))
     assert store.load(spec) is None  # a file whose spec differs (a collision) is not used
     assert spec_digest({"a": 1, "b": 2}) == spec_digest({"b": 2, "a": 1})
+
+
+def test_result_trains_once_and_then_loads(tmp_path):
+    store = RunStore(str(tmp_path))
+    calls: list[int] = []
+
+    def train() -> dict:
+        calls.append(1)
+        return {"test": 0.25}
+
+    assert store.result({"seed": 0}, train) == {"test": 0.25}
+    assert store.result({"seed": 0}, train) == {"test": 0.25}
+    assert len(calls) == 1
+    assert RunStore(str(tmp_path), reuse=False).result({"seed": 0}, train) == {"test": 0.25}
+    assert len(calls) == 2
