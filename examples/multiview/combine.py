@@ -30,6 +30,7 @@ from typing import Any
 from examples.multiview.data import VIEWS
 from examples.multiview.run import (
     METHODS,
+    TRIPLE_RANKS,
     ablation_tests,
     markdown,
     pairs,
@@ -70,7 +71,7 @@ def _order(name: str, kind: str) -> tuple[int, int]:
         return (0, [vs.name for vs in pairs()].index(name))
     if kind == "all6":
         return (2, 0)
-    return (1, ["weakest3", "strongest3", "mixed3"].index(kind))
+    return (1, list(TRIPLE_RANKS).index(kind))
 
 
 def combine(parts: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
@@ -207,7 +208,7 @@ def coverage(result: dict[str, Any]) -> list[str]:
     n_pairs = sum(vs["kind"] == "pair" for vs in result["view_sets"])
     if n_pairs < len(pairs()):
         gaps.append(f"{n_pairs} of {len(pairs())} pairs")
-    for kind in ("weakest3", "strongest3", "mixed3", "all6"):
+    for kind in (*TRIPLE_RANKS, "all6"):
         if kind not in kinds:
             gaps.append(f"no {kind} view set")
     done = set(result.get("ablations", {}).get("per_view_set", {}))

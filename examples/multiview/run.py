@@ -123,6 +123,14 @@ def pairs() -> list[ViewSet]:
     return [ViewSet(c, "pair") for c in itertools.combinations(VIEWS, 2)]
 
 
+#: The three triples of the pre-registered rule: kind -> the ranks of its views (1 = best).
+TRIPLE_RANKS: dict[str, tuple[int, int, int]] = {
+    "weakest3": (4, 5, 6),
+    "strongest3": (1, 2, 3),
+    "mixed3": (1, 3, 6),
+}
+
+
 def triples(unimodal_val: dict[str, float]) -> list[ViewSet]:
     """The three 3-view sets of the pre-registered rule.
 
@@ -140,11 +148,7 @@ def triples(unimodal_val: dict[str, float]) -> list[ViewSet]:
         chosen = {ranked[r - 1] for r in ranks}
         return tuple(v for v in VIEWS if v in chosen)
 
-    return [
-        ViewSet(pick((4, 5, 6)), "weakest3"),
-        ViewSet(pick((1, 2, 3)), "strongest3"),
-        ViewSet(pick((1, 3, 6)), "mixed3"),
-    ]
+    return [ViewSet(pick(ranks), kind) for kind, ranks in TRIPLE_RANKS.items()]
 
 
 def methods_for(view_set: ViewSet, methods: Sequence[str]) -> list[str]:
