@@ -17,6 +17,12 @@ REPO = Path(__file__).resolve().parents[3]
 SMALL = ["--train-per-class", "6", "--val-per-class", "3", "--test-per-class", "3"]
 
 
+def _argv(root: Path, out: Path, views: str, method: str, *extra: str) -> list[str]:
+    """A small train.py command line: ``views`` and ``method``, no progress bar, then ``extra``."""
+    base = ["--data-root", str(root), "--out", str(out), "--views", views, "--method", method]
+    return [*base, "--no-progress", *SMALL, *extra]
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_fixture(tmp_path_factory.mktemp("mfeat"), "wheel", per_class=12)
@@ -24,22 +30,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_joint_three_views_writes_metrics(wheel, tmp_path):
     out = tmp_path / "run"
-    metrics = train.main(
-        [
-            "--data-root",
-            str(wheel),
-            "--out",
-            str(out),
-            "--views",
-            "fou,kar,mor",
-            "--method",
-            "joint",
-            "--max-epochs",
-            "2",
-            "--no-progress",
-            *SMALL,
-        ]
-    )
+    metrics = train.main(_argv(wheel, out, "fou,kar,mor", "joint", "--max-epochs", "2"))
     written = json.loads((out / "metrics.json").read_text())
     assert written["modalities"] == ["fou", "kar", "mor"]
     assert written["test"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
@@ -52,26 +43,16 @@ def test_joint_three_views_writes_metrics(wheel, tmp_path):
 @pytest.mark.slow
 def test_mcr_with_the_old_rules_as_method_options(wheel, tmp_path):
     out = tmp_path / "mcr"
+    options = ("head_gradient=sum", "contrastive=supcon", "subsets=singletons")
     metrics = train.main(
-        [
-            "--data-root",
-            str(wheel),
-            "--out",
-            str(out),
-            "--views",
+        _argv(
+            wheel,
+            out,
             "fou,fac,kar,pix,zer,mor",
-            "--method",
             "mcr",
-            "--method-option",
-            "head_gradient=sum",
-            "--method-option",
-            "contrastive=supcon",
-            "--method-option",
-            "subsets=singletons",
+            *(arg for option in options for arg in ("--method-option", option)),
             "--smoke",
-            "--no-progress",
-            *SMALL,
-        ]
+        )
     )
     opts = metrics["method_options"]
     assert (opts["head_gradient"], opts["contrastive"], opts["subsets"]) == (
@@ -101,21 +82,7 @@ def test_entry_point_runs_as_file_and_as_module(form, wheel, tmp_path):
     out = tmp_path / form
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
-        [
-            sys.executable,
-            *target,
-            "--data-root",
-            str(wheel.parent),
-            "--out",
-            str(out),
-            "--views",
-            "pix,zer",
-            "--method",
-            "ensemble",
-            "--smoke",
-            "--no-progress",
-            *SMALL,
-        ],
+        [sys.executable, *target, *_argv(wheel.parent, out, "pix,zer", "ensemble", "--smoke")],
         cwd=REPO,
         capture_output=True,
         text=True,
