@@ -52,8 +52,8 @@ def test_model_is_the_av_resnet18_with_28_classes() -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(ave_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("ave_runs")
+def runs(ave_root: Path, module_runs: Path) -> dict[str, Any]:
+    out = module_runs
     return {m: (out / m, train.main(smoke_argv(ave_root, out / m, m))) for m in METHODS}
 
 

@@ -54,8 +54,8 @@ def test_model_is_the_av_resnet18_with_6_classes() -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(cremad_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("cremad_runs")
+def runs(cremad_root: Path, module_runs: Path) -> dict[str, Any]:
+    out = module_runs
     return {m: (out / m, train.main(smoke_argv(cremad_root, out / m, m))) for m in METHODS}
 
 

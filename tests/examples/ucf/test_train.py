@@ -76,8 +76,8 @@ def test_bad_media_stop_before_training(ucf_root: Path, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(ucf_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("ucf_runs")
+def runs(ucf_root: Path, module_runs: Path) -> dict[str, Any]:
+    out = module_runs
     return {m: (out / m, train.main(smoke_argv(ucf_root, out / m, m))) for m in METHODS}
 
 
