@@ -1,13 +1,16 @@
 """Atomic checkpoint files: write to a temporary file in the same folder, then ``os.replace``.
 
 A crash while saving leaves the previous checkpoint intact, because ``os.replace`` swaps the
-file in one step on POSIX and Windows.
+file in one step on POSIX and Windows. A write that fails (a full disk makes ``torch.save``
+raise ``RuntimeError: ... unexpected pos``) removes its temporary file and, on Python 3.11+,
+adds a note to the error naming the file, the bytes written and the free space on its disk.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,10 +34,23 @@ def _atomic_write(path: Path, write: Any) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
         if os.path.exists(tmp):
             os.unlink(tmp)
+        add_note = getattr(err, "add_note", None)  # Python >= 3.11
+        if isinstance(err, Exception) and add_note is not None:
+            add_note(_failure_note(path, written))
         raise
+
+
+def _failure_note(path: Path, written: int) -> str:
+    free = shutil.disk_usage(path.parent).free
+    kept = f"the previous {path.name} is untouched" if path.exists() else "nothing was written"
+    return (
+        f"while writing {path}: {written / 2**20:.1f} MiB written before the error, "
+        f"{free / 2**20:.0f} MiB free on that disk; {kept}"
+    )
 
 
 def atomic_torch_save(obj: Any, path: Path | str) -> None:

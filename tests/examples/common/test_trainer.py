@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import sys
 
 import pytest
 import torch
@@ -118,6 +119,30 @@ def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path):
         atomic_torch_save({"v": 2, "bad": Unpicklable()}, path)
     assert load_checkpoint(path)["v"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temporary file left behind
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes need Python 3.11")
+def test_a_failed_save_says_where_and_how_much_disk_is_free(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    atomic_torch_save({"v": 1}, path)
+
+    def full_disk(obj, handle):  # what torch.save does when the disk fills up mid-file
+        handle.write(b"x" * 3 * 2**20)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(RuntimeError, match="unexpected pos") as caught:
+        atomic_torch_save({"v": 2}, path)
+    (note,) = caught.value.__notes__
+    assert note.startswith(f"while writing {path}: 3.0 MiB written before the error, ")
+    assert "MiB free on that disk; the previous ck.pt is untouched" in note
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+    with pytest.raises(RuntimeError) as caught:
+        atomic_torch_save({"v": 2}, tmp_path / "new.pt")
+    assert caught.value.__notes__[0].endswith("; nothing was written")
+    monkeypatch.undo()
+    assert load_checkpoint(path)["v"] == 1
 
 
 def test_atomic_save_uses_os_replace(tmp_path, monkeypatch):
