@@ -48,7 +48,8 @@ def ref_jsd(lp: Tensor, lq: Tensor) -> Tensor:
 
 def ref_supcon(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
     """Supervised contrastive loss with explicit Python loops (Khosla et al., L_out)."""
-    f = torch.nn.functional.normalize(features.double(), dim=-1)
+    # a value reference, not a differentiable one: it reads plain floats
+    f = torch.nn.functional.normalize(features.detach().double(), dim=-1)
     n = f.shape[0]
     per_anchor = []
     for i in range(n):
