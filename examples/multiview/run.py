@@ -992,6 +992,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result["cost"] = measure_cost(quick=bool(args.quick))
     result["setup"]["wall_time_s"] = time.time() - t0
     write_outputs(result, out)
+    (out / "results.partial.json").unlink(missing_ok=True)  # the snapshot of a run in progress
     print(markdown(result))
     print(f"wrote {out}/results.json, results.md and the plots in {time.time() - t0:.0f} s")
     return result

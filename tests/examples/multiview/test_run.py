@@ -73,8 +73,17 @@ def test_undertraining_is_unimodal_probe_minus_joint_probe():
 
 
 @pytest.mark.slow
-def test_smoke_run_on_a_tiny_fake_wheel(tmp_path):
+def test_smoke_run_on_a_tiny_fake_wheel(tmp_path, monkeypatch):
     wheel = write_fixture(tmp_path / "data", "wheel", per_class=12)
+    snapshots: list[dict] = []
+    write = run.atomic_write_json
+
+    def keep_snapshots(obj, path):
+        if path.name == "results.partial.json":
+            snapshots.append(json.loads(json.dumps(obj)))
+        write(obj, path)
+
+    monkeypatch.setattr(run, "atomic_write_json", keep_snapshots)
     out = tmp_path / "out"
     argv = [
         "--data-root",
@@ -118,8 +127,10 @@ def test_smoke_run_on_a_tiny_fake_wheel(tmp_path):
     text = (out / "results.md").read_text()
     assert "| fou+fac | pair |" in text and "linear probes" in text
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
-    partial = json.loads((out / "results.partial.json").read_text())
-    assert len(partial["view_sets"]) == 19 and "paired" in partial
+    # the run's snapshot: after the six-view set, then after all view sets; gone once done
+    assert [len(snapshot["view_sets"]) for snapshot in snapshots] == [1, 19]
+    assert "paired" in snapshots[-1]
+    assert not (out / "results.partial.json").exists()
 
 
 @pytest.mark.slow
