@@ -35,8 +35,9 @@ def _atomic_write(path: Path, write: Any) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+        written = 0
         if os.path.exists(tmp):
+            written = os.path.getsize(tmp)
             os.unlink(tmp)
         add_note = getattr(err, "add_note", None)  # Python >= 3.11
         if isinstance(err, Exception) and add_note is not None:
