@@ -27,12 +27,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from examples.multiview.data import VIEWS
 from examples.multiview.run import (
     METHODS,
     TRIPLE_RANKS,
+    ViewSet,
     ablation_tests,
     markdown,
+    methods_for,
     pairs,
     summarise,
     write_outputs,
@@ -198,7 +199,7 @@ def coverage(result: dict[str, Any]) -> list[str]:
     gaps = []
     sets_missing: dict[tuple[str, ...], list[str]] = {}  # the same methods missing: one line
     for vs in result["view_sets"]:
-        wanted = [*METHODS, "mcr_singletons"] if len(vs["views"]) == len(VIEWS) else list(METHODS)
+        wanted = methods_for(ViewSet(tuple(vs["views"]), vs["kind"]), METHODS)
         missing = tuple(k for k in wanted if k not in vs["methods"])
         if missing:
             sets_missing.setdefault(missing, []).append(vs["name"])
