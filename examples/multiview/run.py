@@ -389,9 +389,9 @@ def evaluate_view_sets(
                             seed,
                             plan.budget,
                             plan.sizes,
-                            key in PROBED,
-                            plan.store,
-                            plan.data_digest,
+                            probe=key in PROBED,
+                            store=plan.store,
+                            data_digest=plan.data_digest,
                         )
                     )
                     keys.append((vs.name, key, t, seed))
