@@ -12,7 +12,7 @@ import pytest
 
 from examples.multiview import combine, run
 from examples.multiview.make_fixture import write_fixture
-from tests.examples.multiview.tiny import tiny_argv
+from tests.examples.multiview.tiny import tiny_argv, without_setup_or_times
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -20,11 +20,6 @@ ROOT = Path(__file__).resolve().parents[3]
 def _run(wheel: Path, out: Path, *extra: str) -> dict:
     run.main(tiny_argv(wheel, out, "--pairs", "fou+mor", "pix+zer", *extra))
     return json.loads((out / "results.json").read_text())
-
-
-def _strip(result: dict) -> dict:
-    """The result without setup and training times (what a combination must reproduce)."""
-    return combine._without_timing({k: v for k, v in result.items() if k != "setup"})
 
 
 @pytest.mark.slow
@@ -40,10 +35,11 @@ def test_two_parts_combine_to_the_single_run(tmp_path):
         [str(tmp_path / "a" / "results.json"), str(tmp_path / "b" / "results.json"),
          "--out", str(tmp_path / "c")]
     )  # fmt: skip
-    assert _strip(combined) == _strip(single)
-    assert _strip(combine.combine([part_a, part_b], ["a", "b"])) == _strip(single)
+    expected = without_setup_or_times(single)
+    assert without_setup_or_times(combined) == expected
+    assert without_setup_or_times(combine.combine([part_a, part_b], ["a", "b"])) == expected
     written = json.loads((tmp_path / "c" / "results.json").read_text())
-    assert _strip(written) == _strip(single)
+    assert without_setup_or_times(written) == expected
     assert [p["file"] for p in written["setup"]["combined_from"]] == [
         str(tmp_path / "a" / "results.json"),
         str(tmp_path / "b" / "results.json"),

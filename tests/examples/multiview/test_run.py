@@ -11,7 +11,7 @@ import torch
 from examples.multiview import run
 from examples.multiview.data import VIEWS, load_views
 from examples.multiview.make_fixture import write_fixture
-from tests.examples.multiview.tiny import tiny_argv
+from tests.examples.multiview.tiny import tiny_argv, without_setup_or_times
 
 
 def test_pairs_are_the_fifteen_combinations():
@@ -227,12 +227,6 @@ def _resume_argv(wheel, out) -> list[str]:
     return tiny_argv(wheel, out, "--methods", "joint", "ensemble", "--pairs", "fou+mor")
 
 
-def _without_times(result: dict) -> dict:
-    from examples.multiview.combine import _without_timing
-
-    return _without_timing({k: v for k, v in result.items() if k != "setup"})
-
-
 def test_a_stopped_benchmark_resumes_from_its_finished_runs(tmp_path, monkeypatch):
     wheel = write_fixture(tmp_path / "data", "wheel", per_class=12)
     out = tmp_path / "out"
@@ -243,10 +237,10 @@ def test_a_stopped_benchmark_resumes_from_its_finished_runs(tmp_path, monkeypatc
     trained: list[run.Job] = []
     real = run.train
     monkeypatch.setattr(run, "train", lambda job: trained.append(job) or real(job))
-    assert _without_times(run.main(argv)) == _without_times(first)
+    assert without_setup_or_times(run.main(argv)) == without_setup_or_times(first)
     assert trained == []  # everything came from the finished runs
     files[0].unlink()  # as if the benchmark had stopped before this run finished
-    assert _without_times(run.main(argv)) == _without_times(first)
+    assert without_setup_or_times(run.main(argv)) == without_setup_or_times(first)
     assert len(trained) == 1
     trained.clear()
     run.main([*argv, "--max-epochs", "2"])  # another budget: other runs

@@ -1,8 +1,12 @@
-"""The command line of a tiny multi-view benchmark run, shared by the runner's tests."""
+"""A tiny multi-view benchmark run's command line, and how its results are compared; shared by
+the runner's and the combiner's tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from examples.multiview.combine import _without_timing
 
 #: One trial, one epoch, 6 / 3 / 3 digits per class, two seeds; no triples, six-view set or
 #: cost run; one worker (in this process) and no progress bar. Later flags override these.
@@ -29,3 +33,9 @@ TINY_OPTIONS: tuple[str, ...] = (
 def tiny_argv(data_root: Path, out: Path, *extra: str) -> list[str]:
     """``--data-root data_root --out out``, :data:`TINY_OPTIONS`, then ``extra``."""
     return ["--data-root", str(data_root), "--out", str(out), *TINY_OPTIONS, *extra]
+
+
+def without_setup_or_times(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` without its setup and training times: what two runs of the same benchmark
+    (or a combination of its parts) must agree on."""
+    return _without_timing({k: v for k, v in result.items() if k != "setup"})
