@@ -1,0 +1,174 @@
+"""The AV-MNIST benchmark and the one-run trainer, end to end on the tiny real-format fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from examples.avmnist import run, train
+from examples.avmnist.model import LeNetEncoder, build_model
+
+REPO = Path(__file__).resolve().parents[3]
+#: 3 / 1 / 2 pairs per class, one epoch, one trial, two seeds, one worker.
+TINY = ("--pairs", "3", "1", "2", "--max-epochs", "1", "--grid", "1", "--seeds", "2")
+
+
+def _argv(root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        *("--mnist", str(root / "mnist"), "--fsdd", str(root / "fsdd"), "--out", str(out)),
+        *TINY,
+        *("--workers", "1", "--no-progress"),
+        *extra,
+    ]
+
+
+def test_encoders_reduce_their_maps_to_vectors():
+    model = build_model(32, channels=2)
+    z = model.encode({"image": torch.zeros(3, 1, 28, 28), "audio": torch.zeros(3, 1, 32, 32)})
+    assert z["image"].shape == (3, 16) and z["audio"].shape == (3, 32)
+    assert model.latent_dims == {"image": 16, "audio": 32}
+    with pytest.raises(ValueError, match="expected blocks >= 1"):
+        LeNetEncoder(0, 6)
+
+
+def test_the_trainer_config_is_the_benchmark_budget():
+    config = json.loads(train.CONFIG.read_text())
+    budget = run.Budget()
+    for key in ("max_epochs", "patience", "batch_size", "lr", "weight_decay"):
+        assert config[key] == getattr(budget, key), key
+    assert config["method_options"]["mcr"] == run.MCR_PROJECTION
+
+
+@pytest.mark.slow
+def test_every_method_runs_and_the_report_has_its_parts(tmp_path, avmnist_root):
+    out = tmp_path / "out"
+    result = run.main(_argv(avmnist_root, out, "--seeds", "1", "--methods", *run.METHOD_KEYS))
+    assert list(result["methods"]) == list(run.METHOD_KEYS)
+    for key, entry in result["methods"].items():
+        assert len(entry["per_seed"]) == 1 and 0.0 <= entry["mean"] <= 1.0
+        assert entry["trial"] == run.GRID[key][0]
+        assert set(entry["probe"]) == {"image", "audio"}
+        assert set(entry["probe_gap"]) == {"image", "audio"}
+    gap = result["methods"]["joint"]["probe_gap"]["audio"]
+    joint, ens = result["methods"]["joint"]["probe"], result["methods"]["ensemble"]["probe"]
+    assert gap["mean"] == pytest.approx(ens["audio"]["mean"] - joint["audio"]["mean"])
+    assert set(result["premise"]["unimodal_test"]) == {"image", "audio"}
+    assert result["repair"]["starved"] in ("image", "audio")
+    assert {"vs_joint", "vs_ensemble", "repaired", "fully"} <= set(result["repair"]["mcr"])
+    paired = result["paired"]
+    assert {"mcr-joint", "mcr-ensemble", "mcr_uni_pre-joint", "mcr_uni_pre-ensemble"} <= set(paired)
+    assert "ensemble-joint" in paired and "agm-joint" in paired and "agm-ensemble" not in paired
+    c = paired["mcr-joint"]
+    assert c["n"] == 1 and c["wins"] + c["ties"] + c["losses"] == 1 and "verdict" in c
+    assert result["setup"]["recordings"] == 120 and result["setup"]["budget"]["max_epochs"] == 1
+    text = (out / "results.md").read_text()
+    assert "| mcr_uni_pre |" in text and "## Premise" in text and "mcr − ensemble" in text
+    for name in ("accuracy.png", "probes.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "results.json").read_text())["paired"] == json.loads(
+        json.dumps(paired)
+    )
+
+
+@pytest.mark.slow
+def test_a_stopped_benchmark_trains_only_the_missing_runs(tmp_path, avmnist_root, monkeypatch):
+    out = tmp_path / "out"
+    argv = _argv(avmnist_root, out, "--methods", "joint", "ensemble", "--seeds", "1")
+    first = run.main(argv)
+    files = sorted((out / "runs").glob("*.json"))
+    assert len(files) == 2
+    trained: list[run.Job] = []
+    real = run.train
+    monkeypatch.setattr(run, "train", lambda job: trained.append(job) or real(job))
+    files[0].unlink()
+    second = run.main(argv)
+    assert len(trained) == 1
+    drop = ("setup",)
+    strip = {k: v for k, v in first.items() if k not in drop}
+    again = {k: v for k, v in second.items() if k not in drop}
+    for entry in (*strip["methods"].values(), *again["methods"].values()):
+        entry.pop("seconds")
+    assert again == strip  # one thread, fixed seeds: the retrained run is the same
+    run.main([*argv, "--no-resume"])
+    assert len(trained) == 1 + 2
+
+
+def test_flags_are_checked(tmp_path):
+    args = run.build_parser().parse_args(
+        ["--mnist", "m", "--fsdd", "f", "--out", "o", "--grid", "3"]
+    )
+    with pytest.raises(ValueError, match="expected --grid 1 or 2, got 3"):
+        run.make_plan(args)
+    quick = run.make_plan(
+        run.build_parser().parse_args(["--mnist", "m", "--fsdd", "f", "--out", "o", "--quick"])
+    )
+    assert quick.methods == run.QUICK_METHODS and quick.seeds == (0, 1) and quick.grid == 1
+    full = run.make_plan(
+        run.build_parser().parse_args(["--mnist", "m", "--fsdd", "f", "--out", "o"])
+    )
+    assert full.methods == run.METHOD_KEYS and len(full.seeds) == 10 and full.grid == 2
+
+
+def test_train_says_what_data_it_needs():
+    with pytest.raises(ValueError, match="expected --data-root"):
+        train.main(["--method", "joint"])
+
+
+@pytest.mark.slow
+def test_one_mcr_run_from_the_command_line_as_a_file(tmp_path, avmnist_root):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = tmp_path / "mcr"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "examples/avmnist/train.py",
+            *("--data-root", str(avmnist_root), "--method", "mcr", "--out", str(out)),
+            *("--train-per-class", "3", "--val-per-class", "1", "--test-per-class", "2"),
+            *("--smoke", "--no-progress"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "mcr" and metrics["method_options"]["projection_dim"] == 64
+    assert metrics["data"]["recordings"] == 120 and metrics["modalities"] == ["image", "audio"]
+
+
+def _entry(probe_image: list[float], probe_audio: list[float]) -> dict:
+    return {
+        "probe": {
+            "image": {"mean": sum(probe_image) / len(probe_image), "per_seed": probe_image},
+            "audio": {"mean": sum(probe_audio) / len(probe_audio), "per_seed": probe_audio},
+        }
+    }
+
+
+def test_repair_is_judged_on_the_modality_joint_training_starves():
+    seeds = 8
+    ens = _entry([0.60] * seeds, [0.95] * seeds)
+    joint = _entry([0.50] * seeds, [0.94] * seeds)  # image gap 10 points, audio 1
+    mcr = _entry([0.55 + 0.001 * i for i in range(seeds)], [0.90] * seeds)
+    up = _entry([0.61 + 0.001 * i for i in range(seeds)], [0.95] * seeds)
+    m = {"joint": joint, "ensemble": ens, "mcr": mcr, "mcr_uni_pre": up}
+    for entry in m.values():
+        entry["probe_gap"] = {
+            mod: {"mean": ens["probe"][mod]["mean"] - entry["probe"][mod]["mean"]}
+            for mod in ("image", "audio")
+        }
+    rep = run.repair_tests(m)
+    assert rep["starved"] == "image"
+    assert rep["mcr"]["repaired"] and not rep["mcr"]["fully"]  # better than joint, below ensemble
+    assert rep["mcr"]["vs_joint"]["wins"] == seeds
+    assert rep["mcr_uni_pre"]["repaired"] and rep["mcr_uni_pre"]["fully"]
+    m["mcr"] = _entry([0.50] * seeds, [0.99] * seeds)  # the audio probe does not count
+    assert not run.repair_tests(m)["mcr"]["repaired"]
