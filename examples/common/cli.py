@@ -49,15 +49,35 @@ def build_parser(
         "--strategy", choices=STRATEGIES, default="greedy", help="MCR game strategy (mcr only)"
     )
     p.add_argument("--config", type=Path, default=None, help="JSON config file")
-    p.add_argument("--max-epochs", type=int, default=100)
-    p.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
+    p.add_argument("--max-epochs", type=int, default=100, help="epoch cap per stage")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=10,
+        help="early-stopping patience: validation rounds (one per epoch) without improvement",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
     p.add_argument("--grad-clip", type=float, default=None, help="max gradient norm")
-    p.add_argument("--scheduler", choices=("none", "cosine"), default="none")
-    p.add_argument("--warmup-epochs", type=float, default=0.0)
+    p.add_argument(
+        "--scheduler",
+        choices=("none", "cosine", "cosine_restarts"),
+        default="none",
+        help="learning-rate schedule (cosine_restarts: the released recipe, warm restarts)",
+    )
+    p.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up (none, cosine)")
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="optimizer steps at the base rate before the restarts (cosine_restarts)",
+    )
+    p.add_argument(
+        "--restart-period", type=int, default=4, help="T_0 of cosine_restarts, optimizer steps"
+    )
+    p.add_argument("--restart-mult", type=int, default=2, help="T_mult of cosine_restarts")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument(
         "--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed-precision training"
@@ -178,6 +198,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         grad_clip=args.grad_clip,
         scheduler=args.scheduler,
         warmup_epochs=args.warmup_epochs,
+        warmup_steps=args.warmup_steps,
+        restart_period=args.restart_period,
+        restart_mult=args.restart_mult,
         device=args.device,
         seed=args.seed,
         smoke=args.smoke,

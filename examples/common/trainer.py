@@ -79,7 +79,18 @@ def autocast(config: TrainConfig) -> Any:
 def schedule_factor(
     config: TrainConfig, step: int, total_steps: int, steps_per_epoch: int
 ) -> float:
-    """Learning-rate multiplier: linear warm-up, then constant or cosine decay to 0."""
+    """Learning-rate multiplier of optimizer step ``step`` (0-based, counted within a stage).
+
+    ``"none"`` and ``"cosine"``: a linear warm-up over ``warmup_epochs``, then constant or one
+    cosine decay to 0 at ``total_steps``. ``"cosine_restarts"``: the released recipe: 1 for
+    the first ``warmup_steps`` steps (the rate is held, not ramped), then
+    :func:`restart_cosine` of the step count *from the start of training* (the warm-up steps
+    count), as the released code calls ``CosineAnnealingWarmRestarts.step(step)``.
+    """
+    if config.scheduler == "cosine_restarts":
+        if step < config.warmup_steps:
+            return 1.0
+        return restart_cosine(step, config.restart_period, config.restart_mult)
     warmup = config.warmup_epochs * steps_per_epoch
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
@@ -87,6 +98,31 @@ def schedule_factor(
         progress = (step - warmup) / max(1.0, total_steps - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return 1.0
+
+
+def restart_cosine(step: int, period: int, mult: int) -> float:
+    """Cosine annealing with warm restarts (SGDR, Loshchilov and Hutter), ``eta_min = 0``.
+
+    Cycle i lasts ``period * mult**i`` steps; within a cycle the factor is
+    ``(1 + cos(pi * t / T_i)) / 2`` at its ``t``-th step, so it is 1 at every restart. The
+    same values as ``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(T_0=period,
+    T_mult=mult).step(step)``, computed in integers: torch finds the cycle with a
+    floating-point logarithm, which can misplace a boundary (``T_0=1, T_mult=3``, step 121);
+    with the released ``T_0=4, T_mult=2`` the two agree at every step tested.
+    """
+    if step < 0 or period < 1 or mult < 1:
+        raise ValueError(
+            f"expected step >= 0, period >= 1 and mult >= 1, got {step}, {period}, {mult}"
+        )
+    if mult == 1:
+        t, length = step % period, period
+    else:
+        start, length = 0, period
+        while step >= start + length:
+            start += length
+            length *= mult
+        t = step - start
+    return 0.5 * (1.0 + math.cos(math.pi * t / length))
 
 
 # --------------------------------------------------------------------------- early stopping
@@ -732,6 +768,7 @@ __all__ = [
     "default_optimizer",
     "evaluate",
     "fit",
+    "restart_cosine",
     "restore",
     "run_experiment",
     "schedule_factor",

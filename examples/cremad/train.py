@@ -5,7 +5,9 @@
 
 The released hyper-parameters (``configs/resnet18.json``: Adam, lr 1e-4, weight decay 1e-4,
 batch 32, MCR with P = 32 permutations, greedy strategy, lambda_M 0.1, contrastive weight 1 at
-temperature 0.5, lambda_uni 0.01) are loaded unless ``--config`` is given; flags override them.
+temperature 0.5, lambda_uni 0.01; the released schedule: 780 steps at the base rate, then
+cosine annealing with warm restarts, T_0 = 4 steps, T_mult = 2; at most 1500 epochs per stage,
+patience 100 validation rounds) are loaded unless ``--config`` is given; flags override them.
 The shared flags (``--method``, ``--strategy``, ``--max-epochs``, ``--device``, ``--seed``,
 ``--resume``, ``--smoke``, ...) are those of :mod:`examples.common.cli`; the outputs
 (``metrics.json``, ``importance.png``, ``tb/``, ``checkpoint.pt``) those of

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from examples.common.cli import METHODS, build_parser, load_config, parse_args
+from examples.common.cli import METHODS, build_parser, load_config, parse_args, train_config
+from examples.common.trainer import TrainConfig, restart_cosine, schedule_factor
 
 
 def test_defaults_without_config(tmp_path):
@@ -106,3 +107,39 @@ def test_method_and_strategy_names_have_one_source():
     assert tuple(METHOD_CLASSES) == METHODS
     assert STRATEGIES is PACKAGE_STRATEGIES
     assert [strategy_factor(s) for s in STRATEGIES] == [-1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize(("pipeline", "patience"), [("cremad", 100), ("ave", 150)])
+def test_released_configs_use_the_released_schedule(pipeline, patience):
+    """The authors' CREMA-D / AVE configs: scheduler ``cosanneal`` (780 warm-up steps at the
+    base rate, then warm restarts T_0 = 4, T_mult = 2), ``max_epoch`` 1500, ``n_steps_stop``
+    100 / 150 validation rounds."""
+    values = load_config(f"examples/{pipeline}/configs/resnet18.json")
+    keys = ("scheduler", "warmup_steps", "restart_period", "restart_mult", "max_epochs")
+    assert [values[k] for k in keys] == ["cosine_restarts", 780, 4, 2, 1500]
+    assert values["patience"] == patience and "warmup_epochs" not in values
+    cfg = TrainConfig(**{k: values[k] for k in (*keys, "patience")})
+    assert schedule_factor(cfg, 779, 0, 100) == 1.0
+    assert schedule_factor(cfg, 780, 0, 100) == restart_cosine(780, 4, 2) < 1.0
+
+
+def test_schedule_flags_reach_the_config(tmp_path):
+    argv = [
+        "--out",
+        str(tmp_path),
+        "--scheduler",
+        "cosine_restarts",
+        "--warmup-steps",
+        "5",
+        "--restart-period",
+        "3",
+        "--restart-mult",
+        "1",
+    ]
+    cfg = train_config(parse_args(build_parser("x"), argv))
+    assert (cfg.scheduler, cfg.warmup_steps, cfg.restart_period, cfg.restart_mult) == (
+        "cosine_restarts",
+        5,
+        3,
+        1,
+    )

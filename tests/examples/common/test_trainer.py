@@ -13,7 +13,14 @@ from examples.common.cli import METHODS, build_parser, parse_args, train_config
 from examples.common.data import build_loaders
 from examples.common.methods import build_method
 from examples.common.task import TaskSpec
-from examples.common.trainer import TrackStopper, TrainConfig, fit, run_experiment, schedule_factor
+from examples.common.trainer import (
+    TrackStopper,
+    TrainConfig,
+    fit,
+    restart_cosine,
+    run_experiment,
+    schedule_factor,
+)
 from tests.examples.checks import assert_accuracy_matches_predictions
 
 from .conftest import tiny_model
@@ -227,11 +234,96 @@ def test_schedule_warmup_and_cosine():
     assert schedule_factor(TrainConfig(), 57, 100, 10) == 1.0
 
 
+@pytest.mark.parametrize(("period", "mult"), [(4, 2), (3, 1), (1, 2), (5, 2)])
+def test_restart_cosine_equals_torch_warm_restarts(period, mult):
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    torch_schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        opt, T_0=period, T_mult=mult
+    )
+    for step in range(3000):
+        torch_schedule.step(step)
+        assert restart_cosine(step, period, mult) == pytest.approx(
+            opt.param_groups[0]["lr"], abs=1e-12
+        ), step
+    with pytest.raises(ValueError, match="period >= 1"):
+        restart_cosine(3, 0, 2)
+
+
+def test_restart_cosine_restarts_at_every_cycle_boundary():
+    # cycles of 1, 3, 9, 27, 81 steps start at 0, 1, 4, 13, 40, 121; torch's floating-point
+    # logarithm puts step 121 at the end of the previous cycle (rate 0), not at a restart
+    starts = [0, 1, 4, 13, 40, 121, 364]
+    assert [restart_cosine(s, 1, 3) for s in starts] == [1.0] * len(starts)
+    assert restart_cosine(120, 1, 3) == pytest.approx(0.5 * (1 + math.cos(math.pi * 80 / 81)))
+
+
+def _released_rates(base_lr, warmup_steps, steps):
+    """The learning rate of each optimizer step under the released control flow, written
+    plainly: the optimizer starts at the base rate; after optimizer step k (1-based) the
+    scheduler holds the base rate while k < warmup_steps, else calls
+    CosineAnnealingWarmRestarts(T_0=4, T_mult=2).step(k); step k + 1 uses that rate."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=base_lr)
+    after = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=4, T_mult=2)
+    rates = []
+    for k in range(1, steps + 1):
+        rates.append(opt.param_groups[0]["lr"])  # used by optimizer step k
+        if k < warmup_steps:
+            for group in opt.param_groups:
+                group["lr"] = base_lr
+        else:
+            after.step(k)
+    return rates
+
+
+def test_cosine_restarts_schedule_follows_the_released_warmup_and_restarts():
+    cfg = TrainConfig(scheduler="cosine_restarts", warmup_steps=40, lr=1e-3)
+    released = _released_rates(1e-3, 40, 600)
+    ours = [cfg.lr * schedule_factor(cfg, s, 10**6, 25) for s in range(600)]
+    assert ours == pytest.approx(released, abs=1e-15)
+    assert ours[:40] == [1e-3] * 40  # the warm-up holds the rate, it does not ramp
+    # after the warm-up the cycles continue from the absolute step: step 40 is 12 steps into
+    # the cycle [28, 60), not the start of a cycle
+    assert schedule_factor(cfg, 40, 10**6, 25) == pytest.approx(
+        0.5 * (1 + math.cos(math.pi * 12 / 32))
+    )
+
+
+def test_cosine_restarts_set_the_rate_of_every_training_step(tiny_data):
+    cfg = TrainConfig(
+        method="joint",
+        scheduler="cosine_restarts",
+        warmup_steps=3,
+        max_epochs=2,
+        patience=5,
+        lr=0.01,
+        progress=False,
+        importance=False,
+    )
+    method = build_method("joint", tiny_model(), TASK)
+    loaders = build_loaders(tiny_data, batch_size=16, seed=0)
+    steps_per_epoch = len(loaders["train"])
+    result = fit(method, loaders, cfg)
+    for record in result.history:  # the rate of each epoch's last step
+        last = (record["epoch"] + 1) * steps_per_epoch - 1
+        expected = 0.01 * restart_cosine(last, 4, 2) if last >= 3 else 0.01
+        assert all(lr == pytest.approx(expected) for lr in record["lr"].values())
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="max_epochs"):
         TrainConfig(max_epochs=0)
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="'cosine_restarts', got 'step'"):
+        TrainConfig(scheduler="step")
+    with pytest.raises(ValueError, match="warmup_steps, not warmup_epochs"):
+        TrainConfig(scheduler="cosine_restarts", warmup_epochs=1.0)
+    with pytest.raises(ValueError, match="warmup_steps only with scheduler 'cosine_restarts'"):
+        TrainConfig(scheduler="cosine", warmup_steps=10)
+    with pytest.raises(ValueError, match="restart_period >= 1"):
+        TrainConfig(scheduler="cosine_restarts", restart_period=0)
 
 
 def test_run_experiment_needs_data(tmp_path):
