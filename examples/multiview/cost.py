@@ -12,15 +12,21 @@ and optimizer state are the same for both up to MCR's small own parameters.
 
 Pre-registered rule: MCR's cost is *negligible* while its median step time is at most
 :data:`NEGLIGIBLE` times joint's; the reported ``P*`` is the smallest measured P above that.
+
+With two views ``"all"`` and ``"singletons"`` are the same two subsets (the same computation),
+so M = 2 is measured once, as ``"all"``.
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from benchmarks.common import make_step, paired_ratios, summarise, time_interleaved
 from examples.common.methods import Method, build_method
@@ -32,6 +38,26 @@ from examples.multiview.model import build_model
 NEGLIGIBLE = 1.10
 #: View sets of the cost run (M = 2, 3, 6).
 COST_VIEWS: dict[int, tuple[str, ...]] = {2: VIEWS[:2], 3: VIEWS[:3], 6: VIEWS}
+#: The measured (M, subsets) settings: M = 2 once (its "all" and "singletons" coincide).
+SETTINGS: tuple[tuple[int, str], ...] = (
+    (2, "all"),
+    (3, "all"),
+    (3, "singletons"),
+    (6, "all"),
+    (6, "singletons"),
+)
+
+
+def setting_label(m: int, subsets: str) -> str:
+    """``"M=3 singletons"``; M = 2 says that its two subset modes are one computation."""
+    return f"M={m} all (= singletons)" if m == 2 else f"M={m} {subsets}"
+
+
+def distinct_settings(rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """The (M, subsets) of ``rows`` in order, without M = 2 ``"singletons"`` next to M = 2
+    ``"all"`` (results written before M = 2 was measured once hold both)."""
+    found = sorted({(r["M"], r["subsets"]) for r in rows})
+    return [(m, s) for m, s in found if not (m == 2 and s == "singletons" and (2, "all") in found)]
 
 
 def saved_tensor_bytes(fn: Callable[[], Any]) -> int:
@@ -79,8 +105,13 @@ def measure_cost(
     ps: tuple[int, ...] | None = None,
     repeats: int | None = None,
     steps: int | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Step time and saved-tensor memory of MCR / joint for M = 2, 3, 6 and both subset modes.
+
+    ``progress`` draws a bar over the :data:`SETTINGS` on stderr; ``log`` gets one line when
+    the run starts and one per finished setting (what a log file shows).
 
     Returns a dict with ``rows`` (one per M, subsets, P: ``time_ratio`` median and quartiles,
     ``memory_ratio``, the absolute numbers), ``p_star`` per (M, subsets) and the settings.
@@ -92,41 +123,59 @@ def measure_cost(
     device = torch.device("cpu")
     rows: list[dict[str, Any]] = []
     p_star: dict[str, int | None] = {}
-    for m, views in COST_VIEWS.items():
+    say = log or (lambda line: None)
+    say(
+        f"cost run: one training step of MCR against joint, {len(SETTINGS)} settings "
+        f"(M = 2, 3, 6 views) x P in {', '.join(map(str, ps))}, {repeats} rounds of {steps} steps"
+    )
+    t0 = time.time()
+    bar = tqdm(SETTINGS, desc="cost", unit="setting", file=sys.stderr, disable=not progress)
+    for i, (m, subsets) in enumerate(bar):
+        views = COST_VIEWS[m]
         data = _batch(views, batch)
-        for subsets in ("all", "singletons"):
-            variants = ["joint", *(f"mcr:{p}" for p in ps)]
-            fns = {}
-            mem = {}
-            for v in variants:
-                method = _method(views, v, subsets)
-                mem[v] = _memory(method, data)
-                step = make_step(method, lr=1e-3)
-                fns[v] = lambda step=step, data=data: step(data)
-            _, cpu = time_interleaved(
-                fns, repeats=repeats, steps_per_repeat=steps, warmup=1, device=device
+        variants = ["joint", *(f"mcr:{p}" for p in ps)]
+        fns = {}
+        mem = {}
+        for v in variants:
+            method = _method(views, v, subsets)
+            mem[v] = _memory(method, data)
+            step = make_step(method, lr=1e-3)
+            fns[v] = lambda step=step, data=data: step(data)
+        _, cpu = time_interleaved(
+            fns, repeats=repeats, steps_per_repeat=steps, warmup=1, device=device
+        )
+        star = None
+        ratios = []
+        for p in ps:
+            key = f"mcr:{p}"
+            ratio = paired_ratios(cpu[key], cpu["joint"])
+            ratios.append(f"{ratio['median']:.1f}x at P={p}")
+            rows.append(
+                {
+                    "M": m,
+                    "views": list(views),
+                    "subsets": subsets,
+                    "P": p,
+                    "time_s": summarise(cpu[key])["median"],
+                    "joint_time_s": summarise(cpu["joint"])["median"],
+                    "time_ratio": {k: ratio[k] for k in ("median", "q1", "q3")},
+                    "saved_bytes": mem[key],
+                    "joint_saved_bytes": mem["joint"],
+                    "memory_ratio": mem[key] / mem["joint"],
+                }
             )
-            star = None
-            for p in ps:
-                key = f"mcr:{p}"
-                ratio = paired_ratios(cpu[key], cpu["joint"])
-                rows.append(
-                    {
-                        "M": m,
-                        "views": list(views),
-                        "subsets": subsets,
-                        "P": p,
-                        "time_s": summarise(cpu[key])["median"],
-                        "joint_time_s": summarise(cpu["joint"])["median"],
-                        "time_ratio": {k: ratio[k] for k in ("median", "q1", "q3")},
-                        "saved_bytes": mem[key],
-                        "joint_saved_bytes": mem["joint"],
-                        "memory_ratio": mem[key] / mem["joint"],
-                    }
-                )
-                if star is None and ratio["median"] > NEGLIGIBLE:
-                    star = p
-            p_star[f"M={m} {subsets}"] = star
+            if star is None and ratio["median"] > NEGLIGIBLE:
+                star = p
+        p_star[f"M={m} {subsets}"] = star
+        line = (
+            f"cost [{i + 1}/{len(SETTINGS)}, {time.time() - t0:.0f} s] "
+            f"{setting_label(m, subsets)}: MCR / joint step time {', '.join(ratios)}"
+        )
+        if progress:
+            bar.write(line, file=sys.stdout)  # above the bar
+        else:
+            say(line)
+    bar.close()
     return {
         "batch": batch,
         "P": list(ps),
@@ -140,51 +189,90 @@ def measure_cost(
     }
 
 
+def verdict(cost: dict[str, Any], m: int, subsets: str) -> str:
+    """The pre-registered rule's answer for one setting, in words."""
+    rows = [r for r in cost["rows"] if r["M"] == m and r["subsets"] == subsets]
+    star = cost["p_star"].get(f"M={m} {subsets}")
+    limit = f"{cost['negligible_ratio']:.2f}x joint's step time"
+    if star is None:
+        return f"negligible (at most {limit}) at every P measured"
+    first = rows[0]
+    if star == first["P"]:
+        return (
+            f"above {limit} at every P measured, already "
+            f"{first['time_ratio']['median']:.1f}x at P = {first['P']}"
+        )
+    below = max(r["P"] for r in rows if r["P"] < star)
+    ratio = next(r["time_ratio"]["median"] for r in rows if r["P"] == star)
+    return f"negligible up to P = {below}; above {limit} from P = {star} ({ratio:.1f}x)"
+
+
 def markdown(cost: dict[str, Any]) -> str:
-    """The cost table of results.md."""
+    """The cost table of results.md, and the pre-registered rule's answer per setting."""
     lines = [
         f"## Cost of MCR against joint (batch {cost['batch']}, {cost['clock']})",
+        "",
+        f"Median of {cost['repeats']} interleaved rounds of {cost['steps_per_repeat']} training "
+        "steps; with two views `all` and `singletons` are the same two subsets.",
         "",
         "| M | subsets | P | step time MCR / joint (median [q1, q3]) | saved-tensor memory MCR / joint | joint step (ms) |",
         "|---|---|---|---|---|---|",
     ]
-    for r in cost["rows"]:
-        t = r["time_ratio"]
-        lines.append(
-            f"| {r['M']} | {r['subsets']} | {r['P']} | {t['median']:.2f} [{t['q1']:.2f}, "
-            f"{t['q3']:.2f}] | {r['memory_ratio']:.2f} | {1e3 * r['joint_time_s']:.2f} |"
-        )
-    lines += ["", f"Smallest measured P whose time ratio exceeds {cost['negligible_ratio']}:", ""]
+    settings = distinct_settings(cost["rows"])
+    for m, subsets in settings:
+        for r in (r for r in cost["rows"] if (r["M"], r["subsets"]) == (m, subsets)):
+            t = r["time_ratio"]
+            label = "all (= singletons)" if m == 2 else subsets
+            lines.append(
+                f"| {m} | {label} | {r['P']} | {t['median']:.2f} [{t['q1']:.2f}, "
+                f"{t['q3']:.2f}] | {r['memory_ratio']:.2f} | {1e3 * r['joint_time_s']:.2f} |"
+            )
     lines += [
-        f"- {k}: {v if v is not None else 'none (negligible at every P measured)'}"
-        for k, v in cost["p_star"].items()
+        "",
+        f"Is MCR's cost negligible? The pre-registered rule: yes while its step time is at most "
+        f"{cost['negligible_ratio']:.2f}x joint's (P* = the smallest measured P above that).",
+        "",
     ]
+    lines += [f"- {setting_label(m, s)}: {verdict(cost, m, s)}" for m, s in settings]
     return "\n".join(lines)
 
 
 def plot_cost(cost: dict[str, Any], path: Any) -> None:
-    """Step-time ratio MCR / joint against P, one line per (M, subsets)."""
+    """Step-time ratio MCR / joint against P, one line per distinct (M, subsets), with the
+    quartiles of the rounds as bars and the negligible-cost limit labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    keys = sorted({(r["M"], r["subsets"]) for r in cost["rows"]})
-    for m, subsets in keys:
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    for m, subsets in distinct_settings(cost["rows"]):
         rows = [r for r in cost["rows"] if r["M"] == m and r["subsets"] == subsets]
-        ax.plot(
+        med = [r["time_ratio"]["median"] for r in rows]
+        ax.errorbar(
             [r["P"] for r in rows],
-            [r["time_ratio"]["median"] for r in rows],
+            med,
+            yerr=[
+                [x - r["time_ratio"]["q1"] for x, r in zip(med, rows, strict=True)],
+                [r["time_ratio"]["q3"] - x for x, r in zip(med, rows, strict=True)],
+            ],
             marker="o",
+            capsize=3,
             ls="-" if subsets == "all" else "--",
-            label=f"M={m} {subsets}",
+            label=setting_label(m, subsets),
         )
-    ax.axhline(cost["negligible_ratio"], color="grey", lw=0.8, ls=":")
+    limit = cost["negligible_ratio"]
+    ax.axhline(limit, color="grey", lw=1.0, ls=":", label=f"negligible-cost limit ({limit:.2f}x)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("permutation draws P")
-    ax.set_ylabel("step time MCR / joint (CPU time)")
+    ax.set_ylabel("step time MCR / joint (ratio of CPU times)")
+    ax.set_title(
+        f"Cost of one training step, MCR against joint (batch {cost['batch']})\n"
+        f"median of {cost['repeats']} rounds of {cost['steps_per_repeat']} steps; "
+        "bars: quartiles of the rounds",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
