@@ -42,7 +42,11 @@ class _ThreadState(threading.local):
     """Per-thread count of MCR's own fusion-head calls in progress (``nn.DataParallel`` runs
     replicas in threads, so the count must not leak from one replica to another)."""
 
-    depth: int = 0
+    def __init__(self) -> None:
+        # set on every thread's own instance (not a class default): a compiled step that is the
+        # first to count would otherwise add the attribute inside the traced frame, which
+        # Dynamo's guards reject
+        self.depth = 0
 
 
 _MCR_CALLS = _ThreadState()

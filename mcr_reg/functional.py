@@ -15,6 +15,9 @@ Conventions:
 from __future__ import annotations
 
 import math
+import sys
+import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from itertools import combinations
@@ -720,12 +723,25 @@ def mipd(
     blocks = [(batch, 1.0 if detach_reference else c) for c in shares[:n_ref]]
     blocks += [(draws * batch, c) for c in shares]
     uniform = len(set(shares)) == 1
-    head = fusion_head
-    if uniform and shares[0] != 1.0 and isinstance(fusion_head, torch.nn.Module):
-        head = _with_scaled_parameters(fusion_head, shares[0])
-    second_pass = head is fusion_head and any(c != 1.0 for _, c in blocks)
-    rng = _rng_state(device) if second_pass and not compiling() else None
-    out = _call_head(head, rows, batch, batched)
+    scaled = uniform and shares[0] != 1.0 and isinstance(fusion_head, torch.nn.Module)
+    # whether calling the module through functional_call reaches its parameters (False where a
+    # wrapper such as FSDP2's fully_shard swaps them in at call time; None: not yet known)
+    reaches = _substitution_reaches(fusion_head) if scaled else False
+    second_pass = reaches is False and any(c != 1.0 for _, c in blocks)
+    rng = _rng_state(device) if (second_pass or reaches is None) and not compiling() else None
+    if reaches is False or not isinstance(fusion_head, torch.nn.Module):
+        out = _call_head(fusion_head, rows, batch, batched)
+    else:
+        out, reached = _call_scaled(
+            fusion_head, shares[0], rows, batch, batched, check=reaches is None
+        )
+        if not reached:
+            # the first call showed that the substitution does not reach the parameters: run
+            # the plain head from the same random state and take the second-pass route
+            assert rng is not None
+            with _replayed_rng(device, rng):
+                out = _call_head(fusion_head, rows, batch, batched)
+            second_pass = True
     _check_rows(out, n_rows)
     if second_pass and out.requires_grad:
         # second pass on detached inputs: the parameters get (c - 1) more, the latents nothing;
@@ -734,6 +750,8 @@ def mipd(
         with replay:
             side = _call_head(fusion_head, [r.detach() for r in rows], batch, batched)
         _check_rows(side, n_rows)
+        if not side.requires_grad:
+            _warn_share_not_applied(fusion_head)
         out = _ShareHeadGradient.apply(out, side, _runs([(n, c - 1.0) for n, c in blocks]))
     if out.dim() == 1:  # one prediction per row: give it an explicit output axis
         out = out.unsqueeze(-1)
@@ -781,14 +799,142 @@ def _replayed_rng(device: torch.device, state: tuple[Tensor, Tensor | None]) -> 
         yield
 
 
-def _with_scaled_parameters(module: torch.nn.Module, factor: float) -> Callable[..., Tensor]:
-    """``module`` called with every parameter's gradient scaled by ``factor`` (one pass)."""
+# --------------------------------------------------------------------------- the head's share
+
+
+def _call_scaled(
+    module: torch.nn.Module,
+    factor: float,
+    rows: Sequence[Tensor],
+    batch: int,
+    batched: bool,
+    *,
+    check: bool,
+) -> tuple[Tensor, bool]:
+    """``module`` on ``rows`` with every parameter's gradient scaled by ``factor`` (one pass,
+    ``torch.func.functional_call``), and whether the module ran with the scaled parameters.
+    Only with ``check`` is that looked at (and kept, see :func:`_substitution_reaches`);
+    otherwise it is taken as known."""
+    params = {n: scale_grad(p, factor) for n, p in module.named_parameters()}
 
     def call(*inputs: Tensor) -> Tensor:
-        params = {n: scale_grad(p, factor) for n, p in module.named_parameters()}
         return torch.func.functional_call(module, params, inputs)  # type: ignore[no-any-return]
 
-    return call
+    if not check:
+        return _call_head(call, rows, batch, batched), True
+    probe = _SubstitutionProbe(module, params)
+    try:
+        out = _call_head(call, rows, batch, batched)
+    finally:
+        probe.remove()
+    _REACHES[module] = (_parameter_ids(module), probe.reached)
+    return out, probe.reached
+
+
+#: module -> (ids of its parameters when checked, whether the substitution reached them)
+_REACHES: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[int, ...], bool]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _parameter_ids(module: torch.nn.Module) -> tuple[int, ...]:
+    return tuple(id(p) for p in module.parameters())
+
+
+def _substitution_reaches(module: object) -> bool | None:
+    """Whether ``functional_call(module, scaled_parameters, ...)`` runs ``module`` with the
+    scaled parameters, so that scaling them scales the head's parameter gradient.
+
+    ``False`` for modules whose parameters a wrapper swaps in at call time (FSDP2's
+    ``fully_shard`` and FSDP all-gather them in a forward pre-hook; DTensor parameters), where
+    only the second pass on detached inputs applies the head's share. ``None`` while unknown:
+    the next scaled call checks it (eager mode) and the answer is kept for the module's current
+    parameters. Under ``torch.compile`` the answer comes from the known wrappers alone.
+    """
+    if not isinstance(module, torch.nn.Module):
+        return False
+    if compiling():
+        return not _managed_by_wrapper(module)
+    known = _REACHES.get(module)
+    ids = _parameter_ids(module)
+    if known is not None and known[0] == ids:
+        return known[1]
+    if _managed_by_wrapper(module):
+        _REACHES[module] = (ids, False)
+        return False
+    return None
+
+
+def _managed_by_wrapper(module: torch.nn.Module) -> bool:
+    """True when a sharding wrapper manages the parameters of ``module`` or of a submodule."""
+    modules, parameters = _wrapper_types()
+    if any(isinstance(m, modules) for m in module.modules()):
+        return True
+    return any(isinstance(p, parameters) for p in module.parameters())
+
+
+def _wrapper_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """The module classes of the sharding wrappers and the parameter classes they use, among
+    those already imported (a model cannot be wrapped by a module nobody imported)."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    tensor = sys.modules.get("torch.distributed.tensor")
+    modules = tuple(
+        getattr(fsdp, name)
+        for name in ("FullyShardedDataParallel", "FSDPModule")
+        if fsdp is not None and hasattr(fsdp, name)
+    )
+    parameters = (tensor.DTensor,) if tensor is not None and hasattr(tensor, "DTensor") else ()
+    return modules, parameters
+
+
+class _SubstitutionProbe:
+    """Forward pre-hooks that check, when each submodule runs (after the hooks registered
+    before, such as FSDP's all-gather), that it holds the parameters ``functional_call``
+    substituted."""
+
+    def __init__(self, module: torch.nn.Module, substituted: dict[str, Tensor]) -> None:
+        self.reached = True
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        for prefix, sub in module.named_modules():
+            own = {
+                name: substituted[f"{prefix}.{name}" if prefix else name]
+                for name, p in sub._parameters.items()
+                if p is not None and (f"{prefix}.{name}" if prefix else name) in substituted
+            }
+            if own:
+                self._handles.append(sub.register_forward_pre_hook(self._hook_for(own)))
+
+    def _hook_for(self, own: dict[str, Tensor]) -> Callable[[torch.nn.Module, object], None]:
+        def hook(sub: torch.nn.Module, args: object) -> None:
+            if any(sub._parameters.get(name) is not t for name, t in own.items()):
+                self.reached = False
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+_warned_share_not_applied = [False]
+
+
+def _warn_share_not_applied(head: object) -> None:
+    """The second pass carries no gradient although the head has trainable parameters."""
+    if _warned_share_not_applied[0] or compiling() or not isinstance(head, torch.nn.Module):
+        return
+    if not any(p.requires_grad for p in head.parameters()):
+        return
+    _warned_share_not_applied[0] = True
+    warnings.warn(
+        f"MCR could not apply the fusion head's share of the MIPD gradient: the second pass of "
+        f"the {type(head).__name__} head on detached inputs carries no gradient to its "
+        "parameters (a wrapper MCR does not know?), so the head receives the plain sum of the "
+        "terms (head_gradient='sum'). Pass a plain function that calls the head, or report the "
+        "wrapper. (Warned once.)",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _count_draws(permutations: Tensor | None, perturbed: Sequence[Tensor | None]) -> int:

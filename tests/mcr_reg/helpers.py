@@ -1,12 +1,19 @@
-"""Small models and plain reference implementations used by the mcr_reg tests."""
+"""Small models, plain reference implementations and a gloo launcher for the mcr_reg tests."""
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import Tensor, nn
+
+from mcr_reg import MCRRegularizer
+from mcr_reg import functional as MF
 
 
 class ConcatHead(nn.Module):
@@ -32,6 +39,47 @@ class Toy(nn.Module):
 
     def encode(self, xs: Sequence[Tensor]) -> list[Tensor]:
         return [enc(x) for enc, x in zip(self.encoders, xs)]
+
+
+
+class LossNet(nn.Module):
+    """A Toy model with MCR (every term on) whose ``forward`` returns the training loss: the
+    module that DDP or FSDP wraps in the distributed tests."""
+
+    def __init__(
+        self,
+        in_dims: Sequence[int],
+        latent: int,
+        classes: int,
+        draws: int,
+        *,
+        gather: bool,
+        strategy: str | float = "greedy",
+        head: str = "module",
+        contrastive_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        m = len(in_dims)
+        self.model = Toy(in_dims, [latent] * m, classes)
+        fusion = self.model.head
+        self.mcr = MCRRegularizer(
+            fusion if head == "module" else (lambda *zs: fusion(*zs)),
+            strategy=strategy,
+            num_classes=classes,
+            latent_dims=(latent,) * m,
+            num_permutations=draws,
+            mipd_weight=1.0,
+            contrastive_weight=contrastive_weight,
+            ceb_weight=1.0,
+            unimodal_weight=0.1,
+            gather_distributed=gather,
+        )
+
+    def forward(self, xs: list[Tensor], y: Tensor, perms: Tensor | None = None) -> Tensor:
+        zs = self.model.encode(xs)
+        logits = self.model.head(*zs)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        return loss + self.mcr(zs, y, logits, permutations=perms).loss
 
 
 def ref_jsd(lp: Tensor, lq: Tensor) -> Tensor:
@@ -80,3 +128,83 @@ def ref_ntxent(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
             if p != a and labels[p] == labels[a]:
                 losses.append(-math.log(e(a, p) / (e(a, p) + negatives)))
     return torch.tensor(sum(losses) / len(losses) if losses else 0.0, dtype=torch.float64)
+
+
+# --------------------------------------------------------------------------- the game's reference
+
+
+def build(m: int, seed: int, out_dim: int = 4, batch: int = 6, draws: int = 3):
+    """A float64 Toy model with M modalities, its inputs and P permutation draws."""
+    torch.manual_seed(seed)
+    in_dims = [3 + i for i in range(m)]
+    latent = [5] * m
+    model = Toy(in_dims, latent, out_dim).double()
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(batch, d, generator=g, dtype=torch.float64) for d in in_dims]
+    perms = MF.sample_permutations(draws, m, batch, generator=g)
+    return model, xs, perms
+
+
+def reference_subset_loss(model: Toy, xs, perms, subset) -> torch.Tensor:
+    """L_S of one subset, written out draw by draw with the loop JSD."""
+    zs = model.encode(xs)
+    ref = model.head(*zs)
+    losses = []
+    for p in range(perms.shape[0]):
+        perturbed = [z[perms[p, i]] if i in subset else z for i, z in enumerate(zs)]
+        losses.append(-ref_jsd(ref, model.head(*perturbed)).mean())
+    return torch.stack(losses).mean()
+
+
+def formula_grads(
+    model: Toy, xs, perms, subsets, k: float, weight: float, head_gradient: str = "mean"
+):
+    """The expected gradient of every parameter, from per-subset plain autograd."""
+    params = {n: p for n, p in model.named_parameters()}
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    m = len(xs)
+    for s in subsets:
+        loss = reference_subset_loss(model, xs, perms, s)
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        # the head is shared: the mean of the players' factors (1 for owners, k for the others)
+        players = [1.0 if i in s else k for i in range(m)]
+        c = sum(players) / m if head_gradient == "mean" else 1.0
+        for (name, _), g in zip(params.items(), grads):
+            if g is None:
+                continue
+            if name.startswith("encoders."):
+                total[name] += weight * players[int(name.split(".")[1])] * g
+            else:
+                total[name] += weight * c * g
+    return total
+
+
+def assert_grads_equal(got, expected) -> None:
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-10, rtol=1e-8, msg=name)
+
+
+# --------------------------------------------------------------------------- two gloo processes
+
+
+def _gloo_entry(
+    rank: int, world: int, init_file: str, worker: Callable[..., None], args: tuple[object, ...]
+) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        worker(rank, *args)
+    finally:
+        # DDP wrappers sit in reference cycles and hold the process group: collect them before
+        # the group is torn down, or gloo may abort at interpreter exit
+        gc.collect()
+        dist.destroy_process_group()
+
+
+def launch_gloo(
+    worker: Callable[..., None], folder: Path, *args: object, world: int = 2
+) -> None:
+    """Run ``worker(rank, *args)`` in ``world`` processes joined by a gloo process group (CPU);
+    the rendezvous file lives in ``folder``. A worker's exception fails the call."""
+    init = str(folder / f"rendezvous-{worker.__name__}")
+    mp.spawn(_gloo_entry, args=(world, init, worker, args), nprocs=world, join=True)

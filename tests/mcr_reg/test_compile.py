@@ -8,6 +8,9 @@ graph capture and AOT autograd, without code generation).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch._dynamo
@@ -17,7 +20,7 @@ from torch._dynamo.testing import CompileCounterWithBackend
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
-from tests.mcr_reg.helpers import Toy
+from tests.mcr_reg.helpers import Toy, assert_grads_equal, build, formula_grads
 
 # compiling takes several seconds per test on a small CPU
 pytestmark = pytest.mark.slow
@@ -180,3 +183,48 @@ def test_value_checks_are_skipped_while_compiling_but_run_in_eager() -> None:
     compiled = torch.compile(_step_fn(case, model, mcr), fullgraph=True, backend="aot_eager")
     loss, _, _ = compiled(xs, y, bad)  # no host sync, so no check: it computes
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+@pytest.mark.parametrize("strategy", ["greedy", "independent", 0.5, "collaborative"])
+@pytest.mark.parametrize("head", ["module", "function"])
+def test_compiled_mipd_follows_the_game(m: int, strategy: str | float, head: str) -> None:
+    """The gradients of a compiled step (fullgraph) are the game's formula, head included."""
+    model, xs, perms = build(m, seed=m)
+    k = MF.strategy_factor(strategy)
+    expected = formula_grads(model, xs, perms, MF.enumerate_subsets(m), k, weight=0.3)
+    fusion = model.head if head == "module" else (lambda *zs: model.head(*zs))
+    mcr = MCRRegularizer(
+        fusion, strategy=strategy, mipd_weight=0.3, contrastive_weight=0.0, unimodal_weight=0.0
+    )
+    labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
+
+    def step(xs: list[Tensor]) -> Tensor:
+        return mcr(model.encode(xs), labels, permutations=perms).loss
+
+    model.zero_grad()
+    torch.compile(step, fullgraph=True, backend="aot_eager")(xs).backward()
+    got = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+    assert_grads_equal(got, expected)
+
+
+def test_a_step_compiled_before_any_eager_call_compiles() -> None:
+    """In a fresh process the first MCR call may be a compiled one (MCR's per-thread state is
+    then first touched inside the traced frame)."""
+    code = (
+        "import torch\n"
+        "from mcr_reg import MCRRegularizer\n"
+        "from tests.mcr_reg.helpers import build\n"
+        "model, xs, perms = build(2, seed=0)\n"
+        "mcr = MCRRegularizer(model.head, contrastive_weight=0.0, unimodal_weight=0.0)\n"
+        "labels = torch.zeros(6, dtype=torch.long)\n"
+        "step = lambda xs: mcr(model.encode(xs), labels, permutations=perms).loss\n"
+        "loss = torch.compile(step, fullgraph=True, backend='aot_eager')(xs)\n"
+        "loss.backward()\n"
+        "print(float(loss))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float(done.stdout.strip().splitlines()[-1]) < 0  # -sum of mean divergences

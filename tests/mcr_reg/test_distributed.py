@@ -16,20 +16,17 @@ What is checked (docs/distributed.md explains the rules):
 from __future__ import annotations
 
 import copy
-import gc
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
-from tests.mcr_reg.helpers import Toy, ref_ntxent
+from tests.mcr_reg.helpers import LossNet, launch_gloo, ref_ntxent
 
 pytestmark = pytest.mark.ddp
 
@@ -40,28 +37,9 @@ DRAWS = 4
 IN_DIMS = (5, 7)
 
 
-class Net(nn.Module):
+def Net(*, gather: bool, contrastive_weight: float = 1.0) -> LossNet:
     """Two linear encoders, a fusion head, and MCR; ``forward`` returns the training loss."""
-
-    def __init__(self, *, gather: bool, contrastive_weight: float = 1.0) -> None:
-        super().__init__()
-        self.model = Toy(list(IN_DIMS), [6, 6], CLASSES)
-        self.mcr = MCRRegularizer(
-            self.model.head,
-            num_classes=CLASSES,
-            latent_dims=(6, 6),
-            num_permutations=DRAWS,
-            mipd_weight=1.0,
-            contrastive_weight=contrastive_weight,
-            ceb_weight=1.0,
-            unimodal_weight=0.1,
-            gather_distributed=gather,
-        )
-
-    def forward(self, xs: list[Tensor], y: Tensor, perms: Tensor | None = None) -> Tensor:
-        zs = self.model.encode(xs)
-        logits = self.model.head(*zs)
-        return F.cross_entropy(logits, y) + self.mcr(zs, y, logits, permutations=perms).loss
+    return LossNet(IN_DIMS, 6, CLASSES, DRAWS, gather=gather, contrastive_weight=contrastive_weight)
 
 
 def _data(seed: int, n: int) -> tuple[list[Tensor], Tensor]:
@@ -79,24 +57,8 @@ def _block_diagonal(blocks: list[Tensor]) -> Tensor:
     return torch.cat([p + i * BATCH for i, p in enumerate(blocks)], dim=-1)
 
 
-def _init(rank: int, init_file: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-
-
-def _entry(rank: int, init_file: str, worker) -> None:  # type: ignore[no-untyped-def]
-    _init(rank, init_file)
-    try:
-        worker(rank)
-    finally:
-        # DDP wrappers sit in reference cycles and hold the process group: collect them before
-        # the group is torn down, or gloo may abort at interpreter exit
-        gc.collect()
-        dist.destroy_process_group()
-
-
 def _launch(worker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    mp.spawn(_entry, args=(str(tmp_path / "rendezvous"), worker), nprocs=WORLD, join=True)
+    launch_gloo(worker, tmp_path, world=WORLD)
 
 
 def _flat_params(module: nn.Module) -> Tensor:

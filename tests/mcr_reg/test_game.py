@@ -13,58 +13,24 @@ that closes over the module, batched and per block.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import Tensor, nn
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
-from tests.mcr_reg.helpers import Toy, ref_jsd
-
-
-def build(m: int, seed: int, out_dim: int = 4, batch: int = 6, draws: int = 3):
-    torch.manual_seed(seed)
-    in_dims = [3 + i for i in range(m)]
-    latent = [5] * m
-    model = Toy(in_dims, latent, out_dim).double()
-    g = torch.Generator().manual_seed(seed)
-    xs = [torch.randn(batch, d, generator=g, dtype=torch.float64) for d in in_dims]
-    perms = MF.sample_permutations(draws, m, batch, generator=g)
-    return model, xs, perms
-
-
-def reference_subset_loss(model: Toy, xs, perms, subset) -> torch.Tensor:
-    zs = model.encode(xs)
-    ref = model.head(*zs)
-    losses = []
-    for p in range(perms.shape[0]):
-        perturbed = [z[perms[p, i]] if i in subset else z for i, z in enumerate(zs)]
-        losses.append(-ref_jsd(ref, model.head(*perturbed)).mean())
-    return torch.stack(losses).mean()
-
-
-def formula_grads(
-    model: Toy, xs, perms, subsets, k: float, weight: float, head_gradient: str = "mean"
-):
-    """The expected gradient of every parameter, from per-subset plain autograd."""
-    params = {n: p for n, p in model.named_parameters()}
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    m = len(xs)
-    for s in subsets:
-        loss = reference_subset_loss(model, xs, perms, s)
-        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        # the head is shared: the mean of the players' factors (1 for owners, k for the others)
-        players = [1.0 if i in s else k for i in range(m)]
-        c = sum(players) / m if head_gradient == "mean" else 1.0
-        for (name, _), g in zip(params.items(), grads):
-            if g is None:
-                continue
-            if name.startswith("encoders."):
-                total[name] += weight * players[int(name.split(".")[1])] * g
-            else:
-                total[name] += weight * c * g
-    return total
+from tests.mcr_reg.helpers import (
+    Toy,
+    assert_grads_equal,
+    build,
+    formula_grads,
+    ref_jsd,
+    reference_subset_loss,
+)
 
 
 def mcr_grads(
@@ -90,11 +56,6 @@ def mcr_grads(
         n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
         for n, p in model.named_parameters()
     }, out
-
-
-def assert_grads_equal(got, expected) -> None:
-    for name in expected:
-        torch.testing.assert_close(got[name], expected[name], atol=1e-10, rtol=1e-8, msg=name)
 
 
 @pytest.mark.parametrize("m", [2, 3])
@@ -225,3 +186,101 @@ def test_gradient_routing_property(
     expected = formula_grads(model, xs, perms, subsets, k, weight=0.5)
     got, _ = mcr_grads(model, xs, perms, spec, k, weight=0.5)
     assert_grads_equal(got, expected)
+
+
+# --------------------------------------------------------------------------- heads behind wrappers
+
+
+def install_parameters_at_call_time(module: nn.Module) -> None:
+    """Put every parameter back into its module in a forward pre-hook, as FSDP2's
+    ``fully_shard`` does with the all-gathered ones: parameters substituted by
+    ``torch.func.functional_call`` never reach the forward."""
+    for sub in module.modules():
+        for name, p in list(sub._parameters.items()):
+            if p is not None:
+                sub.register_forward_pre_hook(
+                    lambda m, args, n=name, p=p: m._parameters.__setitem__(n, p)
+                )
+
+
+class CallCounter(nn.Module):
+    """Counts the calls of the wrapped head."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head, self.calls = head, 0
+
+    def forward(self, *zs: Tensor) -> Tensor:
+        self.calls += 1
+        return self.head(*zs)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+@pytest.mark.parametrize("strategy", ["greedy", "independent", 0.5])
+def test_a_head_whose_parameters_are_installed_at_call_time_gets_its_share(
+    m: int, strategy: str | float
+) -> None:
+    model, xs, perms = build(m, seed=m)
+    k = MF.strategy_factor(strategy)
+    expected = formula_grads(model, xs, perms, MF.enumerate_subsets(m), k, weight=0.3)
+    install_parameters_at_call_time(model.head)
+    mcr = MCRRegularizer(
+        model.head, strategy=k, mipd_weight=0.3, contrastive_weight=0.0, unimodal_weight=0.0
+    )
+    labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
+    for _ in range(2):  # the first step finds out; the second uses what it found
+        model.zero_grad()
+        mcr(model.encode(xs), labels, permutations=perms).loss.backward()
+        got = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+        assert_grads_equal(got, expected)
+
+
+def test_a_plain_module_head_keeps_its_single_pass() -> None:
+    """Greedy with two modalities: one head call per step for a plain module (the scaled-
+    parameter route), two once a wrapper installs the parameters at call time (the second
+    pass), three on the step that finds that out."""
+    model, xs, perms = build(2, seed=1)
+    labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
+    plain = CallCounter(model.head)
+    mcr = MCRRegularizer(plain, contrastive_weight=0.0, unimodal_weight=0.0)
+    for _ in range(2):
+        mcr(model.encode(xs), labels, permutations=perms).loss.backward()
+    assert plain.calls == 2
+
+    install_parameters_at_call_time(model.head)
+    wrapped = CallCounter(model.head)
+    mcr = MCRRegularizer(wrapped, contrastive_weight=0.0, unimodal_weight=0.0)
+    for _ in range(2):
+        mcr(model.encode(xs), labels, permutations=perms).loss.backward()
+    assert wrapped.calls == 3 + 2
+
+
+class NoGradientOnDetachedInputs(nn.Module):
+    """A head that computes without autograd when no input requires a gradient."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, *zs: Tensor) -> Tensor:
+        if any(z.requires_grad for z in zs):
+            return self.head(*zs)
+        with torch.no_grad():
+            return self.head(*zs)
+
+
+def test_a_share_that_cannot_be_applied_is_said_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MF, "_warned_share_not_applied", [False])
+    model, xs, perms = build(3, seed=2)  # M = 3: the shares differ by subset, a second pass
+    mcr = MCRRegularizer(
+        NoGradientOnDetachedInputs(model.head),
+        strategy="independent",
+        contrastive_weight=0.0,
+        unimodal_weight=0.0,
+    )
+    labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
+    with pytest.warns(RuntimeWarning, match="could not apply the fusion head's share"):
+        mcr(model.encode(xs), labels, permutations=perms)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mcr(model.encode(xs), labels, permutations=perms)
