@@ -7,11 +7,12 @@ Kontras et al., "Balancing Multimodal Training Through Game-Theoretic Regulariza
 
 from mcr_reg import functional
 from mcr_reg._version import __version__
-from mcr_reg.capture import FusionInputs
+from mcr_reg.capture import Concatenated, FusionInputs
 from mcr_reg.diagnostics import ImportanceTracker
 from mcr_reg.regularizer import MCROutput, MCRRegularizer
 
 __all__ = [
+    "Concatenated",
     "FusionInputs",
     "ImportanceTracker",
     "MCROutput",

@@ -23,6 +23,26 @@ training step needs no change to the model:
 
 Calls that :class:`~mcr_reg.MCRRegularizer` makes itself (its perturbed passes through the same
 module) are not recorded, so the hook can stay on for the whole training run.
+
+A fusion module called on one concatenated tensor (``self.head(torch.cat((a, v), 1))``, the
+commonest late fusion) needs no model edit either: ``split=`` gives the width of each
+modality's slice, :attr:`FusionInputs.latents` are the slices, and :attr:`FusionInputs.head`
+calls the module on their concatenation:
+
+>>> class InlineNet(nn.Module):
+...     def __init__(self) -> None:
+...         super().__init__()
+...         self.audio, self.video = nn.Linear(4, 8), nn.Linear(6, 5)
+...         self.head = nn.Linear(13, 3)
+...     def forward(self, xa, xv):
+...         return self.head(torch.cat((self.audio(xa), self.video(xv)), 1))
+>>> net = InlineNet()
+>>> fusion_inputs = FusionInputs(net.head, split=(8, 5))
+>>> logits = net(torch.randn(5, 4), torch.randn(5, 6))
+>>> [tuple(z.shape) for z in fusion_inputs.latents]
+[(5, 8), (5, 5)]
+>>> torch.equal(fusion_inputs.head(*fusion_inputs.latents), logits)
+True
 """
 
 from __future__ import annotations
@@ -33,9 +53,10 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["FusionInputs", "in_mcr_call", "mcr_internal_calls"]
+__all__ = ["Concatenated", "FusionInputs", "in_mcr_call", "mcr_internal_calls"]
 
 
 class _ThreadState(threading.local):
@@ -71,6 +92,27 @@ def in_mcr_call() -> bool:
     return _MCR_CALLS.depth > 0
 
 
+class Concatenated(nn.Module):
+    """A fusion module that takes one concatenated tensor, called with the per-modality latents.
+
+    ``Concatenated(head)(z_1, ..., z_M) == head(torch.cat([z_1, ..., z_M], dim))``: give it to
+    :class:`~mcr_reg.MCRRegularizer` as the fusion head when the model calls its head on a
+    concatenation (:attr:`FusionInputs.head` builds it). The head is a submodule, so its
+    parameters, BatchNorm and Dropout layers are seen as those of any module head.
+
+    Args:
+        head: the module called on the concatenation.
+        dim: the axis of the concatenation (default: the last).
+    """
+
+    def __init__(self, head: nn.Module, dim: int = -1) -> None:
+        super().__init__()
+        self.head, self.dim = head, int(dim)
+
+    def forward(self, *latents: Tensor) -> Any:
+        return self.head(torch.cat(latents, dim=self.dim))
+
+
 class FusionInputs:
     """Capture the inputs of a fusion module through a forward pre-hook.
 
@@ -97,12 +139,29 @@ class FusionInputs:
             with the captured tensors, in the order they were recorded.
         names: optional modality names; :attr:`latents` is then a ``{name: tensor}`` mapping
             (named diagnostics in ``MCROutput``), else a tuple.
+        split: for a module called on one concatenated tensor, the width of each modality's
+            slice along ``split_dim``, in order; :attr:`latents` are then the slices (views:
+            gradients reach the encoders) and :attr:`head` calls the module on their
+            concatenation.
+        split_dim: the axis of the concatenation (default: the last).
+
+    The hook also keeps the module's output (:attr:`logits`), so that the training step can pass
+    this object itself to MCR: ``mcr(fusion_inputs, y)`` reads the latents and the logits of the
+    module's latest call, and refuses a record it has already used or one made in eval mode.
 
     Raises:
         TypeError: ``module`` is not an ``nn.Module``.
+        ValueError: ``split`` has fewer than two widths or one that is not positive.
     """
 
-    def __init__(self, module: nn.Module, *, names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        names: Sequence[str] | None = None,
+        split: Sequence[int] | None = None,
+        split_dim: int = -1,
+    ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(
                 "expected the fusion module (an nn.Module, whose inputs a forward pre-hook can "
@@ -111,8 +170,27 @@ class FusionInputs:
             )
         self.module = module
         self.names = tuple(str(n) for n in names) if names is not None else None
+        self.split: tuple[int, ...] | None = None
+        if split is not None:
+            widths = tuple(split)
+            if len(widths) < 2 or not all(
+                isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths
+            ):
+                raise ValueError(
+                    f"expected split as the positive widths of at least two modalities, got {split!r}"
+                )
+            if self.names is not None and len(self.names) != len(widths):
+                raise ValueError(
+                    f"expected one name per split width, got names {list(self.names)} and "
+                    f"split {widths}"
+                )
+            self.split = widths
+        self.split_dim = int(split_dim)
+        self._head = Concatenated(module, self.split_dim) if self.split is not None else module
         self._local = threading.local()
+        self._count = 0  # calls recorded so far (all threads)
         self._handle: Any = module.register_forward_pre_hook(self._hook, with_kwargs=True)
+        self._output_handle: Any = module.register_forward_hook(self._output_hook)
 
     # ------------------------------------------------------------------ recording
 
@@ -121,20 +199,39 @@ class FusionInputs:
     ) -> None:
         if _MCR_CALLS.depth > 0:
             return None
+        self._count += 1
         self._local.args = args
         self._local.kwargs = tuple(kwargs)
+        self._local.output = None
+        self._local.training = module.training
+        self._local.record = self._count
+        return None
+
+    def _output_hook(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if _MCR_CALLS.depth > 0:
+            return None
+        self._local.output = output
         return None
 
     def clear(self) -> None:
         """Forget the recorded call (of the current thread)."""
         self._local.args = None
         self._local.kwargs = ()
+        self._local.output = None
+        self._local.record = None
 
     def remove(self) -> None:
-        """Remove the hook; :attr:`latents` keeps the last record until :meth:`clear`."""
+        """Remove the hooks; :attr:`latents` keeps the last record until :meth:`clear`."""
         if self._handle is not None:
             self._handle.remove()
+            self._output_handle.remove()
             self._handle = None
+
+    @property
+    def head(self) -> nn.Module:
+        """The fusion head to give :class:`~mcr_reg.MCRRegularizer`: the module itself, or, with
+        ``split``, a :class:`Concatenated` module that calls it on the concatenated latents."""
+        return self._head
 
     def __enter__(self) -> FusionInputs:
         self.clear()
@@ -181,6 +278,8 @@ class FusionInputs:
             raise RuntimeError(
                 f"expected the {what}'s inputs to be tensors (the latents), got {', '.join(bad)}"
             )
+        if self.split is not None:
+            args = self._split(args, what)
         if self.names is None:
             return tuple(args)
         if len(self.names) != len(args):
@@ -189,6 +288,53 @@ class FusionInputs:
                 f"was called with {len(args)}"
             )
         return dict(zip(self.names, args))
+
+    def _split(self, args: tuple[Tensor, ...], what: str) -> tuple[Tensor, ...]:
+        assert self.split is not None
+        if len(args) != 1:
+            raise RuntimeError(
+                f"split={self.split} expects the {what} to be called on one concatenated tensor, "
+                f"but it was called with {len(args)} inputs; leave split out for a module that "
+                "takes one tensor per modality"
+            )
+        (joined,) = args
+        axis = self.split_dim if self.split_dim >= 0 else joined.dim() + self.split_dim
+        if not 0 <= axis < joined.dim() or joined.shape[axis] != sum(self.split):
+            raise RuntimeError(
+                f"split={self.split} (total {sum(self.split)}) does not match the {what}'s input "
+                f"of shape {tuple(joined.shape)} along axis {self.split_dim}"
+            )
+        return tuple(torch.split(joined, list(self.split), dim=axis))
+
+    @property
+    def logits(self) -> Any:
+        """What the module returned in its latest recorded call (in this thread)."""
+        if getattr(self._local, "args", None) is None:
+            self.latents  # nothing recorded: raises, saying why  # noqa: B018
+        return getattr(self._local, "output", None)
+
+    def take(self) -> tuple[tuple[Tensor, ...] | dict[str, Tensor], Any]:
+        """The latents and output of the latest call, once: what ``mcr(fusion_inputs, y)`` reads.
+
+        Raises:
+            RuntimeError: the record was already taken (no call of the module since; a stale
+                record from an earlier step), or the module was in eval mode when it was made.
+        """
+        record = getattr(self._local, "record", None)
+        what = f"{type(self.module).__name__} fusion module"
+        if record is not None and record == getattr(self._local, "taken", None):
+            raise RuntimeError(
+                f"the latest call of the {what} was already used by MCR: run the model's forward "
+                "in this training step before calling MCR (the record is from an earlier step)"
+            )
+        if record is not None and not self._local.training:
+            raise RuntimeError(
+                f"the latest call of the {what} was made in eval mode: MCR adds training losses; "
+                "call model.train() before the training step's forward"
+            )
+        latents = self.latents
+        self._local.taken = record
+        return latents, self._local.output
 
     def __repr__(self) -> str:
         state = "removed" if self._handle is None else "on"

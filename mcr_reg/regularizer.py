@@ -27,7 +27,7 @@ from mcr_reg._checks import (
     compiling,
     shape_of,
 )
-from mcr_reg.capture import mcr_internal_calls
+from mcr_reg.capture import FusionInputs, mcr_internal_calls
 from mcr_reg.distributed import gather_with_grad
 
 __all__ = ["MCROutput", "MCRRegularizer"]
@@ -104,6 +104,24 @@ def _describe(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
+def _selection_hint(value: object, fits: list[object]) -> str:
+    """How to select the prediction; a suggestion only when one entry alone can be it."""
+    placeholder = "'KEY'" if isinstance(value, Mapping) else "INDEX"
+    if len(fits) == 1:
+        how = f"output={fits[0]!r}"
+        return (
+            f"Select it with MCRRegularizer(..., {how}), or pass a one-line wrapper as the head: "
+            f"MCRRegularizer(lambda *z: model.fusion(*z)[{fits[0]!r}], ...)"
+        )
+    if len(fits) > 1:
+        return (
+            f"Entries {fits} all have the prediction's shape, so MCR does not guess: select the "
+            f"fused prediction with MCRRegularizer(..., output={placeholder}), or pass a one-line "
+            f"wrapper as the head: MCRRegularizer(lambda *z: model.fusion(*z)[{placeholder}], ...)"
+        )
+    return f"Select it with MCRRegularizer(..., output={placeholder})"
+
+
 def _select_output(value: object, output: Output, width: int | None) -> Tensor:
     """The prediction in what the fusion head returned (``output=`` of MCRRegularizer)."""
     if output is None:
@@ -118,8 +136,7 @@ def _select_output(value: object, output: Output, width: int | None) -> Tensor:
                 if isinstance(v, Tensor)
                 and (width is None or (v.shape[-1] if v.dim() > 1 else 1) == width)
             ]
-            hint = repr(fits[-1]) if fits else ("'KEY'" if isinstance(value, Mapping) else "INDEX")
-            raise _ManyOutputsError(value, hint)
+            raise _ManyOutputsError(value, _selection_hint(value, fits))
         return value  # type: ignore[return-value]  # the row check reports it
     if isinstance(value, Tensor):
         raise TypeError(
@@ -599,7 +616,7 @@ class MCRRegularizer(nn.Module):
 
     def forward(
         self,
-        latents: Latents,
+        latents: Latents | FusionInputs,
         labels: Tensor,
         logits: Tensor | None = None,
         *,
@@ -611,7 +628,9 @@ class MCRRegularizer(nn.Module):
 
         Args:
             latents: ``[z_1, ..., z_M]`` or ``{name: z_m}``, each batch-first with batch B >= 2,
-                in the order the fusion head takes them.
+                in the order the fusion head takes them; or a :class:`~mcr_reg.FusionInputs`
+                on the fusion module, whose latest call in this training step gives the latents
+                and (unless ``logits`` is passed) the logits: ``mcr(fusion_inputs, y)``.
             labels: ``(B,)`` integer classes (classification); ``(B,)`` or ``(B, 1)`` floats
                 (regression) or 0/1 values (binary).
             logits: the fused prediction ``fusion_head(*latents)`` the task loss used; only read
@@ -633,6 +652,13 @@ class MCRRegularizer(nn.Module):
         Raises:
             TypeError, ValueError: on malformed inputs, before any computation.
         """
+        if isinstance(latents, FusionInputs):
+            latents, captured = latents.take()
+            if logits is None and captured is not None:
+                try:
+                    logits = _select_output(captured, self.output, self._output_width())
+                except _ManyOutputsError as err:
+                    raise self._many_outputs_error(err, None) from None
         names, zs = self._split_latents(latents)
         batch, device = self._check_latents(names, zs)
         m_count = len(zs)
@@ -733,13 +759,19 @@ class MCRRegularizer(nn.Module):
 
     # ------------------------------------------------------------------ pieces
 
-    def _many_outputs_error(self, err: _ManyOutputsError, batch: int) -> TypeError:
+    def _output_width(self) -> int | None:
+        return 1 if self.task != "classification" else self.num_classes
+
+    def _many_outputs_error(self, err: _ManyOutputsError, batch: int | None) -> TypeError:
+        when = (
+            "in its latest call (recorded by FusionInputs)"
+            if batch is None
+            else f"when MCR called it with your latents with batch {batch} (stacked with their "
+            "perturbed copies along the batch axis)"
+        )
         return TypeError(
-            f"the fusion head returned {err.what} when MCR called it with your latents with "
-            f"batch {batch} (stacked with their perturbed copies along the batch axis); MCR "
-            f"needs the prediction tensor alone. Select it with MCRRegularizer(..., "
-            f"output={err.hint}), or pass a one-line wrapper as the head: "
-            f"MCRRegularizer(lambda *z: model.fusion(*z)[{err.hint}], ...)"
+            f"the fusion head returned {err.what} {when}; MCR needs the prediction tensor "
+            f"alone. {err.hint}"
         )
 
     def _compare_logits(self, logits: Tensor, reference: Tensor) -> None:
@@ -893,7 +925,13 @@ class MCRRegularizer(nn.Module):
                 f"expected latents as a sequence or a mapping, got {type(latents).__name__}"
             )
         if len(zs) < 2:
-            raise ValueError(f"expected at least two modalities, got {len(zs)}")
+            listing = ", ".join(f"{n!r} {shape_of(z)}" for n, z in zip(names, zs))
+            raise ValueError(
+                f"expected at least two modalities, got {len(zs)}: {listing}. If the fusion module "
+                "is called on one concatenated tensor, record it with FusionInputs(module, "
+                "split=(d_1, ..., d_M)), which splits it into the modalities' latents, and give "
+                "MCR fusion_inputs.head, which calls the module on their concatenation"
+            )
         return names, zs
 
     def _check_latents(

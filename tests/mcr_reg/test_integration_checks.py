@@ -196,6 +196,29 @@ def test_a_tuple_head_without_output_gets_an_error_naming_the_batch_and_the_fix(
     assert "returned a tuple of 3" in message
     assert f"latents with batch {B}" in message
     assert "output=" in message and "lambda" in message
+    # three outputs of the prediction's shape: MCR lists them and does not guess one
+    assert "Entries [0, 1, 2] all have the prediction's shape" in message
+    assert "output=INDEX" in message
+    assert not any(f"output={i}" in message for i in range(3))
+
+
+class OneFitHead(nn.Module):
+    """Returns ``(features, logits)``: only the logits have the prediction's width."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2 * D, C)
+
+    def forward(self, za: Tensor, zv: Tensor) -> tuple[Tensor, Tensor]:
+        joined = torch.cat([za, zv], dim=-1)
+        return joined, self.linear(joined)
+
+
+def test_a_single_output_of_the_prediction_shape_is_suggested() -> None:
+    za, zv, y = _inputs()
+    mcr = MCRRegularizer(OneFitHead(), num_classes=C, num_permutations=4)
+    with pytest.raises(TypeError, match=r"output=1\)"):
+        mcr([za, zv], y)
 
 
 def test_bad_output_selectors_are_named() -> None:
