@@ -9,14 +9,17 @@ from mcr_reg import functional
 from mcr_reg._version import __version__
 from mcr_reg.capture import Concatenated, FusionInputs
 from mcr_reg.diagnostics import ImportanceTracker
+from mcr_reg.probe import GradientPath, check_gradient_path
 from mcr_reg.regularizer import MCROutput, MCRRegularizer
 
 __all__ = [
     "Concatenated",
     "FusionInputs",
+    "GradientPath",
     "ImportanceTracker",
     "MCROutput",
     "MCRRegularizer",
     "__version__",
+    "check_gradient_path",
     "functional",
 ]

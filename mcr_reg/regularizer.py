@@ -460,6 +460,8 @@ class MCRRegularizer(nn.Module):
         self.batched = batched
         self._warned_batch_dependent = False
         self._warned_logits = False
+        # set by mcr_reg.check_gradient_path while it runs the user's step
+        self._probe: Callable[[Tensor], Tensor] | None = None
 
         out_dim = self.num_classes if task == "classification" else 1
         dims = self.latent_dims
@@ -749,6 +751,8 @@ class MCRRegularizer(nn.Module):
                 terms["unimodal"] = uni.detach()
                 total = total + self.unimodal_weight * uni
 
+        if self._probe is not None:
+            total = self._probe(total)
         return MCROutput(
             loss=total,
             terms=terms,
