@@ -489,7 +489,7 @@ def plot(result: dict[str, Any], out: Path) -> None:
     ax.set_xticks(range(len(keys)), keys, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("linear-probe test accuracy (%)")
     ax.set_title("AV-MNIST: what each encoder's latent holds, per method")
-    ax.legend()
+    ax.legend(loc="lower right")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(out / "probes.png", dpi=110)

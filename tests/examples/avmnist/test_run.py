@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from examples.avmnist import run, train
+from examples.avmnist import report, run, train
 from examples.avmnist.model import LeNetEncoder, build_model
 
 REPO = Path(__file__).resolve().parents[3]
@@ -74,6 +74,9 @@ def test_every_method_runs_and_the_report_has_its_parts(tmp_path, avmnist_root):
     assert json.loads((out / "results.json").read_text())["paired"] == json.loads(
         json.dumps(paired)
     )
+    report.main([str(out / "results.json"), "--out", str(tmp_path / "again")])
+    assert (tmp_path / "again" / "results.md").read_text() == text  # the same tables, no training
+    assert (tmp_path / "again" / "probes.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
@@ -113,6 +116,13 @@ def test_flags_are_checked(tmp_path):
         run.build_parser().parse_args(["--mnist", "m", "--fsdd", "f", "--out", "o"])
     )
     assert full.methods == run.METHOD_KEYS and len(full.seeds) == 10 and full.grid == 2
+
+
+def test_report_refuses_a_file_that_is_not_a_benchmark_result(tmp_path):
+    other = tmp_path / "metrics.json"
+    other.write_text(json.dumps({"method": "joint"}))
+    with pytest.raises(SystemExit, match="expected the keys 'methods' and 'paired'"):
+        report.main([str(other), "--out", str(tmp_path / "o")])
 
 
 def test_train_says_what_data_it_needs():
