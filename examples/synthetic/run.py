@@ -36,6 +36,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -496,7 +497,8 @@ def _run_jobs(
     summary: Any,
     desc: str,
 ) -> list[dict[str, Any]]:
-    """Train ``jobs`` (results in job order) with a progress bar and a line per finished group.
+    """Train ``jobs`` (results in job order) with a line per finished group, and a progress bar
+    where stderr is a terminal (a log file gets only the lines).
 
     ``summary(group, keys, runs)`` builds that line from the group's keys and results.
     """
@@ -510,6 +512,7 @@ def _run_jobs(
         workers=workers,
         summarize=lambda g, runs: summary(g, group_keys[g], runs),
         desc=desc,
+        progress=sys.stderr.isatty(),
     )
 
 
