@@ -149,6 +149,11 @@ def fetch(url: str, dest: Path, *, timeout: float = 60.0) -> None:
             resumed = have > 0 and getattr(response, "status", 200) == 206
             with open(part, "ab" if resumed else "wb") as handle:
                 shutil.copyfileobj(response, handle, 1 << 20)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # the partial file is not a prefix the server knows
+            part.unlink()
+            return fetch(url, dest, timeout=timeout)
+        raise DownloadError(f"{url}: download failed ({err})") from None
     except (urllib.error.URLError, OSError, TimeoutError) as err:
         raise DownloadError(f"{url}: download failed ({err})") from None
     os.replace(part, dest)

@@ -6,10 +6,13 @@ Nothing here touches the network: the sources are ``file://`` URLs of files writ
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
 import tarfile
+import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -104,3 +107,56 @@ def test_recordings_come_out_of_the_release_archive_and_are_checked(tmp_path, av
 def test_main_verifies_without_network_and_reports_errors(tmp_path, capsys):
     assert download.main(["--out", str(tmp_path), "--verify"]) == 1
     assert "t10k-images-idx3-ubyte.gz" in capsys.readouterr().err
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves ``BODY`` at any path and honours ``Range: bytes=N-`` (206, or 416 past the end)."""
+
+    body = b""
+    requests: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        rng = self.headers.get("Range")
+        type(self).requests.append(rng)
+        start = int(rng.split("=")[1].rstrip("-")) if rng else 0
+        if start >= len(self.body) and rng:
+            self.send_response(416)
+            self.end_headers()
+            return
+        chunk = self.body[start:]
+        self.send_response(206 if rng else 200)
+        self.send_header("Content-Length", str(len(chunk)))
+        self.end_headers()
+        self.wfile.write(chunk)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def range_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/file.gz"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_stopped_download_continues_from_where_it_stopped(tmp_path, range_server):
+    body = bytes(range(256)) * 64
+    _RangeHandler.body, _RangeHandler.requests = body, []
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (folder / "file.gz.part").write_bytes(body[:5000])
+    remote = download.Remote(
+        "file.gz", len(body), hashlib.sha256(body).hexdigest(), (range_server,)
+    )
+    out = download.get_file(remote, folder, log=lambda _: None)
+    assert out.read_bytes() == body and _RangeHandler.requests == ["bytes=5000-"]
+    # a partial file as long as the whole: the server answers 416, the download starts over
+    out.unlink()
+    (folder / "file.gz.part").write_bytes(body)
+    _RangeHandler.requests = []
+    assert download.get_file(remote, folder, log=lambda _: None).read_bytes() == body
+    assert _RangeHandler.requests == [f"bytes={len(body)}-", None]
