@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import secrets
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
@@ -68,18 +69,30 @@ class MCROutput:
     unimodal_logits: tuple[Tensor, ...] | None = field(default=None)
 
 
-def _has_batch_dependent_layers(module: object) -> bool:
-    if not isinstance(module, nn.Module):
-        return False
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+def _batch_dependent_in_training(modules: Sequence[nn.Module]) -> bool:
+    """BatchNorm modules in training mode: their output depends on the whole batch."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in modules)
 
 
-def _is_random_in_training(module: object) -> bool:
+def _random_in_training(modules: Sequence[nn.Module]) -> bool:
     """Dropout or BatchNorm modules in training mode: two calls need not agree."""
-    if not isinstance(module, nn.Module) or not module.training:
-        return False
     kinds = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
-    return any(isinstance(m, kinds) and m.training for m in module.modules())
+    return any(isinstance(m, kinds) and m.training for m in modules)
+
+
+@contextmanager
+def _recording_modules(found: list[nn.Module]) -> Iterator[None]:
+    """Collect every module whose forward runs in the block (a global forward pre-hook)."""
+
+    def hook(module: nn.Module, args: object) -> None:
+        if not any(module is m for m in found):
+            found.append(module)
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 Output = int | str | None
@@ -220,10 +233,10 @@ def _warn_generator_under_compile(ctx: object = None) -> None:
         return
     _warned_generator_under_compile[0] = True
     warnings.warn(
-        "MCRRegularizer(generator=...) is not used under torch.compile (Dynamo cannot trace "
-        "torch.Generator objects): the compiled step draws its permutations from the global RNG. "
-        "Seed that (torch.manual_seed) for reproducible runs, or pass permutations= explicitly. "
-        "(Warned once.)",
+        "MCRRegularizer(generator=...) or (seed=...) is not used under torch.compile (Dynamo "
+        "cannot trace torch.Generator objects): the compiled step draws its permutations from "
+        "the global RNG. Seed that (torch.manual_seed, differently per rank) for reproducible "
+        "runs, or pass permutations= explicitly. (Warned once.)",
         RuntimeWarning,
         stacklevel=2,
     )
@@ -451,6 +464,7 @@ class MCRRegularizer(nn.Module):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"expected seed to be an int or None, got {seed!r}")
         self.seed = int(seed) if seed is not None else secrets.randbits(63)
+        self._seed_given = seed is not None
         self._private_generators: dict[str, torch.Generator] = {}
         self._pending_states: dict[str, Tensor] = {}
         self.check_values = bool(check_values)
@@ -460,6 +474,19 @@ class MCRRegularizer(nn.Module):
         self.batched = batched
         self._warned_batch_dependent = False
         self._warned_logits = False
+        self._warned_nonfinite = False
+        self._warned_not_updated = False
+        # the modules a plain-function head runs, found in MCR's first call of it
+        self._function_head_modules: list[nn.Module] | None = None
+        # a module head's modules, listed once (never inside a compiled frame: an attribute set
+        # there would change the frame's guards and recompile it on the next step)
+        self._module_head_modules: list[nn.Module] = (
+            list(fusion_head.modules()) if isinstance(fusion_head, nn.Module) else []
+        )
+        # (version counters of MCR's own parameters, of the head's) at the previous call, and
+        # how many optimizer updates of the head in a row left MCR's parameters unchanged
+        self._versions: tuple[int, int] | None = None
+        self._head_updates_without_mcr = 0
         # set by mcr_reg.check_gradient_path while it runs the user's step
         self._probe: Callable[[Tensor], Tensor] | None = None
 
@@ -539,7 +566,7 @@ class MCRRegularizer(nn.Module):
     def _generator_for(self, device: torch.device) -> torch.Generator | None:
         if compiling():
             # Dynamo cannot trace Generator objects: the global RNG is used; say so once
-            if self.generator is not None:
+            if self.generator is not None or self._seed_given:
                 _warn_at_compile_time_that_the_generator_is_ignored()
             return None
         if self.generator is not None:
@@ -565,6 +592,7 @@ class MCRRegularizer(nn.Module):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"expected seed to be an int, got {seed!r}")
         self.seed = int(seed)
+        self._seed_given = True
         self._private_generators.clear()
         self._pending_states.clear()
         return self
@@ -672,9 +700,14 @@ class MCRRegularizer(nn.Module):
             self._check_permutations(permutations, m_count, batch, device)
         if unimodal_logits is not None:
             unimodal_logits = self._check_unimodal_logits(unimodal_logits, m_count, batch)
-        if self.check_finite and not compiling():
-            for n, z in zip(names, zs):
-                check_finite(z, f"latent {n!r}")
+        self._check_own_dtype(zs)
+        if not compiling():
+            if self.check_finite:
+                for n, z in zip(names, zs):
+                    check_finite(z, f"latent {n!r}")
+            elif self.check_values and not self._warned_nonfinite:
+                self._warn_nonfinite(names, zs)
+            self._watch_updates()
 
         terms: dict[str, Tensor] = {}
         total = zs[0].new_zeros((), dtype=torch.float32)
@@ -686,22 +719,7 @@ class MCRRegularizer(nn.Module):
         if self.mipd_weight > 0:
             perturbed = self._perturbations(zs, extra, permutations, batch, device)
             try:
-                per_subset, reference = MF.mipd(
-                    self._head,
-                    zs,
-                    subsets,
-                    permutations=perturbed[0],
-                    perturbed=perturbed[1],
-                    k=self.k,
-                    divergence=self._divergence(),
-                    detach_reference=self.detach_reference,
-                    batched=self._use_batched(),
-                    head_share=(
-                        MF.head_factors(subsets, m_count, self.k)
-                        if self.head_gradient == "mean"
-                        else None
-                    ),
-                )
+                per_subset, reference = self._mipd(zs, subsets, perturbed)
             except _ManyOutputsError as err:
                 raise self._many_outputs_error(err, batch) from None
             self._check_head_output(reference, out_dim)
@@ -763,6 +781,109 @@ class MCRRegularizer(nn.Module):
 
     # ------------------------------------------------------------------ pieces
 
+    def _mipd(
+        self,
+        zs: Sequence[Tensor],
+        subsets: tuple[tuple[int, ...], ...],
+        perturbed: tuple[Tensor | None, list[Tensor | None]],
+    ) -> tuple[Tensor, Tensor]:
+        """:func:`mcr_reg.functional.mipd` with this module's settings. The first call of a
+        plain-function head also records which modules the head runs (BatchNorm and Dropout
+        inside it then get the treatment of a module head's, from this call on)."""
+        head_share = (
+            MF.head_factors(subsets, len(zs), self.k) if self.head_gradient == "mean" else None
+        )
+
+        def run(batched: bool) -> tuple[Tensor, Tensor]:
+            return MF.mipd(
+                self._head,
+                zs,
+                subsets,
+                permutations=perturbed[0],
+                perturbed=perturbed[1],
+                k=self.k,
+                divergence=self._divergence(),
+                detach_reference=self.detach_reference,
+                batched=batched,
+                head_share=head_share,
+            )
+
+        batched = self._use_batched()
+        if (
+            isinstance(self.fusion_head, nn.Module)
+            or self._function_head_modules is not None
+            or compiling()
+        ):
+            return run(batched)
+        found: list[nn.Module] = []
+        with _recording_modules(found):
+            result = run(batched)
+        self._function_head_modules = found
+        if batched and self._use_batched() is False:  # BatchNorm found: the stacked call mixed
+            result = run(False)  # the blocks' statistics; run this step per block too
+        return result
+
+    def _head_modules(self) -> list[nn.Module]:
+        """The modules the fusion head runs: a module head's own, or those a function head was
+        seen to run (none before its first call)."""
+        if isinstance(self.fusion_head, nn.Module):
+            return self._module_head_modules
+        return self._function_head_modules or []
+
+    def _check_own_dtype(self, zs: Sequence[Tensor]) -> None:
+        """float64 latents with MCR's own heads in a lower precision: say what to call."""
+        if zs[0].dtype != torch.float64:
+            return
+        own = next(self.parameters(), None)
+        if own is not None and own.dtype != torch.float64:
+            raise TypeError(
+                f"the latents are float64 but MCR's own heads (unimodal heads, projections, CEB "
+                f"head) are {own.dtype}: call mcr.double() (or mcr.to(torch.float64)) once after "
+                "building it, as you did for your model; MCR's terms then come out in float64"
+            )
+
+    def _warn_nonfinite(self, names: Sequence[str], zs: Sequence[Tensor]) -> None:
+        """A value check (one host sync per call until it has warned once)."""
+        finite = torch.stack([torch.isfinite(z).all() for z in zs])
+        if bool(finite.all()):
+            return
+        self._warned_nonfinite = True
+        bad = [repr(n) for n, ok in zip(names, finite.tolist()) if not ok]
+        warnings.warn(
+            f"latents {', '.join(bad)} hold NaN or Inf values: every MCR term that reads them is "
+            "NaN. check_finite=True raises instead, at the first such batch. (Warned once.)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    def _watch_updates(self) -> None:
+        """Warn once when the optimizer keeps updating the fusion head but never MCR's own
+        parameters although they receive gradients (``mcr.parameters()`` in no optimizer).
+        Reads version counters only: no host sync."""
+        own = list(self.parameters())
+        head = [p for m in self._head_modules() for p in m.parameters(recurse=False)]
+        if self._warned_not_updated or not own or not head:
+            return
+        versions = (sum(p._version for p in own), sum(p._version for p in head))
+        previous, self._versions = self._versions, versions
+        if previous is None:
+            return
+        if versions[0] != previous[0]:
+            self._head_updates_without_mcr = 0
+        elif versions[1] != previous[1] and any(p.grad is not None for p in own):
+            self._head_updates_without_mcr += 1
+        if self._head_updates_without_mcr >= 3:
+            self._warned_not_updated = True
+            warnings.warn(
+                f"the fusion head's parameters were updated {self._head_updates_without_mcr} times "
+                "in a row but MCR's own parameters (its unimodal heads, projections, CEB head) "
+                "never, although they receive gradients: they are in no optimizer. Add "
+                "mcr.parameters() to your optimizer, or attach MCR to your model (model.mcr = "
+                "mcr) before building it. (Warned once.)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     def _output_width(self) -> int | None:
         return 1 if self.task != "classification" else self.num_classes
 
@@ -786,7 +907,7 @@ class MCRRegularizer(nn.Module):
         """
         if self._warned_logits or not self.check_values or compiling():
             return
-        if not logits.is_floating_point() or _is_random_in_training(self.fusion_head):
+        if not logits.is_floating_point() or _random_in_training(self._head_modules()):
             return
         ref = reference.detach().float().reshape(reference.shape[0], -1)
         got = logits.detach().float().reshape(ref.shape)
@@ -799,11 +920,14 @@ class MCRRegularizer(nn.Module):
             warnings.warn(
                 f"MCR's own unperturbed pass fusion_head(*latents) differs from the logits you "
                 f"passed by up to {float(diff):.3g} (tolerance {float(tol):.2g} for "
-                f"{logits.dtype}): the latents are probably not the inputs the fusion head was "
-                "called with (e.g. encoder outputs that the fusion module re-projects), so every "
-                "MCR term is computed on another function than your loss. Pass the fusion head's "
-                "inputs (mcr_reg.FusionInputs records them) and its raw output as logits. "
-                "Warned once; check_values=False turns this check off.",
+                f"{logits.dtype}), so MCR's terms are computed on another function than your "
+                "loss. Possible causes: (1) the latents are not the inputs the fusion head was "
+                "called with (e.g. encoder outputs that the fusion module re-projects): pass the "
+                "fusion head's inputs (mcr_reg.FusionInputs records them); (2) output= selects "
+                f"another of the head's outputs ({self.output!r}) than the logits your loss uses; "
+                "(3) the head draws randomness or batch statistics MCR cannot see (dropout or "
+                "BatchNorm outside nn.Module layers). Warned once; check_values=False turns this "
+                "check off.",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -816,8 +940,7 @@ class MCRRegularizer(nn.Module):
     def _use_batched(self) -> bool:
         if self.batched is not None:
             return self.batched
-        head = self.fusion_head
-        if isinstance(head, nn.Module) and head.training and _has_batch_dependent_layers(head):
+        if _batch_dependent_in_training(self._head_modules()):
             if not self._warned_batch_dependent and not compiling():
                 warnings.warn(
                     "the fusion head has BatchNorm layers in training mode, whose output depends "
@@ -903,12 +1026,13 @@ class MCRRegularizer(nn.Module):
         return labels.long()
 
     def _task_loss(self, pred: Tensor, labels: Tensor) -> Tensor:
+        dtype = MF._compute_dtype(pred.dtype)  # float32, or float64 for float64 predictions
         if self.task == "classification":
-            return F.cross_entropy(pred.float(), labels)
-        pred = pred.reshape(-1).float()
+            return F.cross_entropy(pred.to(dtype), labels)
+        pred = pred.reshape(-1).to(dtype)
         if self.task == "binary":
-            return F.binary_cross_entropy_with_logits(pred, labels.float())
-        return F.l1_loss(pred, labels.float())
+            return F.binary_cross_entropy_with_logits(pred, labels.to(dtype))
+        return F.l1_loss(pred, labels.to(dtype))
 
     # ------------------------------------------------------------------ input checks
 

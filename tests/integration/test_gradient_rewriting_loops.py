@@ -11,8 +11,9 @@ Two loops are written here anew in the shape of published balancing code:
   coefficient that slows the dominant modality, plus Gaussian noise; MCR's gradient, part of
   the total, is scaled with it and survives.
 
-The model is used as published (the fusion head is called inline on a concatenation); MCR is
-added with set-up lines and one line in the step.
+The loops live in ``tests/integration/loops.py``; the model is used as published (the fusion
+head is called inline on a concatenation); MCR is added with set-up lines and one line in the
+step.
 """
 
 from __future__ import annotations
@@ -20,89 +21,23 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from mcr_reg import FusionInputs, MCRRegularizer, check_gradient_path
-
-B, C, D = 16, 4, 8
-
-
-class AVNet(nn.Module):
-    """Audio and visual encoders, a fused head on their concatenation, one head per modality."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.audio_net = nn.Sequential(nn.Linear(20, D), nn.ReLU(), nn.Linear(D, D))
-        self.visual_net = nn.Sequential(nn.Linear(30, D), nn.ReLU(), nn.Linear(D, D))
-        self.head = nn.Linear(2 * D, C)
-        self.head_audio, self.head_video = nn.Linear(D, C), nn.Linear(D, C)
-
-    def forward(self, xa: Tensor, xv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        a, v = self.audio_net(xa), self.visual_net(xv)
-        out = self.head(torch.cat((a, v), 1))
-        return out, self.head_audio(a), self.head_video(v)
+from mcr_reg import FusionInputs, check_gradient_path
+from tests.integration.loops import D, InlineAVNet, batches, pareto_setup, pareto_step
 
 
-def _setup() -> tuple[AVNet, FusionInputs, MCRRegularizer, tuple[Tensor, Tensor, Tensor]]:
-    torch.manual_seed(0)
-    model = AVNet()
-    fusion_inputs = FusionInputs(model.head, split=(D, D))  # added
-    mcr = MCRRegularizer(fusion_inputs.head, num_classes=C, latent_dims=(D, D), seed=0)  # added
-    g = torch.Generator().manual_seed(1)
-    data = (torch.randn(B, 20, generator=g), torch.randn(B, 30, generator=g), torch.arange(B) % C)
-    return model, fusion_inputs, mcr, data
+def _setup() -> tuple[InlineAVNet, FusionInputs, tuple[Tensor, Tensor, Tensor]]:
+    model, fusion_inputs, _ = pareto_setup(with_mcr=True)
+    assert fusion_inputs is not None
+    return model, fusion_inputs, next(batches(1))
 
 
-def _min_norm(g1: Tensor, g2: Tensor) -> Tensor:
-    """The minimum-norm point of the segment between two gradients (two-task MGDA)."""
-    diff = g1 - g2
-    alpha = ((g2 - g1) @ g2 / (diff @ diff).clamp_min(1e-20)).clamp(0.0, 1.0)
-    return alpha * g1 + (1 - alpha) * g2
-
-
-def pareto_step(
-    model: AVNet, fusion_inputs: FusionInputs, mcr: MCRRegularizer, data, placement: str
-):  # type: ignore[no-untyped-def]
+def modulation_step(model: InlineAVNet, fusion_inputs: FusionInputs, data) -> None:  # type: ignore[no-untyped-def]
     xa, xv, y = data
     model.zero_grad(set_to_none=True)
-    mcr.zero_grad(set_to_none=True)
-    out, out_a, out_v = model(xa, xv)
-    loss_m = F.cross_entropy(out, y)
-    loss_a, loss_v = F.cross_entropy(out_a, y), F.cross_entropy(out_v, y)
-    reg = mcr(fusion_inputs, y).loss  # added
-    if placement == "multimodal":
-        loss_m = loss_m + reg
-    total = loss_m + loss_a + loss_v
-    if placement == "final":
-        total = total + reg
-    mixed, conflicts = {}, {}
-    for encoder, loss_uni in ((model.audio_net, loss_a), (model.visual_net, loss_v)):
-        params = list(encoder.parameters())
-        g_m = torch.autograd.grad(loss_m, params, retain_graph=True)
-        g_u = torch.autograd.grad(loss_uni, params, retain_graph=True)
-        flat_m = torch.cat([g.reshape(-1) for g in g_m])
-        flat_u = torch.cat([g.reshape(-1) for g in g_u])
-        conflicts[encoder] = bool(F.cosine_similarity(flat_m, flat_u, dim=0) < 0)
-        if not conflicts[encoder]:  # no conflict: the plain sum
-            mixed[encoder] = flat_m + flat_u
-        else:  # conflict: the min-norm combination, rescaled to the sum's size
-            combined = _min_norm(flat_m, flat_u)
-            mixed[encoder] = combined * (flat_m + flat_u).norm() / combined.norm().clamp_min(1e-20)
-    total.backward()
-    for encoder, flat in mixed.items():  # the encoders' gradients are overwritten
-        start = 0
-        for p in encoder.parameters():
-            p.grad = flat[start : start + p.numel()].view_as(p).clone()
-            start += p.numel()
-    return conflicts
-
-
-def modulation_step(model: AVNet, fusion_inputs: FusionInputs, mcr: MCRRegularizer, data):  # type: ignore[no-untyped-def]
-    xa, xv, y = data
-    model.zero_grad(set_to_none=True)
-    mcr.zero_grad(set_to_none=True)
     out, _, _ = model(xa, xv)
-    loss = F.cross_entropy(out, y) + mcr(fusion_inputs, y).loss  # added
+    loss = F.cross_entropy(out, y) + model.mcr(fusion_inputs, y).loss  # added
     loss.backward()
     with torch.no_grad():  # confidence of each modality's half of the linear head
         w = model.head.weight
@@ -120,10 +55,10 @@ def modulation_step(model: AVNet, fusion_inputs: FusionInputs, mcr: MCRRegulariz
 
 
 def test_added_to_the_final_loss_mcr_is_thrown_away_by_pareto_mixing() -> None:
-    model, fusion_inputs, mcr, data = _setup()
+    model, fusion_inputs, data = _setup()
     report = check_gradient_path(
-        lambda: pareto_step(model, fusion_inputs, mcr, data, "final"),
-        mcr,
+        lambda: pareto_step(model, fusion_inputs, data, "final"),
+        model.mcr,
         {"audio": model.audio_net, "visual": model.visual_net},
     )
     for path in report.values():
@@ -134,11 +69,11 @@ def test_added_to_the_final_loss_mcr_is_thrown_away_by_pareto_mixing() -> None:
 def test_added_to_the_multimodal_loss_mcr_joins_pareto_mixing() -> None:
     """Without a conflict the combination is the sum and MCR's gradient arrives unchanged; in a
     conflict the min-norm weights re-weight it (changed, not thrown away)."""
-    model, fusion_inputs, mcr, data = _setup()
+    model, fusion_inputs, data = _setup()
     conflicts = []
     report = check_gradient_path(
-        lambda: conflicts.append(pareto_step(model, fusion_inputs, mcr, data, "multimodal")),
-        mcr,
+        lambda: conflicts.append(pareto_step(model, fusion_inputs, data, "multimodal")),
+        model.mcr,
         {"audio": model.audio_net, "visual": model.visual_net},
     )
     found = conflicts[-1]
@@ -153,10 +88,10 @@ def test_added_to_the_multimodal_loss_mcr_joins_pareto_mixing() -> None:
 
 
 def test_mcr_survives_gradient_modulation() -> None:
-    model, fusion_inputs, mcr, data = _setup()
+    model, fusion_inputs, data = _setup()
     report = check_gradient_path(
-        lambda: modulation_step(model, fusion_inputs, mcr, data),
-        mcr,
+        lambda: modulation_step(model, fusion_inputs, data),
+        model.mcr,
         {"audio": model.audio_net, "visual": model.visual_net},
     )
     for path in report.values():
@@ -165,26 +100,26 @@ def test_mcr_survives_gradient_modulation() -> None:
 
 
 def test_the_probe_leaves_gradients_and_randomness_as_they_were() -> None:
-    model, fusion_inputs, mcr, data = _setup()
-    pareto_step(model, fusion_inputs, mcr, data, "multimodal")
+    model, fusion_inputs, data = _setup()
+    pareto_step(model, fusion_inputs, data, "multimodal")
     before = [p.grad.clone() for p in model.audio_net.parameters()]
-    rng = mcr.get_extra_state()
+    rng = model.mcr.get_extra_state()
     check_gradient_path(
-        lambda: pareto_step(model, fusion_inputs, mcr, data, "multimodal"),
-        mcr,
+        lambda: pareto_step(model, fusion_inputs, data, "multimodal"),
+        model.mcr,
         {"audio": model.audio_net},
     )
     for p, g in zip(model.audio_net.parameters(), before):
         torch.testing.assert_close(p.grad, g, rtol=0, atol=0)
-    after = mcr.get_extra_state()
+    after = model.mcr.get_extra_state()
     assert after["seed"] == rng["seed"]
     for key, state in rng["generators"].items():
         assert torch.equal(after["generators"][key], state)
-    assert mcr._probe is None
+    assert model.mcr._probe is None
 
 
 def test_a_step_without_mcr_is_an_error() -> None:
-    model, _, mcr, data = _setup()
+    model, _, data = _setup()
     xa, xv, y = data
 
     def plain() -> None:
@@ -192,4 +127,4 @@ def test_a_step_without_mcr_is_an_error() -> None:
         F.cross_entropy(model(xa, xv)[0], y).backward()
 
     with pytest.raises(RuntimeError, match="did not call MCR"):
-        check_gradient_path(plain, mcr, {"audio": model.audio_net})
+        check_gradient_path(plain, model.mcr, {"audio": model.audio_net})
