@@ -2,6 +2,7 @@
 
 import json
 import statistics
+import sys
 
 import pytest
 import torch
@@ -140,7 +141,11 @@ def test_bad_sweep_raises():
         )
 
 
-def test_two_workers_show_a_bar_and_one_line_per_point(tmp_path, capsys):
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log"])
+def test_two_workers_show_one_line_per_point_and_a_bar_on_a_terminal(
+    tmp_path, capsys, monkeypatch, terminal
+):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)  # capsys's stderr
     run.main(
         tiny_args(
             tmp_path / "syn",
@@ -154,7 +159,10 @@ def test_two_workers_show_a_bar_and_one_line_per_point(tmp_path, capsys):
     for u1 in ("0.20", "0.60"):
         line = next(line for line in lines if f"point U1={u1} " in line)
         assert "joint " in line and "ensemble " in line and "(4 runs" in line
-    assert "sweep" in captured.err and "8/8" in captured.err  # the bar, on stderr
+    if terminal:
+        assert "sweep" in captured.err and "8/8" in captured.err  # the bar, on stderr
+    else:
+        assert "8/8" not in captured.err and "\r" not in captured.err  # a log: lines only
 
 
 def test_linear_probe_separable_and_shuffled_labels():
