@@ -106,15 +106,57 @@ def jensen_shannon(logits_p: Tensor, logits_q: Tensor, *, dim: int = -1) -> Tens
         >>> abs(v - math.log(2)) < 1e-6
         True
     """
-    log_p = _safe_log_probs(logits_p, dim)
-    log_q = _safe_log_probs(logits_q, dim)
-    log_p, log_q = torch.broadcast_tensors(log_p, log_q)
-    # log p - log m = ln 2 - softplus(log q - log p): exactly 0 where p == q
-    delta = log_q - log_p
-    kl_pm = (log_p.exp() * (LN2 - F.softplus(delta))).sum(dim=dim)
-    kl_qm = (log_q.exp() * (LN2 - F.softplus(-delta))).sum(dim=dim)
-    jsd: Tensor = (0.5 * (kl_pm + kl_qm)).clamp(0.0, LN2)
+    last = dim in (-1, max(logits_p.dim(), logits_q.dim()) - 1)
+    if not last:
+        logits_p, logits_q = logits_p.movedim(dim, -1), logits_q.movedim(dim, -1)
+    jsd: Tensor = _JensenShannon.apply(logits_p, logits_q)
     return jsd
+
+
+class _JensenShannon(torch.autograd.Function):
+    """:func:`jensen_shannon` over the last axis, with its gradient written out.
+
+    Forward: ``JSD = ½ Σ p (ln 2 - softplus(log q - log p)) + ½ Σ q (ln 2 - softplus(log p -
+    log q))`` (each bracket is ``log p - log m``, exactly 0 where p == q), clamped to
+    ``[0, ln 2]``. Backward, through the softmax: ``∂JSD/∂logits_p = ½ p ⊙ (log(p/m) - KL(p‖m))``
+    and likewise for q; nothing where the clamp was active. One pass of elementwise work
+    replaces the dozens of small operations autograd would record (paper eq. 10).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, logits_p: Tensor, logits_q: Tensor
+    ) -> Tensor:
+        with torch.autocast(device_type=logits_p.device.type, enabled=False):
+            log_p = _safe_log_probs(logits_p, -1)
+            log_q = _safe_log_probs(logits_q, -1)
+            delta = log_q - log_p  # broadcast shape
+            log_p_m = LN2 - F.softplus(delta)  # log p - log m
+            log_q_m = LN2 - F.softplus(-delta)  # log q - log m
+            p, q = log_p.exp(), log_q.exp()
+            kl_pm = (p * log_p_m).sum(dim=-1)
+            kl_qm = (q * log_q_m).sum(dim=-1)
+            raw = 0.5 * (kl_pm + kl_qm)
+        ctx.save_for_backward(p, q, log_p_m, log_q_m, kl_pm, kl_qm, raw)
+        ctx.shapes = (logits_p.shape, logits_q.shape)  # type: ignore[attr-defined]
+        ctx.dtypes = (logits_p.dtype, logits_q.dtype)  # type: ignore[attr-defined]
+        return raw.clamp(0.0, LN2)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor | None, Tensor | None]:
+        p, q, log_p_m, log_q_m, kl_pm, kl_qm, raw = ctx.saved_tensors  # type: ignore[attr-defined]
+        shape_p, shape_q = ctx.shapes  # type: ignore[attr-defined]
+        dtype_p, dtype_q = ctx.dtypes  # type: ignore[attr-defined]
+        # the clamp passes the gradient where 0 <= raw <= ln 2 (always, up to rounding)
+        g = (0.5 * grad * ((raw >= 0.0) & (raw <= LN2))).unsqueeze(-1)
+        grad_p = grad_q = None
+        if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            grad_p = (g * p * (log_p_m - kl_pm.unsqueeze(-1))).sum_to_size(shape_p).to(dtype_p)
+        if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+            grad_q = (g * q * (log_q_m - kl_qm.unsqueeze(-1))).sum_to_size(shape_q).to(dtype_q)
+        return grad_p, grad_q
 
 
 def binary_jensen_shannon(logit_p: Tensor, logit_q: Tensor) -> Tensor:
@@ -752,6 +794,8 @@ def mipd(
         _check_rows(side, n_rows)
         if not side.requires_grad:
             _warn_share_not_applied(fusion_head)
+        elif not compiling() and fusion_head not in _HEAD_LEAVES:
+            _HEAD_LEAVES[fusion_head] = _leaves(side)
         out = _ShareHeadGradient.apply(out, side, _runs([(n, c - 1.0) for n, c in blocks]))
     if out.dim() == 1:  # one prediction per row: give it an explicit output axis
         out = out.unsqueeze(-1)
@@ -831,6 +875,34 @@ def _call_scaled(
     return out, probe.reached
 
 
+#: head -> the trainable tensors its output depends on, seen in a second pass on detached
+#: inputs (where nothing but the head's own parameters can be reached)
+_HEAD_LEAVES: weakref.WeakKeyDictionary[object, tuple[Tensor, ...]] = weakref.WeakKeyDictionary()
+
+
+def head_parameters_seen(head: object) -> tuple[Tensor, ...] | None:
+    """The trainable tensors ``head``'s output was seen to depend on, from the second pass of
+    an earlier :func:`mipd` call (None if no such pass ran yet)."""
+    return _HEAD_LEAVES.get(head)
+
+
+def _leaves(out: Tensor) -> tuple[Tensor, ...]:
+    """The leaf tensors that ``out``'s autograd graph reaches (a walk over its nodes)."""
+    found: dict[int, Tensor] = {}
+    stack = [out.grad_fn]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        variable = getattr(node, "variable", None)  # AccumulateGrad nodes hold their leaf
+        if isinstance(variable, Tensor):
+            found[id(variable)] = variable
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return tuple(found.values())
+
+
 #: module -> (ids of its parameters when checked, whether the substitution reached them)
 _REACHES: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[int, ...], bool]] = (
     weakref.WeakKeyDictionary()
@@ -859,10 +931,17 @@ def _substitution_reaches(module: object) -> bool | None:
     ids = _parameter_ids(module)
     if known is not None and known[0] == ids:
         return known[1]
-    if _managed_by_wrapper(module):
+    if _managed_by_wrapper(module) or _shared_parameters(module):
         _REACHES[module] = (ids, False)
         return False
     return None
+
+
+def _shared_parameters(module: torch.nn.Module) -> bool:
+    """A parameter reachable by two names (a shared submodule or tied weights):
+    functional_call would swap it twice and could not put the original back."""
+    ids = [id(p) for _, p in module.named_parameters(remove_duplicate=False)]
+    return len(set(ids)) != len(ids)
 
 
 def _managed_by_wrapper(module: torch.nn.Module) -> bool:

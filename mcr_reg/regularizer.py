@@ -80,6 +80,12 @@ def _random_in_training(modules: Sequence[nn.Module]) -> bool:
     return any(isinstance(m, kinds) and m.training for m in modules)
 
 
+def _outermost(modules: Sequence[nn.Module]) -> list[nn.Module]:
+    """The modules that are not inside another module of ``modules``."""
+    inner = {id(sub) for m in modules for sub in m.modules() if sub is not m}
+    return [m for m in modules if id(m) not in inner]
+
+
 @contextmanager
 def _recording_modules(found: list[nn.Module]) -> Iterator[None]:
     """Collect every module whose forward runs in the block (a global forward pre-hook)."""
@@ -194,6 +200,22 @@ class _HeadCall(nn.Module):
 
     def forward(self, *latents: Tensor) -> Tensor:
         return _call_selected(self.head, self.output, self.width, latents)
+
+
+class _ModulesOfFunctionHead(nn.Module):
+    """A plain-function head together with the modules it was seen to run, as one module, so
+    that ``torch.func.functional_call`` can scale those modules' parameters while the function
+    runs: the one-pass route of module heads (see :func:`mcr_reg.functional.mipd`)."""
+
+    function: Callable[..., Tensor]
+
+    def __init__(self, head: Callable[..., Tensor], modules: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.modules_run = nn.ModuleList(modules)
+        object.__setattr__(self, "function", head)  # a plain callable, not a submodule
+
+    def forward(self, *latents: Tensor) -> Tensor:
+        return self.function(*latents)
 
 
 class _FunctionHeadCall:
@@ -478,6 +500,7 @@ class MCRRegularizer(nn.Module):
         self._warned_not_updated = False
         # the modules a plain-function head runs, found in MCR's first call of it
         self._function_head_modules: list[nn.Module] | None = None
+        object.__setattr__(self, "_one_pass", None)  # see _one_pass_head
         # a module head's modules, listed once (never inside a compiled frame: an attribute set
         # there would change the frame's guards and recompile it on the next step)
         self._module_head_modules: list[nn.Module] = (
@@ -796,7 +819,7 @@ class MCRRegularizer(nn.Module):
 
         def run(batched: bool) -> tuple[Tensor, Tensor]:
             return MF.mipd(
-                self._head,
+                self._one_pass_head(),
                 zs,
                 subsets,
                 permutations=perturbed[0],
@@ -822,6 +845,29 @@ class MCRRegularizer(nn.Module):
         if batched and self._use_batched() is False:  # BatchNorm found: the stacked call mixed
             result = run(False)  # the blocks' statistics; run this step per block too
         return result
+
+    def _one_pass_head(self) -> Callable[..., Tensor]:
+        """The head as :func:`~mcr_reg.functional.mipd` gets it. A plain-function head is
+        wrapped with the modules it runs once an earlier step has shown that every trainable
+        tensor its output depends on belongs to those modules: mipd can then scale their
+        parameters in one pass instead of running the head a second time."""
+        chosen = cast("Callable[..., Tensor] | None", self._one_pass)
+        if chosen is not None:
+            return chosen
+        if isinstance(self.fusion_head, nn.Module) or self._function_head_modules is None:
+            return self._head
+        seen = MF.head_parameters_seen(self._head)
+        if seen is None or compiling():
+            return self._head
+        roots = _outermost(self._function_head_modules)
+        owned = {id(p) for m in roots for p in m.parameters()}
+        one_pass: Callable[..., Tensor] = self._head  # parameters outside modules: two passes
+        if all(id(t) in owned for t in seen if t.requires_grad):
+            # (a parameter reachable by two names keeps the second pass too: mipd checks that)
+            one_pass = _ModulesOfFunctionHead(self._head, roots)
+        # not a submodule: the head's parameters stay out of mcr.parameters()
+        object.__setattr__(self, "_one_pass", one_pass)
+        return one_pass
 
     def _head_modules(self) -> list[nn.Module]:
         """The modules the fusion head runs: a module head's own, or those a function head was

@@ -231,7 +231,10 @@ def test_a_head_whose_parameters_are_installed_at_call_time_gets_its_share(
     for _ in range(2):  # the first step finds out; the second uses what it found
         model.zero_grad()
         mcr(model.encode(xs), labels, permutations=perms).loss.backward()
-        got = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+        got = {
+            n: p.grad if p.grad is not None else torch.zeros_like(p)
+            for n, p in model.named_parameters()
+        }
         assert_grads_equal(got, expected)
 
 
@@ -284,3 +287,99 @@ def test_a_share_that_cannot_be_applied_is_said_once(monkeypatch: pytest.MonkeyP
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mcr(model.encode(xs), labels, permutations=perms)
+
+
+# --------------------------------------------------------------------------- function heads, later steps
+
+
+@pytest.mark.parametrize("m", [2, 3])
+@pytest.mark.parametrize("strategy", ["greedy", "independent", 0.5, "collaborative"])
+def test_a_function_head_follows_the_game_on_every_step(m: int, strategy: str | float) -> None:
+    """From the second step on, a function head whose parameters all sit in the modules it
+    runs takes the one-pass route: the gradients stay those of the formula."""
+    model, xs, perms = build(m, seed=m)
+    k = MF.strategy_factor(strategy)
+    expected = formula_grads(model, xs, perms, MF.enumerate_subsets(m), k, weight=0.3)
+    mcr = MCRRegularizer(
+        lambda *zs: model.head(*zs),
+        strategy=k,
+        mipd_weight=0.3,
+        contrastive_weight=0.0,
+        unimodal_weight=0.0,
+    )
+    labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
+    for _ in range(3):
+        model.zero_grad()
+        mcr(model.encode(xs), labels, permutations=perms).loss.backward()
+        got = {
+            n: p.grad if p.grad is not None else torch.zeros_like(p)
+            for n, p in model.named_parameters()
+        }
+        assert_grads_equal(got, expected)
+
+
+def test_a_function_head_runs_once_per_step_after_the_first() -> None:
+    model, xs, perms = build(2, seed=1)
+    counter = CallCounter(model.head)
+    mcr = MCRRegularizer(lambda *zs: counter(*zs), contrastive_weight=0.0, unimodal_weight=0.0)
+    labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
+    for _ in range(3):
+        mcr(model.encode(xs), labels, permutations=perms).loss.backward()
+    # the first step runs a second pass (and finds out); greedy M = 2 then needs one pass
+    assert counter.calls == 2 + 1 + 1
+    assert not any(True for _ in mcr.parameters())  # the head's modules are not MCR's
+
+
+def test_a_function_head_with_a_parameter_outside_modules_keeps_two_passes() -> None:
+    model, xs, perms = build(2, seed=4)
+    scale = nn.Parameter(torch.tensor(1.5, dtype=torch.float64))
+
+    def fuse(*zs: Tensor) -> Tensor:
+        return model.head(*zs) * scale
+
+    mcr = MCRRegularizer(fuse, strategy="independent", contrastive_weight=0.0, unimodal_weight=0.0)
+    labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
+    grads = []
+    for _ in range(3):
+        model.zero_grad()
+        scale.grad = None
+        mcr(model.encode(xs), labels, permutations=perms).loss.backward()
+        grads.append(scale.grad.clone())
+    # independent, M = 2: the head's share is 1/2; every step gives the free parameter the same
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
+    torch.testing.assert_close(grads[2], grads[0], rtol=0, atol=0)
+    mcr_sum = MCRRegularizer(
+        fuse,
+        strategy="independent",
+        contrastive_weight=0.0,
+        unimodal_weight=0.0,
+        head_gradient="sum",
+    )
+    scale.grad = None
+    mcr_sum(model.encode(xs), labels, permutations=perms).loss.backward()
+    torch.testing.assert_close(grads[0], 0.5 * scale.grad)
+
+
+class SharedLinear(nn.Module):
+    """The same linear layer under two names: every parameter is reachable twice."""
+
+    def __init__(self, dims: int, out_dim: int) -> None:
+        super().__init__()
+        self.first = nn.Linear(dims, out_dim).double()
+        self.again = self.first
+
+    def forward(self, *zs: Tensor) -> Tensor:
+        return self.again(torch.cat(zs, dim=-1))
+
+
+@pytest.mark.parametrize("closure", [False, True], ids=["module", "function"])
+def test_a_head_with_a_shared_layer_keeps_leaf_parameters_and_its_share(closure: bool) -> None:
+    model, xs, perms = build(2, seed=6)
+    model.head = SharedLinear(10, 4)
+    expected = formula_grads(model, xs, perms, MF.enumerate_subsets(2), 0.0, weight=0.3)
+    got_all = []
+    for _ in range(3):
+        got, _ = mcr_grads(model, xs, perms, "all", 0.0, weight=0.3, closure=closure)
+        got_all.append(got)
+        assert all(p.is_leaf for p in model.parameters())
+        assert_grads_equal(got, expected)

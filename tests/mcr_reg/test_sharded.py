@@ -1,6 +1,6 @@
 """MCR under DDP and FSDP2 (``fully_shard``): 2 processes, gloo backend, CPU, float64.
 
-Every cell of the grid (wrapper x modalities x strategy x head kind) trains one step of a model
+Every cell of the grid (wrapper x modalities x strategy x head kind) runs two steps of a model
 whose ``forward`` returns the task loss plus MCR's loss (MIPD with every subset, the gathered
 contrastive term, CEB and MCR's own unimodal heads), each rank on its slice of the batch with
 its own permutations. The reference is one process on the concatenated batch with the ranks'
@@ -89,16 +89,20 @@ def _grid_worker(rank: int, out_file: str) -> None:
         local = slice(rank * BATCH, (rank + 1) * BATCH)
 
         wrapped = _wrap(net, wrapper)
-        wrapped([x[local] for x in xs], y[local], perms[rank]).backward()
         block_diagonal = torch.cat([p + r * BATCH for r, p in enumerate(perms)], dim=-1)
-        reference(xs, y, block_diagonal).backward()
-
         worst: dict[str, float] = {"encoders": 0.0, "head": 0.0, "mcr": 0.0}
-        for (name, p), q in zip(net.named_parameters(), reference.parameters()):
-            got = _full(p.grad) if p.grad is not None else torch.zeros_like(q)
-            want = q.grad if q.grad is not None else torch.zeros_like(q)
-            part = "mcr" if name.startswith("mcr.") else name.split(".")[1]  # model.encoders...
-            worst[part] = max(worst[part], float((got - want).abs().max()))
+        # two steps on the same batch: the first finds out how to apply the head's share, the
+        # second uses what it found (one pass for function heads over plain modules)
+        for _ in range(2):
+            net.zero_grad(set_to_none=True)
+            reference.zero_grad(set_to_none=True)
+            wrapped([x[local] for x in xs], y[local], perms[rank]).backward()
+            reference(xs, y, block_diagonal).backward()
+            for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+                got = _full(p.grad) if p.grad is not None else torch.zeros_like(q)
+                want = q.grad if q.grad is not None else torch.zeros_like(q)
+                part = "mcr" if name.startswith("mcr.") else name.split(".")[1]  # model.encoders
+                worst[part] = max(worst[part], float((got - want).abs().max()))
         errors[cell_id(cell)] = worst
         del wrapped, net
         gc.collect()
