@@ -2,7 +2,8 @@
 
 :class:`ImportanceTracker` accumulates :attr:`mcr_reg.MCROutput.importance` over the steps of an
 epoch on the device (no synchronisation per step), and keeps one mean per epoch and modality.
-With matplotlib installed (``pip install mcr-reg[plot]``) it draws each modality's curve.
+With matplotlib installed (``pip install matplotlib``, or the ``plot`` extra of mcr-reg) it draws
+each modality's curve.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class ImportanceTracker:
             import matplotlib.pyplot as plt
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError(
-                "ImportanceTracker.plot needs matplotlib: pip install 'mcr-reg[plot]'"
+                "ImportanceTracker.plot needs matplotlib: pip install matplotlib (or install mcr-reg "
+                "with its plot extra: pip install -e '.[plot]' in a clone)"
             ) from err
         path = Path(path)
         fig, ax = plt.subplots(figsize=(5.5, 3.5))

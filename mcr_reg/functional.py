@@ -44,6 +44,7 @@ __all__ = [
     "head_factors",
     "jensen_shannon",
     "mipd",
+    "permutation_row_mask",
     "pool_latent",
     "sample_permutations",
     "scale_grad",
@@ -656,6 +657,47 @@ def sample_permutations(
     return perms if target is None else perms.to(target, non_blocking=True)
 
 
+def permutation_row_mask(
+    permutations: Tensor,
+    subsets: Sequence[tuple[int, ...]],
+    rows: Literal["moved", "other_label"],
+    labels: Tensor | None = None,
+) -> Tensor:
+    """Which perturbed rows count in L_S, for the row rules of the released code.
+
+    ``"moved"``: row b of draw p counts for subset S when some modality of S moves it,
+    ``π_{p,i}(b) != b`` (a fixed point of every permutation of S leaves the row unperturbed).
+    ``"other_label"``: it counts when some modality of S brings in a sample of another class,
+    ``y[π_{p,i}(b)] != y[b]``. Computed on the device, without reading values on the host.
+
+    Args:
+        permutations: ``(P, M, B)``.
+        subsets: index tuples (see :func:`enumerate_subsets`).
+        rows: the rule.
+        labels: ``(B,)`` integer classes, for ``"other_label"``.
+
+    Returns:
+        ``(len(subsets), P, B)`` of 0.0 / 1.0, for :func:`mipd`'s ``row_weights``.
+
+    Example:
+        >>> perms = torch.tensor([[[1, 0, 2], [0, 1, 2]]])  # P=1, M=2, B=3
+        >>> permutation_row_mask(perms, ((0,), (1,)), "moved")[:, 0]
+        tensor([[1., 1., 0.],
+                [0., 0., 0.]])
+    """
+    batch = permutations.shape[-1]
+    if rows == "moved":
+        identity = torch.arange(batch, device=permutations.device)
+        changed = permutations != identity  # (P, M, B)
+    elif rows == "other_label":
+        if labels is None or labels.shape != (batch,):
+            raise ValueError(f"expected labels of shape ({batch},) for rows='other_label'")
+        changed = labels[permutations] != labels  # (P, M, B)
+    else:
+        raise ValueError(f"expected rows 'moved' or 'other_label', got {rows!r}")
+    return torch.stack([changed[:, list(s)].any(dim=1) for s in subsets]).float()
+
+
 # --------------------------------------------------------------------------- MIPD
 
 
@@ -671,6 +713,7 @@ def mipd(
     detach_reference: bool = False,
     batched: bool = True,
     head_share: Sequence[float] | None = None,
+    row_weights: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Mean prediction divergence under perturbation of each subset, with the game's gradients.
 
@@ -705,7 +748,10 @@ def mipd(
         batched: one fusion-head call for everything (False: per block, for heads with
             batch-dependent layers such as BatchNorm in training mode).
         head_share: ``c(S)`` per subset, the factor of the head's parameter gradient in the
-            term of S (:func:`head_factors`); None: 1 for every subset (mcr-reg 0.1's plain sum).
+            term of S (:func:`head_factors`); None: 1 for every subset (the plain sum).
+        row_weights: optional ``(len(subsets), P, B)`` weights of the perturbed rows: each
+            subset's divergence is then ``Σ w D / Σ w`` (0 where every weight is 0) instead of
+            the mean, e.g. 0/1 masks from :func:`permutation_row_mask`.
 
     Returns:
         ``(per_subset, reference)``: ``per_subset`` is ``(len(subsets),)``, the mean divergence
@@ -804,7 +850,18 @@ def mipd(
         ref = ref.detach()
     pert = out[n_ref * batch :].unflatten(0, (n_sub, draws, batch))  # (S, P, B, ...)
     div = divergence_fn(divergence)(ref, pert)  # (S, P, B)
-    per_subset = rearrange(div, "s p b -> s (p b)").mean(dim=1)
+    if row_weights is None:
+        per_subset = rearrange(div, "s p b -> s (p b)").mean(dim=1)
+    else:
+        if row_weights.shape != div.shape:
+            raise ValueError(
+                f"expected row_weights of shape {shape_of(div)} (subsets, P, B), got "
+                f"{shape_of(row_weights)}"
+            )
+        w = rearrange(row_weights.to(div.dtype), "s p b -> s (p b)")
+        per_subset = (rearrange(div, "s p b -> s (p b)") * w).sum(dim=1) / w.sum(dim=1).clamp_min(
+            torch.finfo(div.dtype).tiny
+        )
     return per_subset, ref[0, 0].detach()
 
 

@@ -37,6 +37,7 @@ Strategy = Literal["greedy", "independent", "collaborative"]
 Task = Literal["classification", "binary", "regression"]
 Perturbation = Literal["permutation", "noise", "zero"]
 Contrastive = Literal["ntxent", "supcon"]
+PerturbedRows = Literal["all", "moved", "other_label"]
 Latents = Sequence[Tensor] | Mapping[str, Tensor]
 
 _TASKS = ("classification", "binary", "regression")
@@ -357,6 +358,12 @@ class MCRRegularizer(nn.Module):
         batched: ``None`` (default) stacks every pass into one fusion-head call unless the head
             contains BatchNorm layers in training mode (then one call per block, with a one-time
             warning); ``True``/``False`` force either.
+        perturbed_rows: which rows of a permuted block count in L_S: ``"all"`` (default; the
+            paper's uniform permutations, whose fixed points count with divergence 0),
+            ``"moved"`` (rows that some permutation of S moves) or ``"other_label"`` (rows
+            that receive a sample of another class), the row rules of the released code; see
+            :func:`mcr_reg.functional.permutation_row_mask`. Only with
+            ``perturbation="permutation"``.
         output: for a fusion head that returns several values, the position (``int``) or key
             (``str``) of the prediction in what it returns, e.g. ``-1`` for a head returning
             ``(out_audio, out_video, logits)``; ``None`` (default): the head returns the
@@ -409,6 +416,7 @@ class MCRRegularizer(nn.Module):
         contrastive_labels: Callable[[Tensor], Tensor] | None = None,
         batched: bool | None = None,
         output: Output = None,
+        perturbed_rows: PerturbedRows = "all",
     ) -> None:
         super().__init__()
         if not callable(fusion_head):
@@ -435,6 +443,16 @@ class MCRRegularizer(nn.Module):
                 f"expected perturbation in {list(_PERTURBATIONS)}, got {perturbation!r}"
             )
         self.perturbation: Perturbation = perturbation
+        if perturbed_rows not in ("all", "moved", "other_label"):
+            raise ValueError(
+                f"expected perturbed_rows in ['all', 'moved', 'other_label'], got {perturbed_rows!r}"
+            )
+        if perturbed_rows != "all" and perturbation != "permutation":
+            raise ValueError(
+                f"perturbed_rows={perturbed_rows!r} selects rows by their permutation, but "
+                f"perturbation={perturbation!r}; use perturbation='permutation'"
+            )
+        self.perturbed_rows: PerturbedRows = perturbed_rows
         self.num_classes = self._check_num_classes(num_classes, task)
         self.latent_dims = self._check_latent_dims(latent_dims)
         if isinstance(num_permutations, bool) or not isinstance(num_permutations, int):
@@ -660,7 +678,8 @@ class MCRRegularizer(nn.Module):
             f"strategy={self.strategy!r} (k={self.k}), head_gradient={self.head_gradient!r}, "
             f"task={self.task!r}, "
             f"P={self.num_permutations}, subsets={self.subsets_spec!r}, "
-            f"perturbation={self.perturbation!r}, weights(mipd={self.mipd_weight}, "
+            f"perturbation={self.perturbation!r}, perturbed_rows={self.perturbed_rows!r}, "
+            f"weights(mipd={self.mipd_weight}, "
             f"contrastive={self.contrastive_weight} ({self.contrastive}), ceb={self.ceb_weight}, "
             f"unimodal={self.unimodal_weight})"
         )
@@ -741,8 +760,18 @@ class MCRRegularizer(nn.Module):
         importance = torch.full((m_count,), float("nan"), device=device)
         if self.mipd_weight > 0:
             perturbed = self._perturbations(zs, extra, permutations, batch, device)
+            row_weights = None
+            if self.perturbed_rows != "all":
+                if perturbed[0] is None or any(e is not None for e in extra):
+                    raise ValueError(
+                        f"perturbed_rows={self.perturbed_rows!r} needs MCR's own permutations "
+                        "for every modality; perturbed_latents were given"
+                    )
+                row_weights = MF.permutation_row_mask(
+                    perturbed[0], subsets, self.perturbed_rows, self._contrastive_labels(labels)
+                )
             try:
-                per_subset, reference = self._mipd(zs, subsets, perturbed)
+                per_subset, reference = self._mipd(zs, subsets, perturbed, row_weights)
             except _ManyOutputsError as err:
                 raise self._many_outputs_error(err, batch) from None
             self._check_head_output(reference, out_dim)
@@ -809,6 +838,7 @@ class MCRRegularizer(nn.Module):
         zs: Sequence[Tensor],
         subsets: tuple[tuple[int, ...], ...],
         perturbed: tuple[Tensor | None, list[Tensor | None]],
+        row_weights: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """:func:`mcr_reg.functional.mipd` with this module's settings. The first call of a
         plain-function head also records which modules the head runs (BatchNorm and Dropout
@@ -829,6 +859,7 @@ class MCRRegularizer(nn.Module):
                 detach_reference=self.detach_reference,
                 batched=batched,
                 head_share=head_share,
+                row_weights=row_weights,
             )
 
         batched = self._use_batched()

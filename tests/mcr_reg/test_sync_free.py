@@ -83,8 +83,10 @@ def test_a_step_without_value_checks_reads_nothing_on_the_host(
         {"perturbation": "noise"},
         {"task": "regression", "num_classes": None},
         {"subsets": "singletons"},
+        {"perturbed_rows": "moved"},
+        {"perturbed_rows": "other_label"},
     ],
-    ids=["noise", "regression", "singletons"],
+    ids=["noise", "regression", "singletons", "moved-rows", "other-label-rows"],
 )
 def test_other_settings_read_nothing_either(kwargs: dict[str, object]) -> None:
     if kwargs.get("task") == "regression":
