@@ -37,7 +37,6 @@ import gc
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -53,6 +52,10 @@ from examples.av_common.model import build_av_resnet18
 from examples.common.methods import MCR, Method, StepOutput, build_method
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
+from examples.common.timing import make_step, synchronize
+from examples.common.timing import paired_ratios as paired_ratios  # re-exported for benchmarks
+from examples.common.timing import summarise as summarise  # re-exported for benchmarks
+from examples.common.timing import time_interleaved as time_interleaved  # re-exported
 from examples.mosei.model import build_model as build_mosei_model
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
@@ -270,37 +273,6 @@ def build_variant(variant: Variant, model: MultimodalModel, config: ModelConfig)
     return method.to(next(model.parameters()).device)
 
 
-def make_step(
-    method: Method, *, lr: float = 1e-4, weight_decay: float = 1e-4, stage: str = "joint"
-) -> Callable[[Mapping[str, Tensor]], Tensor]:
-    """One training step of ``method``: zero grads, loss, backward, modulation hook, Adam.
-
-    Per-group learning-rate multipliers (``lr_scale``, set by OGM-GE and MLB) are applied as the
-    shared trainer does.
-    """
-    method.begin_stage(stage)
-    method.set_seed(0)
-    method.begin_epoch(stage, 0)
-    method.set_train_mode(stage)
-    groups = method.param_groups(stage)
-    for g in groups:
-        g["base_lr"] = lr
-        g["lr"] = lr * float(g.get("lr_scale", 1.0))
-    optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
-
-    def step(batch: Mapping[str, Tensor]) -> Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        out = method.training_step(batch, stage)
-        out.loss.backward()
-        method.before_optimizer_step(optimizer, stage)
-        for g in optimizer.param_groups:
-            g["lr"] = g["base_lr"] * float(g.get("lr_scale", 1.0))
-        optimizer.step()
-        return out.loss.detach()
-
-    return step
-
-
 # --------------------------------------------------------------------------- MCR alone
 
 
@@ -370,69 +342,6 @@ def mcr_alone_step(
 
 
 # --------------------------------------------------------------------------- timing
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_interleaved(
-    steps: Mapping[str, Callable[[], object]],
-    *,
-    repeats: int,
-    steps_per_repeat: int,
-    warmup: int,
-    device: torch.device,
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Seconds per step of every callable, measured in interleaved rounds.
-
-    ``warmup`` untimed rounds come first. Each of the ``repeats`` rounds runs every callable
-    ``steps_per_repeat`` times in a row and records the mean time of one call; round r starts
-    with callable ``r mod n`` (ABC, BCA, CAB, ...), so slow drifts of the machine and the
-    position in a round hit all variants alike.
-
-    Returns:
-        ``(wall, cpu)``: per callable, the wall-clock seconds (after ``torch.cuda.synchronize``
-        on CUDA) and the CPU seconds of this process (``time.process_time``) of each round.
-        On a CPU shared with other jobs the CPU time is the steadier measure: it does not count
-        the time the process waits for a core.
-    """
-    keys = list(steps)
-    for _ in range(warmup):
-        for fn in steps.values():
-            fn()
-    synchronize(device)
-    wall: dict[str, list[float]] = {k: [] for k in keys}
-    cpu: dict[str, list[float]] = {k: [] for k in keys}
-    for r in range(repeats):
-        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
-            fn = steps[key]
-            synchronize(device)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            for _ in range(steps_per_repeat):
-                fn()
-            synchronize(device)
-            wall[key].append((time.perf_counter() - start) / steps_per_repeat)
-            cpu[key].append((time.process_time() - start_cpu) / steps_per_repeat)
-    return wall, cpu
-
-
-def summarise(values: Sequence[float]) -> dict[str, Any]:
-    """Median, quartiles (inclusive method) and the raw values."""
-    vals = [float(v) for v in values]
-    if not vals:
-        raise ValueError("expected at least one value to summarise, got none")
-    if len(vals) == 1:
-        q1 = q3 = vals[0]
-    else:
-        q1, _, q3 = statistics.quantiles(vals, n=4, method="inclusive")
-    return {"median": statistics.median(vals), "q1": q1, "q3": q3, "values": vals}
-
-
-def paired_ratios(numerator: Sequence[float], denominator: Sequence[float]) -> dict[str, Any]:
-    """Summary of the per-round ratios ``numerator[r] / denominator[r]`` (interleaved rounds)."""
-    return summarise([a / b for a, b in zip(numerator, denominator, strict=True)])
 
 
 # --------------------------------------------------------------------------- memory

@@ -108,6 +108,17 @@ class VideoSettings:
         return asdict(self)
 
 
+#: Ten-second clips (AVE, UCF-101): audio at 16 kHz tiled to 10 s, scipy spectrogram
+#: nperseg 512 / noverlap 353 -> (257, 1004); 4 frames at 1 fps.
+TEN_SECOND_AUDIO = AudioSettings(sample_rate=16000, seconds=10.0, n_fft=512, hop=159, kind="psd")
+TEN_SECOND_VIDEO = VideoSettings(fps=1.0, num_frames=4, frame_size=224, store_short_side=256)
+#: ``--smoke`` for ten-second clips: 1 s at 8 kHz -> (65, 66); 4 frames of 32 x 32.
+TEN_SECOND_SMOKE_AUDIO = AudioSettings(
+    sample_rate=8000, seconds=1.0, n_fft=128, hop=120, kind="psd"
+)
+TEN_SECOND_SMOKE_VIDEO = VideoSettings(fps=1.0, num_frames=4, frame_size=32, store_short_side=36)
+
+
 def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:
     """Tile (repeat) a waveform until it is long enough, then truncate to ``num_samples``.
 

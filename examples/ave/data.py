@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from examples.av_common import features
 from examples.av_common.dataset import AVClipDataset, ClipRecord, FeatureCache, build_split_datasets
 from examples.av_common.features import AudioSettings, VideoSettings
 from examples.av_common.runner import fill_cache, parse_cache_args
@@ -53,13 +54,12 @@ HEADER = ("Category", "VideoID", "Quality", "StartTime", "EndTime")
 SPLIT_FILES = {"train": "trainSet.txt", "val": "valSet.txt", "test": "testSet.txt"}
 SPLIT_NAMES = tuple(SPLIT_FILES)
 
-#: The standard preprocessing: event audio at 16 kHz tiled to 10 s, scipy spectrogram
-#: nperseg 512 / noverlap 353 -> (257, 1004); 4 frames at 1 fps.
-AUDIO = AudioSettings(sample_rate=16000, seconds=10.0, n_fft=512, hop=159, kind="psd")
-VIDEO = VideoSettings(fps=1.0, num_frames=4, frame_size=224, store_short_side=256)
+#: The standard preprocessing of ten-second clips (:mod:`examples.av_common.features`).
+AUDIO = features.TEN_SECOND_AUDIO
+VIDEO = features.TEN_SECOND_VIDEO
 #: ``--smoke``: 1 s at 8 kHz -> (65, 66); 4 frames of 32 x 32.
-SMOKE_AUDIO = AudioSettings(sample_rate=8000, seconds=1.0, n_fft=128, hop=120, kind="psd")
-SMOKE_VIDEO = VideoSettings(fps=1.0, num_frames=4, frame_size=32, store_short_side=36)
+SMOKE_AUDIO = features.TEN_SECOND_SMOKE_AUDIO
+SMOKE_VIDEO = features.TEN_SECOND_SMOKE_VIDEO
 
 
 @dataclass(frozen=True)

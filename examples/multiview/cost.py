@@ -2,7 +2,7 @@
 
 One training step (forward, backward, Adam) of the benchmark's model at its batch size, joint
 against MCR with ``P`` permutation draws and ``subsets="all"`` or ``"singletons"``. Timing and
-the step functions come from :mod:`benchmarks.common` (interleaved rounds; the primary clock
+the step functions come from :mod:`examples.common.timing` (interleaved rounds; the primary clock
 on the CPU is the process's CPU time, which does not count waiting for a shared core).
 
 Memory is measured as the bytes of the tensors autograd saves for the backward pass during
@@ -28,9 +28,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from benchmarks.common import make_step, paired_ratios, summarise, time_interleaved
 from examples.common.methods import Method, build_method
 from examples.common.task import TaskSpec
+from examples.common.timing import make_step, paired_ratios, summarise, time_interleaved
 from examples.multiview.data import NUM_CLASSES, VIEW_DIMS, VIEWS
 from examples.multiview.model import build_model
 

@@ -9,8 +9,9 @@ triples chosen by a fixed rule from the unimodal validation accuracies of the si
 (weakest three, strongest three, mixed: ranks 1, 3 and 6), and all six views (MCR with
 ``subsets="all"``, 62 subsets, and as ``mcr_singletons``). For every view set and seed (the
 stratified split is fixed per seed) each method gets the same budget and the same number of
-tuning trials (the first G entries of the synthetic benchmark's ``GRID``); the trial with the
-best mean validation accuracy over the seeds is reported on the test set.
+tuning trials (the first G entries of :data:`examples.common.tuning.GRID`, the synthetic
+benchmark's grid); the trial with the best mean validation accuracy over the seeds is reported
+on the test set.
 
 Outputs in ``--out``: ``results.json``, ``results.md``, ``accuracy.png`` (accuracy per view
 set and method), ``gain_vs_undertraining.png`` and, unless ``--no-cost``, ``cost.png``. Each
@@ -45,10 +46,14 @@ from torch import Tensor, nn
 from examples.common.checkpoint import atomic_write_json
 from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
+from examples.common.paired_stats import mean_std
 from examples.common.progress import run_jobs
 from examples.common.runstore import RunStore, add_resume_argument
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
+from examples.common.tuning import GRID as SHARED_GRID
+from examples.common.tuning import VARIANTS as SHARED_VARIANTS
+from examples.common.tuning import Budget
 from examples.multiview.data import (
     NUM_CLASSES,
     VIEWS,
@@ -60,22 +65,19 @@ from examples.multiview.data import (
 )
 from examples.multiview.model import build_model
 from examples.multiview.stats import paired_comparison, spearman
-from examples.synthetic.run import GRID as SYNTHETIC_GRID
-from examples.synthetic.run import VARIANTS as SYNTHETIC_VARIANTS
-from examples.synthetic.run import Budget, _mean_std
 
 #: Benchmark keys that are a registered method with fixed options (not tuned).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    **SYNTHETIC_VARIANTS,
+    **SHARED_VARIANTS,
     "mcr_singletons": ("mcr", {"subsets": "singletons"}),
 }
 #: The tuning trials: the synthetic benchmark's grid (fixed before any result here was seen).
 GRID: dict[str, list[dict[str, Any]]] = {
-    **SYNTHETIC_GRID,
-    "mcr_singletons": SYNTHETIC_GRID["mcr"],
+    **SHARED_GRID,
+    "mcr_singletons": SHARED_GRID["mcr"],
 }
 #: The methods of every view set, in table order (``mcr_singletons`` only where M > 3).
-METHODS: tuple[str, ...] = tuple(SYNTHETIC_GRID)
+METHODS: tuple[str, ...] = tuple(SHARED_GRID)
 MCR_KEYS: tuple[str, ...] = ("mcr", "mcr_uni_pre")
 #: The methods of ``--quick`` (the two references, the two strongest baseline families of the
 #: synthetic benchmark, and MCR with and without unimodal initialisation).
@@ -308,7 +310,7 @@ def select_trial(
     best = max(range(len(trials)), key=lambda i: (val_means[i], -i))  # ties: earlier trial
     runs = list(runs_by_trial[best])
     return {
-        **_mean_std([r["test"] for r in runs]),
+        **mean_std([r["test"] for r in runs]),
         "per_seed": [r["test"] for r in runs],
         "val_mean": val_means[best],
         "trial": dict(trials[best]),
@@ -549,10 +551,10 @@ def run_ablations(
     k = len(plan.ablation_seeds)  # the first k seeds of the main runs
     for vs in view_sets:
         mcr = vs["methods"]["mcr"]["per_seed"][:k]
-        row = {"mcr": {**_mean_std(mcr), "per_seed": mcr}}
+        row = {"mcr": {**mean_std(mcr), "per_seed": mcr}}
         for variant in ABLATIONS:
             accs = [by_key[(vs["name"], variant, sd)]["test"] for sd in plan.ablation_seeds]
-            row[variant] = {**_mean_std(accs), "per_seed": accs}
+            row[variant] = {**mean_std(accs), "per_seed": accs}
         per_set[vs["name"]] = row
     return {
         "variants": dict(ABLATIONS),

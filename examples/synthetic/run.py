@@ -39,7 +39,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,38 +52,13 @@ from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
 from examples.common.metrics import error_matrix
 from examples.common.model import ConcatFusionHead, MultimodalModel
+from examples.common.paired_stats import mean_std
 from examples.common.progress import run_jobs
 from examples.common.runstore import RunStore, add_resume_argument
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
+from examples.common.tuning import GRID, VARIANTS, Budget
 from examples.synthetic.generator import SyntheticSpec, make_datasets
-
-#: Tuning trials per method, in the order they are used (``--grid G`` takes the first G).
-#: Methods with their own hyper-parameter tune it at the base learning rate; methods without
-#: one (joint, ensemble, uni_pre_frozen) tune the learning rate instead.
-GRID: dict[str, list[dict[str, Any]]] = {
-    "joint": [{"lr": 1e-3}, {"lr": 3e-3}, {"lr": 3e-4}],
-    "ensemble": [{"lr": 1e-3}, {"lr": 3e-3}, {"lr": 3e-4}],
-    "uni_pre_frozen": [{"lr": 1e-3}, {"lr": 3e-3}, {"lr": 3e-4}],
-    "uni_pre_finetuned": [
-        {"finetune_lr_scale": 0.1},
-        {"finetune_lr_scale": 1.0},
-        {"finetune_lr_scale": 0.3},
-    ],
-    "multiloss": [{"unimodal_weight": 1.0}, {"unimodal_weight": 0.3}, {"unimodal_weight": 3.0}],
-    "ogm_ge": [{"alpha": 0.5}, {"alpha": 0.1}, {"alpha": 1.0}],
-    "agm": [{"alpha": 1.0}, {"alpha": 0.5}, {"alpha": 2.0}],
-    "mlb": [{"alpha": 1.0}, {"alpha": 0.5}, {"alpha": 2.0}],
-    "mmcosine": [{"scale": 10.0}, {"scale": 5.0}, {"scale": 20.0}],
-    "mcr": [{"mipd_weight": 0.1}, {"mipd_weight": 1.0}, {"mipd_weight": 0.01}],
-    # the same grid as mcr; the joint-stage encoder lr scale stays at the paper's 0.1
-    "mcr_uni_pre": [{"mipd_weight": 0.1}, {"mipd_weight": 1.0}, {"mipd_weight": 0.01}],
-}
-
-#: Benchmark keys that are a registered method with fixed options (not tuned).
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "mcr_uni_pre": ("mcr", {"init": "unimodal"}),
-}
 
 #: Every benchmark key, in table order.
 BENCHMARK_METHODS: tuple[str, ...] = (*METHODS, *VARIANTS)
@@ -144,19 +119,6 @@ REGIMES: dict[str, SyntheticSpec] = {
 #: A seed's premise of the ``undertrained`` regime holds when the joint model's slow-encoder
 #: probe is at least this far (accuracy, fraction) below the unimodal model's.
 PREMISE_GAP = 0.03
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The training budget every method gets (documented in docs/examples/synthetic.md)."""
-
-    max_epochs: int = 60
-    patience: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    hidden: int = 64
-    latent: int = 32
 
 
 def build_model(spec: SyntheticSpec, budget: Budget) -> MultimodalModel:
@@ -342,13 +304,6 @@ def _done_note(jobs: Sequence[Job]) -> str:
     return "" if store is None else store.note(run_spec(*j[:-1]) for j in jobs)
 
 
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "mean": float(statistics.fmean(values)),
-        "std": float(statistics.stdev(values)) if len(values) > 1 else 0.0,
-    }
-
-
 def _select(
     runs_by_trial: list[list[dict[str, Any]]], trials: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -356,7 +311,7 @@ def _select(
     val_means = [statistics.fmean(r["val"] for r in runs) for runs in runs_by_trial]
     best = max(range(len(trials)), key=lambda i: val_means[i])
     runs = runs_by_trial[best]
-    summary = _mean_std([r["test"] for r in runs])
+    summary = mean_std([r["test"] for r in runs])
     per_cat = {}
     for name in ("shared", "u1", "u2"):
         vals = [r["per_category"][name] for r in runs if r["per_category"][name] is not None]
@@ -578,7 +533,7 @@ def run_ablations(
             runs = [by_key[(family, variant, sd)] for sd in seeds]
             probes = [r["probe"] for r in runs]
             out[family][variant] = {
-                **_mean_std([r["test"] for r in runs]),
+                **mean_std([r["test"] for r in runs]),
                 "options": {**base, **overrides},
                 "probe": statistics.fmean(probes),
                 "probe_gap": (

@@ -21,8 +21,9 @@ official lists have no validation set: :func:`hold_out_groups` takes, per class,
 ``val_fraction`` of the training list's groups (at least one, never all) as the validation set,
 so clips of one group (same actor, same scene) never sit on both sides.
 
-Each clip is used whole: its soundtrack and its frames at 1 fps, with the AVE settings
-(:data:`examples.ave.data.AUDIO`, :data:`examples.ave.data.VIDEO`).
+Each clip is used whole: its soundtrack and its frames at 1 fps, with the settings of ten-second clips
+that AVE uses too (:data:`examples.av_common.features.TEN_SECOND_AUDIO`,
+:data:`examples.av_common.features.TEN_SECOND_VIDEO`).
 
 Run ``python -m examples.ucf.data --data-root DIR --cache-dir DIR`` to decode every listed clip
 with audio (all three splits) once into a feature cache.
@@ -51,10 +52,16 @@ from typing import Any
 import av
 
 from examples.av_common.dataset import AVClipDataset, ClipRecord, FeatureCache, build_split_datasets
-from examples.av_common.features import AudioSettings, VideoSettings
+from examples.av_common.features import (
+    TEN_SECOND_AUDIO,
+    TEN_SECOND_SMOKE_AUDIO,
+    TEN_SECOND_SMOKE_VIDEO,
+    TEN_SECOND_VIDEO,
+    AudioSettings,
+    VideoSettings,
+)
 from examples.av_common.media import MediaError, require_file
 from examples.av_common.runner import fill_cache, parse_cache_args
-from examples.ave.data import AUDIO, SMOKE_AUDIO, SMOKE_VIDEO, VIDEO
 from examples.common.checkpoint import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -495,8 +502,12 @@ def records(root: str | Path, fold: UcfSplit, name: str) -> list[ClipRecord]:
 
 
 def settings(smoke: bool = False) -> tuple[AudioSettings, VideoSettings]:
-    """The standard (AVE's) or ``--smoke`` audio and video settings."""
-    return (SMOKE_AUDIO, SMOKE_VIDEO) if smoke else (AUDIO, VIDEO)
+    """The ten-second-clip (as AVE's) or ``--smoke`` audio and video settings."""
+    return (
+        (TEN_SECOND_SMOKE_AUDIO, TEN_SECOND_SMOKE_VIDEO)
+        if smoke
+        else (TEN_SECOND_AUDIO, TEN_SECOND_VIDEO)
+    )
 
 
 def build_datasets(
