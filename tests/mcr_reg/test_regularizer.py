@@ -610,7 +610,9 @@ def test_unequal_widths_with_projection_work() -> None:
     assert all(p.grad is not None for p in mcr.projections.parameters())
 
 
-zs_ok, y_ok = batch()
+# Inputs of the bad-input tests, which fail before any backward: read-only, without gradients.
+_zs, y_ok = batch()
+zs_ok = [z.detach() for z in _zs]
 
 
 @pytest.mark.parametrize(
@@ -742,10 +744,17 @@ def test_task_specific_label_errors() -> None:
         MCRRegularizer(head(out=1), task="regression")(zs_ok, torch.randn(B, 2))
 
 
-def test_value_checks_can_be_turned_off() -> None:
-    mcr = MCRRegularizer(head(), num_classes=3, check_values=False)
+def test_value_checks_off_accept_indices_the_checks_reject() -> None:
+    """Index tensors that are not permutations raise with value checks on and pass with them
+    off (the forward then returns a finite loss). That no value is read on the host with
+    checks off is tested in test_sync_free.py."""
     bad_perms = torch.zeros(2, 2, B, dtype=torch.long)
-    mcr(zs_ok, y_ok, permutations=bad_perms)  # not checked: no error, no sync
+    with pytest.raises(ValueError, match="to be a permutation of range"):
+        MCRRegularizer(head(), num_classes=3)(zs_ok, y_ok, permutations=bad_perms)
+    out = MCRRegularizer(head(), num_classes=3, check_values=False)(
+        zs_ok, y_ok, permutations=bad_perms
+    )
+    assert torch.isfinite(out.loss)
 
 
 def test_check_finite() -> None:
