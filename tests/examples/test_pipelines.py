@@ -3,7 +3,9 @@
 * **smoke:** ``--method mcr --smoke`` with the pipeline's released config writes
   ``metrics.json`` (equal to what ``main`` returned), ``test_predictions.json`` (whose labels
   and predictions give the reported accuracy), the importance plot, TensorBoard events and the
-  checkpoint; MCR's terms are logged in every joint-stage epoch.
+  checkpoint; MCR's terms are logged in every joint-stage epoch. The audio-visual pipelines
+  (CREMA-D, AVE, UCF-101) run this smoke run once, in their own ``test_train.py``, with the
+  same checks (``tests/examples/_helpers/av_pipelines.py``); it is not repeated here.
 * **resume:** a run interrupted at the end of its first epoch and resumed with ``--resume``
   gives the same history, epoch by epoch and term by term (MCR's permutation draws included),
   as the uninterrupted run.
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 
 from examples.common.methods import MCR
-from tests.examples.checks import assert_accuracy_matches_predictions
+from tests.examples._helpers.outputs import assert_accuracy_matches_predictions
 
 #: pipeline -> (root fixture, extra flags of a quick run)
 PIPELINES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -33,6 +35,10 @@ PIPELINES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sthsth": ("sthsth_root", ()),
     "multiview": ("multiview_root", ("--views", "fou,kar,mor", "--train-per-class", "6")),
 }
+
+
+#: The audio-visual pipelines: their own tests run the MCR smoke run (see the module docstring).
+AUDIO_VISUAL = ("cremad", "ave", "ucf")
 
 
 def _main(pipeline: str) -> Callable[[list[str]], dict[str, Any]]:
@@ -53,7 +59,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pipeline", list(PIPELINES))
+@pytest.mark.parametrize("pipeline", [p for p in PIPELINES if p not in AUDIO_VISUAL])
 def test_mcr_smoke_run_writes_its_outputs(
     pipeline: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from examples.ave import data
 from examples.ave.make_fixture import NUM_TEST, NUM_VAL, write_annotations
-from tests.examples.av_common.helpers import check_bad_media
+from tests.examples._helpers.av_pipelines import check_bad_media
 
 
 def test_both_annotation_variants(ave_root: Path, tmp_path: Path) -> None:

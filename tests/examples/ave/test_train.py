@@ -12,7 +12,7 @@ import pytest
 from examples.ave import model, train
 from examples.ave.make_fixture import NUM_TEST, NUM_VAL
 from examples.common.cli import parse_args
-from tests.examples.av_common.helpers import (
+from tests.examples._helpers.av_pipelines import (
     check_smoke_outputs,
 )
 

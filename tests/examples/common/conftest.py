@@ -1,27 +1,8 @@
-"""Tiny two-modality data and model shared by the trainer and method tests."""
+"""The tiny two-modality data of the trainer and method tests."""
 
 import pytest
-import torch
-from torch import nn
 
-from examples.common.data import TensorDictDataset
-from examples.common.model import ConcatFusionHead, MultimodalModel
-
-
-def tiny_split(n: int, seed: int, num_classes: int = 3) -> TensorDictDataset:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, num_classes, (n,), generator=g)
-    a = torch.randn(n, 4, generator=g) + y[:, None].float()
-    b = torch.randn(n, 5, generator=g) - y[:, None].float()
-    return TensorDictDataset({"a": a, "b": b, "label": y})
-
-
-def tiny_model(num_out: int = 3) -> MultimodalModel:
-    encoders = {
-        "a": nn.Sequential(nn.Linear(4, 8), nn.ReLU()),
-        "b": nn.Sequential(nn.Linear(5, 8), nn.ReLU()),
-    }
-    return MultimodalModel(encoders, ConcatFusionHead([8, 8], num_out), {"a": 8, "b": 8})
+from tests.examples._helpers.tiny_models import tiny_split
 
 
 @pytest.fixture

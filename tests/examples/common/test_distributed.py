@@ -11,9 +11,8 @@ import torch.multiprocessing as mp
 from examples.common.cli import build_parser, parse_args, train_config
 from examples.common.task import TaskSpec
 from examples.common.trainer import run_experiment
-from tests.examples.checks import assert_accuracy_matches_predictions
-
-from .conftest import tiny_model, tiny_split
+from tests.examples._helpers.outputs import assert_accuracy_matches_predictions
+from tests.examples._helpers.tiny_models import tiny_model, tiny_split
 
 
 def _worker(rank: int, world: int, init_file: str, out: str, method: str) -> None:

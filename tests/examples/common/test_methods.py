@@ -16,8 +16,7 @@ from examples.common.methods.unimodal import average_outputs
 from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, default_optimizer
-
-from .conftest import tiny_model
+from tests.examples._helpers.tiny_models import tiny_model
 
 TASK = TaskSpec("classification", num_classes=3)
 

@@ -21,9 +21,8 @@ from examples.common.trainer import (
     run_experiment,
     schedule_factor,
 )
-from tests.examples.checks import assert_accuracy_matches_predictions
-
-from .conftest import tiny_model
+from tests.examples._helpers.outputs import assert_accuracy_matches_predictions
+from tests.examples._helpers.tiny_models import tiny_model
 
 TASK = TaskSpec("classification", num_classes=3)
 

@@ -9,8 +9,7 @@ from examples.common.cli import build_parser, parse_args, train_config
 from examples.common.metrics import error_matrix
 from examples.common.task import TaskSpec
 from examples.common.trainer import run_experiment
-
-from .conftest import tiny_model
+from tests.examples._helpers.tiny_models import tiny_model
 
 TASK = TaskSpec("classification", num_classes=3)
 

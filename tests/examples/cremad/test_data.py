@@ -11,7 +11,7 @@ import torch
 
 from examples.cremad import data
 from examples.cremad.make_fixture import ACTORS, clip_names
-from tests.examples.av_common.helpers import check_bad_media
+from tests.examples._helpers.av_pipelines import check_bad_media
 
 
 def all_91_actor_names() -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from examples.common.cli import parse_args
 from examples.cremad import model, train
-from tests.examples.av_common.helpers import (
+from tests.examples._helpers.av_pipelines import (
     check_smoke_outputs,
 )
 

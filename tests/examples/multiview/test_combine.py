@@ -12,7 +12,7 @@ import pytest
 
 from examples.multiview import combine, run
 from examples.multiview.make_fixture import write_fixture
-from tests.examples.multiview.tiny import tiny_argv, without_setup_or_times
+from tests.examples._helpers.multiview_runs import tiny_argv, without_setup_or_times
 
 ROOT = Path(__file__).resolve().parents[3]
 

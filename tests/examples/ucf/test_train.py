@@ -18,7 +18,7 @@ import pytest
 
 from examples.common.cli import parse_args
 from examples.ucf import run_splits, train
-from tests.examples.av_common.helpers import (
+from tests.examples._helpers.av_pipelines import (
     check_smoke_outputs,
 )
 

@@ -1,4 +1,4 @@
-"""Test steps that the CREMA-D and AVE pipeline tests share (imported, not collected)."""
+"""Test steps that the CREMA-D, AVE and UCF-101 pipeline tests share."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from examples.av_common.dataset import AVClipDataset
 from examples.av_common.media import MediaError
-from tests.examples.checks import assert_accuracy_matches_predictions
+from tests.examples._helpers.outputs import assert_accuracy_matches_predictions
 
 
 def check_smoke_outputs(
@@ -23,7 +23,10 @@ def check_smoke_outputs(
 
     Checks ``metrics.json`` (equal to what ``main`` returned; method, modalities, test metrics,
     per-modality importance, an error matrix over all ``num_test`` test clips for methods
-    with unimodal heads), the importance plot, TensorBoard events and the checkpoint.
+    with unimodal heads; for MCR the greedy strategy, its terms logged in every joint-stage
+    epoch and the stages its ``init`` asks for), the importance plot, TensorBoard events and
+    the checkpoint. This is the one MCR smoke run of each audio-visual fixture
+    (``tests/examples/test_pipelines.py`` runs the other pipelines').
 
     Returns:
         The ``metrics.json`` content, for the data set's own checks.
@@ -39,6 +42,15 @@ def check_smoke_outputs(
     else:
         counts = metrics["error_matrix"]["counts"]
         assert sum(map(sum, counts)) == num_test  # every test clip falls in one cell (Figure 5)
+    if method == "mcr":
+        assert metrics["strategy"] == "greedy"
+        joint = [h for h in metrics["history"] if h["stage"] == "joint"]
+        assert joint and all(
+            "mcr/mipd" in h["train"] and "mcr/contrastive" in h["train"] for h in joint
+        )
+        stages = [s["name"] for s in metrics["stages"]]
+        init = metrics["method_options"]["init"]
+        assert stages == (["unimodal", "joint"] if init == "unimodal" else ["joint"])
     assert (out / "importance.png").stat().st_size > 0
     assert list((out / "tb").glob("events.out.tfevents.*"))
     assert (out / "checkpoint.pt").is_file()
