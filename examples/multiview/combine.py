@@ -22,21 +22,20 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from examples.multiview.report import markdown, write_outputs
+from examples.multiview.results import SCHEMA_VERSION, load_results
 from examples.multiview.run import (
     METHODS,
     TRIPLE_RANKS,
     ViewSet,
     ablation_tests,
-    markdown,
     methods_for,
     pairs,
     summarise,
-    write_outputs,
 )
 
 #: Setup entries that must be equal in every part (they define the protocol).
@@ -138,7 +137,8 @@ def combine(parts: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, 
     for entry in sets.values():
         entry["methods"] = dict(sorted(entry["methods"].items(), key=lambda kv: order.index(kv[0])))
     result: dict[str, Any] = {
-        "view_sets": sorted(sets.values(), key=lambda e: _order(e["name"], e["kind"]))
+        "schema_version": SCHEMA_VERSION,
+        "view_sets": sorted(sets.values(), key=lambda e: _order(e["name"], e["kind"])),
     }
     if triple_rule is not None:
         result["triple_rule"] = triple_rule[1]
@@ -229,11 +229,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parts = []
     for path in args.results:
         try:
-            parts.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SystemExit(
-                f"{path}: expected a results.json of examples.multiview.run: {exc}"
-            ) from exc
+            parts.append(load_results(path))
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from exc
     result = combine(parts, [str(p) for p in args.results])
     gaps = coverage(result)
     result["setup"]["missing_from_the_protocol"] = gaps

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from examples.multiview import cost, run
-from tests.examples.multiview.tiny import TINY_OPTIONS
+from examples.multiview import cost, report, run
+from examples.multiview.results import ABLATION_RENAMES, SCHEMA_VERSION, load_results
+from tests.examples._helpers.multiview_runs import TINY_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[3]
-QUICK = json.loads((ROOT / "docs/examples/multiview-quick-results.json").read_text())
-FULL = json.loads((ROOT / "docs/examples/multiview-full-results.json").read_text())
+QUICK = load_results(ROOT / "docs/examples/multiview-quick-results.json")
+FULL = load_results(ROOT / "docs/examples/multiview-full-results.json")
 
 
 def test_quick_report_says_it_is_the_quick_run_with_its_seeds_and_what_it_is_not():
-    head = run.markdown(QUICK).split("## Test accuracy")[0]
+    head = report.markdown(QUICK).split("## Test accuracy")[0]
     assert head.startswith("# UCI Multiple Features multi-view benchmark: quick run (`--quick`)")
     assert "15 pairs (15 in all)" in head
     assert "Seeds: 0, 1 (2 per view set and method)" in head
@@ -27,7 +28,7 @@ def test_quick_report_says_it_is_the_quick_run_with_its_seeds_and_what_it_is_not
 
 
 def test_full_report_names_the_registered_protocol_and_no_quick_caveat():
-    head = run.markdown(FULL).split("## Test accuracy")[0]
+    head = report.markdown(FULL).split("## Test accuracy")[0]
     assert head.startswith(
         "# UCI Multiple Features multi-view benchmark: the registered protocol's settings"
     )
@@ -36,10 +37,47 @@ def test_full_report_names_the_registered_protocol_and_no_quick_caveat():
     assert "not the evidence" not in head
 
 
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "docs/examples").glob("multiview-*results.json")), ids=lambda p: p.name
+)
+def test_every_committed_result_loads_in_the_current_names_and_renders(path):
+    raw = json.loads(path.read_text())
+    result = load_results(path)
+    assert result["schema_version"] == SCHEMA_VERSION
+    if "ablations" in raw:
+        renamed = [ABLATION_RENAMES.get(v, v) for v in raw["ablations"]["variants"]]
+        assert list(result["ablations"]["variants"]) == renamed
+        assert not set(ABLATION_RENAMES) & set(result["ablations"]["variants"])
+        for name, row in result["ablations"]["per_view_set"].items():
+            old_row = raw["ablations"]["per_view_set"][name]
+            assert [row[ABLATION_RENAMES.get(v, v)] for v in old_row] == list(old_row.values())
+        assert {f"{v}-mcr" for v in renamed} == set(result["ablations"]["paired"])
+    assert result["view_sets"] == raw["view_sets"]  # the numbers are untouched
+    assert report.markdown(result).startswith("# UCI Multiple Features multi-view benchmark")
+
+
+def test_a_result_of_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({**QUICK, "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(ValueError, match=f"schema version <= {SCHEMA_VERSION}, got"):
+        load_results(path)
+
+
+def test_the_report_command_rewrites_a_result_in_the_current_version(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "plot_accuracy", lambda result, path: path.write_bytes(b"png"))
+    monkeypatch.setattr(report, "plot_gain", lambda result, path: path.write_bytes(b"png"))
+    monkeypatch.setattr(cost, "plot_cost", lambda result, path: path.write_bytes(b"png"))
+    report.main([str(ROOT / "docs/examples/multiview-six-results.json"), "--out", str(tmp_path)])
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written == json.loads(json.dumps(load_results(tmp_path / "results.json")))
+    assert written["schema_version"] == SCHEMA_VERSION
+    assert (tmp_path / "results.md").read_text() == report.markdown(written)
+
+
 def test_seeds_come_from_the_results_when_the_setup_is_missing():
     bare = {k: v for k, v in QUICK.items() if k != "setup"}
-    assert run.seed_list(bare) == [0, 1]
-    assert "quick run" not in run.markdown(bare).split("\n")[0]
+    assert report.seed_list(bare) == [0, 1]
+    assert "quick run" not in report.markdown(bare).split("\n")[0]
 
 
 def _cost(rows):
@@ -131,7 +169,7 @@ def _titles_and_labels(monkeypatch):
 def test_every_plot_is_readable_alone(tmp_path, monkeypatch):
     seen = _titles_and_labels(monkeypatch)
     result = copy.deepcopy(QUICK)
-    run.write_outputs(result, tmp_path)
+    report.write_outputs(result, tmp_path)
     accuracy, gain, cost_plot = seen
     assert "quick run, 2 seeds per point" in accuracy["title"]
     assert "standard deviation" in accuracy["title"] and "points" in accuracy["ylabel"]

@@ -11,7 +11,7 @@ import torch
 from examples.multiview import run
 from examples.multiview.data import VIEWS, load_views
 from examples.multiview.make_fixture import write_fixture
-from tests.examples.multiview.tiny import tiny_argv, without_setup_or_times
+from tests.examples._helpers.multiview_runs import tiny_argv, without_setup_or_times
 
 
 def test_pairs_are_the_fifteen_combinations():
@@ -158,7 +158,7 @@ def test_smoke_run_with_mcr_ablations_and_paired_tests(tmp_path):
     assert [r["view_set"] for r in rows] == ["fou+mor", "pix+zer"]
     assert "mcr" in result["view_sets"][0]["undertraining"]
     text = (out / "results.md").read_text()
-    assert "mcr − joint" in text and "old_rules" in text
+    assert "mcr − joint" in text and "head_gradient_sum_and_supcon" in text
     assert (out / "gain_vs_undertraining.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -41,7 +41,7 @@ def test_joint_three_views_writes_metrics(wheel, tmp_path):
 
 
 @pytest.mark.slow
-def test_mcr_with_the_old_rules_as_method_options(wheel, tmp_path):
+def test_mcr_with_sum_head_gradient_and_supcon_as_method_options(wheel, tmp_path):
     out = tmp_path / "mcr"
     options = ("head_gradient=sum", "contrastive=supcon", "subsets=singletons")
     metrics = train.main(
