@@ -28,7 +28,15 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from mcr_reg._checks import compiling, shape_of
+from mcr_reg._checks import (
+    check_contrastive_inputs,
+    check_latents,
+    check_permutations,
+    check_perturbed_latents,
+    compiling,
+    shape_of,
+    split_latents,
+)
 
 __all__ = [
     "MAX_MODALITIES_FOR_ALL",
@@ -303,7 +311,7 @@ def supervised_contrastive(
         >>> bool(supervised_contrastive(f, y) < supervised_contrastive(f, torch.tensor([0, 1, 0, 1])))
         True
     """
-    _check_contrastive_inputs(features, labels, temperature)
+    check_contrastive_inputs(features, labels, temperature)
     with torch.autocast(device_type=features.device.type, enabled=False):
         logits = _similarities(features, temperature, normalize)  # (N, N)
         n = logits.shape[0]
@@ -353,7 +361,7 @@ def contrastive_ntxent(
         >>> bool(contrastive_ntxent(f, y) < contrastive_ntxent(f, torch.tensor([0, 1, 0, 1])))
         True
     """
-    _check_contrastive_inputs(features, labels, temperature)
+    check_contrastive_inputs(features, labels, temperature)
     with torch.autocast(device_type=features.device.type, enabled=False):
         sim = _similarities(features, temperature, normalize)  # (N, N)
         n = sim.shape[0]
@@ -374,19 +382,6 @@ def _similarities(features: Tensor, temperature: float, normalize: bool) -> Tens
     if normalize:
         f = F.normalize(f, dim=-1)
     return f @ f.T / temperature  # (N, D) @ (D, N)
-
-
-def _check_contrastive_inputs(features: Tensor, labels: Tensor, temperature: float) -> None:
-    """Shape checks shared by the contrastive forms."""
-    if features.dim() != 2:
-        raise ValueError(f"expected features of shape (N, D), got {shape_of(features)}")
-    if labels.shape != features.shape[:1]:
-        raise ValueError(
-            f"expected labels of shape ({features.shape[0]},) to match features "
-            f"{shape_of(features)}, got {shape_of(labels)}"
-        )
-    if not temperature > 0:
-        raise ValueError(f"expected a positive temperature, got {temperature}")
 
 
 # --------------------------------------------------------------------------- CEB
@@ -767,41 +762,16 @@ def mipd(
         >>> per_subset.shape, ref.shape
         (torch.Size([2]), torch.Size([6, 3]))
     """
-    m_count = len(latents)
-    batch = int(latents[0].shape[0])
-    device = latents[0].device
-    perturbed = list(perturbed) if perturbed is not None else [None] * m_count
-    if len(perturbed) != m_count:
-        raise ValueError(f"expected {m_count} perturbed entries, got {len(perturbed)}")
+    names, zs = split_latents(list(latents))
+    batch, device = check_latents(names, zs)
+    m_count = len(zs)
+    if permutations is not None:
+        check_permutations(permutations, m_count, batch, device, values=False)
+    perturbed = check_perturbed_latents(perturbed, names, zs)
     draws = _count_draws(permutations, perturbed)
     n_sub = len(subsets)
     n_ref = 1 if detach_reference else n_sub
-    arange = torch.arange(batch, device=device)
-
-    rows: list[Tensor] = []
-    for i, z in enumerate(latents):
-        parts = [z]
-        extra = perturbed[i]
-        if extra is None:
-            if permutations is None:
-                raise ValueError(f"modality {i} has neither permutations nor perturbed latents")
-            perturbed_index = permutations[:, i]  # (P, B)
-        else:
-            parts.append(extra.flatten(0, 1))
-            perturbed_index = batch + torch.arange(draws * batch, device=device).view(draws, batch)
-        offset = 0
-        if k != 1.0:  # a copy whose gradient is scaled by k, for the non-owner rows
-            offset = sum(int(p.shape[0]) for p in parts)
-            parts.append(scale_grad(z, k))
-        source = torch.cat(parts) if len(parts) > 1 else z
-        other_rows = arange + offset
-        index: list[Tensor] = []
-        for s in subsets[:n_ref]:
-            index.append(arange if detach_reference or i in s else other_rows)
-        for s in subsets:
-            index.append(perturbed_index.reshape(-1) if i in s else other_rows.repeat(draws))
-        rows.append(source.index_select(0, torch.cat(index)))
-
+    rows = _game_rows(zs, subsets, permutations, perturbed, k, detach_reference, draws)
     n_rows = (n_ref + n_sub * draws) * batch
     # (rows, c(S)) of every block: the reference blocks (no gradient when detached), then the
     # perturbed blocks, subset by subset
@@ -810,6 +780,31 @@ def mipd(
         raise ValueError(f"expected {n_sub} head_share factors, got {len(shares)}")
     blocks = [(batch, 1.0 if detach_reference else c) for c in shares[:n_ref]]
     blocks += [(draws * batch, c) for c in shares]
+    out = _head_with_share(fusion_head, rows, batch, batched, shares, blocks, n_rows)
+    if out.dim() == 1:  # one prediction per row: give it an explicit output axis
+        out = out.unsqueeze(-1)
+    ref = out[: n_ref * batch].unflatten(0, (n_ref, 1, batch))  # (n_ref, 1, B, ...)
+    if detach_reference:
+        ref = ref.detach()
+    pert = out[n_ref * batch :].unflatten(0, (n_sub, draws, batch))  # (S, P, B, ...)
+    div = divergence_fn(divergence)(ref, pert)  # (S, P, B)
+    per_subset = _mean_over_rows(div, row_weights)
+    return per_subset, ref[0, 0].detach()
+
+
+def _head_with_share(
+    fusion_head: Callable[..., Tensor],
+    rows: Sequence[Tensor],
+    batch: int,
+    batched: bool,
+    shares: Sequence[float],
+    blocks: Sequence[tuple[int, float]],
+    n_rows: int,
+) -> Tensor:
+    """The head on the stacked rows, its parameters receiving ``c`` times the gradient of each
+    block (``blocks``: ``(rows, c)``): one scaled-parameter pass for a module head with one c
+    (when the substitution reaches its parameters), else a second pass on detached rows."""
+    device = rows[0].device
     uniform = len(set(shares)) == 1
     scaled = uniform and shares[0] != 1.0 and isinstance(fusion_head, torch.nn.Module)
     # whether calling the module through functional_call reaches its parameters (False where a
@@ -843,26 +838,63 @@ def mipd(
         elif not compiling() and fusion_head not in _HEAD_LEAVES:
             _HEAD_LEAVES[fusion_head] = _leaves(side)
         out = _ShareHeadGradient.apply(out, side, _runs([(n, c - 1.0) for n, c in blocks]))
-    if out.dim() == 1:  # one prediction per row: give it an explicit output axis
-        out = out.unsqueeze(-1)
-    ref = out[: n_ref * batch].unflatten(0, (n_ref, 1, batch))  # (n_ref, 1, B, ...)
-    if detach_reference:
-        ref = ref.detach()
-    pert = out[n_ref * batch :].unflatten(0, (n_sub, draws, batch))  # (S, P, B, ...)
-    div = divergence_fn(divergence)(ref, pert)  # (S, P, B)
+    return out
+
+
+def _mean_over_rows(div: Tensor, row_weights: Tensor | None) -> Tensor:
+    """``(S, P, B)`` divergences -> ``(S,)``: the mean, or the weighted mean over the rows."""
     if row_weights is None:
-        per_subset = rearrange(div, "s p b -> s (p b)").mean(dim=1)
-    else:
-        if row_weights.shape != div.shape:
-            raise ValueError(
-                f"expected row_weights of shape {shape_of(div)} (subsets, P, B), got "
-                f"{shape_of(row_weights)}"
-            )
-        w = rearrange(row_weights.to(div.dtype), "s p b -> s (p b)")
-        per_subset = (rearrange(div, "s p b -> s (p b)") * w).sum(dim=1) / w.sum(dim=1).clamp_min(
-            torch.finfo(div.dtype).tiny
+        return rearrange(div, "s p b -> s (p b)").mean(dim=1)
+    if row_weights.shape != div.shape:
+        raise ValueError(
+            f"expected row_weights of shape {shape_of(div)} (subsets, P, B), got "
+            f"{shape_of(row_weights)}"
         )
-    return per_subset, ref[0, 0].detach()
+    w = rearrange(row_weights.to(div.dtype), "s p b -> s (p b)")
+    total = (rearrange(div, "s p b -> s (p b)") * w).sum(dim=1)
+    return total / w.sum(dim=1).clamp_min(torch.finfo(div.dtype).tiny)
+
+
+def _game_rows(
+    latents: Sequence[Tensor],
+    subsets: Sequence[tuple[int, ...]],
+    permutations: Tensor | None,
+    perturbed: Sequence[Tensor | None],
+    k: float,
+    detach_reference: bool,
+    draws: int,
+) -> list[Tensor]:
+    """Per modality, the rows of every block stacked: the reference blocks, then the perturbed
+    blocks subset by subset. Each modality gathers from ``[z ; perturbed rows ; scale_grad(z,
+    k)]``: owner rows from the unscaled part, non-owner rows from the copy whose gradient is
+    scaled by k (paper section 3.2)."""
+    batch, device = int(latents[0].shape[0]), latents[0].device
+    n_ref = 1 if detach_reference else len(subsets)
+    arange = torch.arange(batch, device=device)
+    rows: list[Tensor] = []
+    for i, z in enumerate(latents):
+        parts = [z]
+        extra = perturbed[i]
+        if extra is None:
+            if permutations is None:
+                raise ValueError(f"modality {i} has neither permutations nor perturbed latents")
+            perturbed_index = permutations[:, i]  # (P, B)
+        else:
+            parts.append(extra.flatten(0, 1))
+            perturbed_index = batch + torch.arange(draws * batch, device=device).view(draws, batch)
+        offset = 0
+        if k != 1.0:  # a copy whose gradient is scaled by k, for the non-owner rows
+            offset = sum(int(p.shape[0]) for p in parts)
+            parts.append(scale_grad(z, k))
+        source = torch.cat(parts) if len(parts) > 1 else z
+        other_rows = arange + offset
+        index: list[Tensor] = []
+        for s in subsets[:n_ref]:
+            index.append(arange if detach_reference or i in s else other_rows)
+        for s in subsets:
+            index.append(perturbed_index.reshape(-1) if i in s else other_rows.repeat(draws))
+        rows.append(source.index_select(0, torch.cat(index)))
+    return rows
 
 
 def _call_head(

@@ -17,7 +17,7 @@ import torch._dynamo
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mcr_reg import MCRRegularizer, regularizer
+from mcr_reg import MCRRegularizer, _messages
 from mcr_reg import functional as MF
 
 B, C, D = 8, 3, 6
@@ -240,7 +240,7 @@ def test_bad_output_selectors_are_named() -> None:
 def test_generator_under_compile_warns_once_and_keeps_one_graph(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(regularizer, "_warned_generator_under_compile", [False])
+    monkeypatch.setattr(_messages, "_warned_generator_under_compile", [False])
     torch._dynamo.reset()
     torch.manual_seed(0)
     head = nn.Linear(2 * D, C)

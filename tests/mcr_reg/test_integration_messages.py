@@ -15,7 +15,7 @@ import torch._dynamo
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mcr_reg import Concatenated, MCRRegularizer, regularizer
+from mcr_reg import Concatenated, MCRRegularizer, _messages
 from mcr_reg import functional as MF
 
 B, C, D = 12, 3, 6
@@ -100,7 +100,7 @@ def test_the_logits_warning_names_a_wrong_output_among_the_causes() -> None:
 @pytest.mark.slow
 def test_seed_under_compile_is_said_to_be_unused(monkeypatch: pytest.MonkeyPatch) -> None:
     torch._dynamo.reset()
-    monkeypatch.setattr(regularizer, "_warned_generator_under_compile", [False])
+    monkeypatch.setattr(_messages, "_warned_generator_under_compile", [False])
     head = nn.Linear(2 * D, C)
     mcr = MCRRegularizer(lambda a, v: head(torch.cat([a, v], -1)), num_classes=C, seed=3)
     za, zv, y = _latents()
