@@ -207,13 +207,13 @@ class MCRRegularizer(nn.Module):
     ) -> None:
         super().__init__()
         self.output: Output = output
-        width = num_classes if task == "classification" else 1
+        check_choice(task, "task", tuple(TASK_RULES))
+        width = 1 if TASK_RULES[task].one_output else num_classes
         # Held outside the module tree on purpose: the head's parameters belong to the user's
         # model, so they never appear in mcr.parameters() or mcr.state_dict().
         object.__setattr__(self, "_fusion", FusionHead(fusion_head, output, width, batched))
         self.k = MF.strategy_factor(strategy)
         self.strategy = strategy
-        check_choice(task, "task", tuple(TASK_RULES))
         self.task: Task = task
         check_choice(perturbation, "perturbation", _PERTURBATIONS)
         self.perturbation: Perturbation = perturbation
