@@ -346,9 +346,10 @@ def check_subsets_spec(subsets: object) -> None:
     """``"all"``, ``"singletons"`` or index tuples, none empty (the indices are checked
     against M when the number of modalities is known)."""
     if isinstance(subsets, str):
-        if subsets not in ("all", "singletons"):
+        if subsets not in ("all", "singletons", "sampled"):
             raise ValueError(
-                f"expected subsets 'all', 'singletons' or a list of index tuples, got {subsets!r}"
+                "expected subsets 'all', 'singletons', 'sampled' or a list of index tuples, "
+                f"got {subsets!r}"
             )
     elif any(len(tuple(s)) == 0 for s in subsets):  # type: ignore[attr-defined]
         raise ValueError("expected non-empty subsets, got an empty one")

@@ -3,6 +3,7 @@ perturbations a step draws from them. The global RNG is never touched in eager m
 
 from __future__ import annotations
 
+import random
 import secrets
 from collections.abc import Mapping, Sequence
 
@@ -23,12 +24,14 @@ class PrivateGenerators:
         self.seed = seed if seed is not None else secrets.randbits(63)
         self.generators: dict[str, torch.Generator] = {}
         self.pending: dict[str, Tensor] = {}
+        self.subsets = random.Random(self.seed)  # subsets="sampled": drawn on the host
 
     def restart(self, seed: object) -> None:
         self.seed = int(check_int(seed, "seed"))  # type: ignore[arg-type]
         self.given = True
         self.generators.clear()
         self.pending.clear()
+        self.subsets.seed(self.seed)
 
     def on(self, device: torch.device) -> torch.Generator:
         key = str(device)
@@ -47,8 +50,10 @@ class PrivateGenerators:
             states.setdefault(k, state.clone())
         return states
 
-    def load(self, seed: int, states: Mapping[object, object]) -> None:
+    def load(self, seed: int, states: Mapping[object, object], subsets: object = None) -> None:
         self.restart(seed)
+        if subsets is not None:
+            self.subsets.setstate(subsets)  # type: ignore[arg-type]
         for key, value in states.items():
             if not isinstance(value, Tensor) or value.dtype != torch.uint8:
                 raise TypeError(f"expected a uint8 generator state for {key!r}, got {value!r}")

@@ -15,6 +15,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+import random
 import sys
 import warnings
 import weakref
@@ -55,6 +56,7 @@ __all__ = [
     "permutation_row_mask",
     "pool_latent",
     "sample_permutations",
+    "sample_subsets",
     "scale_grad",
     "squared_error",
     "strategy_factor",
@@ -65,7 +67,7 @@ LN2 = math.log(2.0)
 
 Divergence = Literal["jsd", "binary_jsd", "squared_error"]
 HeadGradient = Literal["mean", "sum"]
-SubsetSpec = Literal["all", "singletons"] | Sequence[Sequence[int]]
+SubsetSpec = Literal["all", "singletons", "sampled"] | Sequence[Sequence[int]]
 
 #: ``"all"`` enumerates 2^M - 2 subsets; beyond this many modalities that is refused.
 MAX_MODALITIES_FOR_ALL = 6
@@ -604,6 +606,51 @@ def enumerate_subsets(
     if not out:
         raise ValueError("expected at least one subset, got an empty list")
     return tuple(sorted(out, key=lambda s: (len(s), s)))
+
+
+def sample_subsets(
+    num_modalities: int, num_sampled: int, rng: random.Random
+) -> tuple[tuple[tuple[int, ...], ...], float]:
+    """Every singleton and ``num_sampled`` of the larger proper subsets, drawn uniformly without
+    replacement, for a bounded number of MIPD terms when M is large.
+
+    With ``N = 2^M - 2 - M`` larger subsets, each drawn term stands for ``N / num_sampled`` of
+    them: ``Σ_singletons L_S + (N / num_sampled) Σ_drawn L_S`` is an unbiased estimate of
+    ``Σ_all L_S`` (and so are its gradients, which are linear in the terms). When
+    ``num_sampled >= N`` every subset is taken, with weight 1.
+
+    Args:
+        num_modalities: M >= 2.
+        num_sampled: how many larger subsets to draw (>= 1).
+        rng: the source of the draw (Python's ``random.Random``; nothing is read from a device).
+
+    Returns:
+        ``(subsets, weight)``: singletons first, then the drawn subsets sorted by size; the
+        weight of each drawn subset's term.
+
+    Example:
+        >>> subsets, weight = sample_subsets(4, 3, random.Random(0))
+        >>> subsets[:4], len(subsets), weight
+        (((0,), (1,), (2,), (3,)), 7, 3.3333333333333335)
+    """
+    m = int(num_modalities)
+    if m < 2:
+        raise ValueError(f"expected at least two modalities, got {m}")
+    if isinstance(num_sampled, bool) or not isinstance(num_sampled, int) or num_sampled < 1:
+        raise ValueError(f"expected num_sampled to be an int >= 1, got {num_sampled!r}")
+    singletons = tuple((i,) for i in range(m))
+    larger = 2**m - 2 - m
+    if num_sampled >= larger:
+        return singletons + tuple(
+            c for size in range(2, m) for c in combinations(range(m), size)
+        ), 1.0
+    masks: set[int] = set()
+    while len(masks) < num_sampled:  # uniform over the larger subsets, by rejection
+        mask = rng.randrange(1, 2**m - 1)
+        if mask.bit_count() >= 2:
+            masks.add(mask)
+    drawn = [tuple(i for i in range(m) if mask >> i & 1) for mask in masks]
+    return singletons + tuple(sorted(drawn, key=lambda s: (len(s), s))), larger / num_sampled
 
 
 # --------------------------------------------------------------------------- permutations

@@ -97,8 +97,12 @@ class MCRRegularizer(nn.Module):
         latent_dims: feature width of each latent (modality order); checked against the
             latents, needed for MCR's own heads and projections.
         num_permutations: P, the number of permutation draws per step.
-        subsets: ``"all"``, ``"singletons"`` or a list of index tuples (see
-            :func:`mcr_reg.functional.enumerate_subsets`).
+        subsets: ``"all"``, ``"singletons"``, ``"sampled"`` (every singleton plus
+            ``sampled_subsets`` larger subsets drawn anew each step, weighted so that the MIPD
+            term and its gradients are unbiased estimates of those of ``"all"``, see
+            :func:`mcr_reg.functional.sample_subsets`; for many modalities) or a list of index
+            tuples (see :func:`mcr_reg.functional.enumerate_subsets`).
+        sampled_subsets: how many larger subsets ``subsets="sampled"`` draws per step.
         mipd_weight: λ_M.
         contrastive_weight: λ_con (0 turns the term off).
         ceb_weight: λ_ceb; > 0 needs ``latent_dims`` (and ``num_classes`` in classification).
@@ -204,6 +208,7 @@ class MCRRegularizer(nn.Module):
         batched: bool | None = None,
         output: Output = None,
         perturbed_rows: PerturbedRows = "all",
+        sampled_subsets: int = 8,
     ) -> None:
         super().__init__()
         self.output: Output = output
@@ -221,10 +226,13 @@ class MCRRegularizer(nn.Module):
         self.perturbed_rows: PerturbedRows = perturbed_rows
         self.num_classes = check_num_classes(num_classes, task)
         self.latent_dims = check_latent_dims(latent_dims)
-        self.num_permutations = cast(int, check_int(num_permutations, "num_permutations", minimum=1))
+        self.num_permutations = cast(
+            int, check_int(num_permutations, "num_permutations", minimum=1)
+        )
         self.subsets_spec = subsets
         self._subsets: dict[int, tuple[tuple[int, ...], ...]] = {}
-        if self.latent_dims is not None:
+        self.sampled_subsets = cast(int, check_int(sampled_subsets, "sampled_subsets", minimum=1))
+        if self.latent_dims is not None and subsets != "sampled":
             self.subsets_for(len(self.latent_dims))  # validate now
         else:
             check_subsets_spec(subsets)
@@ -289,7 +297,6 @@ class MCRRegularizer(nn.Module):
         if self.unimodal_weight > 0 and dims is not None and out_dim is not None:
             self.unimodal_heads = nn.ModuleList(nn.Linear(d, out_dim) for d in dims)
 
-
     @property
     def fusion_head(self) -> Callable[..., Tensor]:
         """The user's fusion head (not a submodule of this module)."""
@@ -315,6 +322,19 @@ class MCRRegularizer(nn.Module):
             self._subsets[num_modalities] = MF.enumerate_subsets(num_modalities, self.subsets_spec)
         return self._subsets[num_modalities]
 
+    def _subsets_of_step(self, num_modalities: int) -> tuple[tuple[tuple[int, ...], ...], float]:
+        """The perturbed subsets of this step and the weight of each larger subset's term (1
+        except for ``subsets="sampled"``)."""
+        if self.subsets_spec != "sampled":
+            return self.subsets_for(num_modalities), 1.0
+        if compiling():
+            raise ValueError(
+                "subsets='sampled' draws the subsets of every step in Python, which a compiled "
+                "graph would freeze at its first draw: use subsets='all' or 'singletons' under "
+                "torch.compile"
+            )
+        return MF.sample_subsets(num_modalities, self.sampled_subsets, self._random.subsets)
+
     def manual_seed(self, seed: int) -> MCRRegularizer:
         """Restart the private generators from ``seed`` (like ``torch.Generator.manual_seed``).
 
@@ -333,7 +353,12 @@ class MCRRegularizer(nn.Module):
         there (uint8 tensor); ``generator`` is the state of a user-supplied ``generator``.
         """
         user = self.generator.get_state() if self.generator is not None else None
-        return {"seed": self.seed, "generators": self._random.states(), "generator": user}
+        return {
+            "seed": self.seed,
+            "generators": self._random.states(),
+            "generator": user,
+            "subsets": self._random.subsets.getstate(),
+        }
 
     def set_extra_state(self, state: object) -> None:
         """Restore what :meth:`get_extra_state` saved (called by ``load_state_dict``).
@@ -349,7 +374,7 @@ class MCRRegularizer(nn.Module):
                 "expected MCR's extra state as a mapping with 'seed' and 'generators' (from "
                 f"MCRRegularizer.get_extra_state), got {type(state).__name__}"
             )
-        self._random.load(int(state["seed"]), dict(state["generators"]))
+        self._random.load(int(state["seed"]), dict(state["generators"]), state.get("subsets"))
         user = state.get("generator")
         if self.generator is not None and isinstance(user, Tensor):
             self.generator.set_state(user.detach().cpu())
@@ -409,7 +434,7 @@ class MCRRegularizer(nn.Module):
                 logits = self._select(captured, None)
         names, zs = split_latents(latents)
         batch, labels, out_dim = self._check_inputs(names, zs, labels, logits)
-        subsets = self.subsets_for(len(zs))
+        subsets, weight = self._subsets_of_step(len(zs))
         extra = check_perturbed_latents(perturbed_latents, names, zs)
         if permutations is not None:
             self._check_given_permutations(permutations, len(zs), batch, zs[0].device)
@@ -424,7 +449,12 @@ class MCRRegularizer(nn.Module):
             check_head_output(reference, self.task, out_dim)
             if logits is not None:
                 self._compare_logits(logits, reference)
-            terms["mipd"] = -per_subset.sum()
+            m = len(zs)  # with sampled subsets, each drawn larger subset stands for `weight`
+            terms["mipd"] = -(
+                per_subset.sum()
+                if weight == 1.0
+                else per_subset[:m].sum() + weight * per_subset[m:].sum()
+            )
             singles = [subsets.index((i,)) if (i,) in subsets else -1 for i in range(len(zs))]
             importance = torch.stack(
                 [per_subset[j].detach() if j >= 0 else importance[i] for i, j in enumerate(singles)]
