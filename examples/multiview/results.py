@@ -9,9 +9,10 @@ package's default; :func:`load_results` reads both versions and returns the curr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from examples.common.result_files import read_result, schema_version
 
 #: The version of the ``results.json`` layout that :mod:`examples.multiview.run` writes.
 SCHEMA_VERSION = 2
@@ -43,11 +44,7 @@ def upgrade(result: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: for a ``schema_version`` newer than this code knows.
     """
-    version = result.get("schema_version", 1)
-    if version > SCHEMA_VERSION:
-        raise ValueError(
-            f"expected a results.json of schema version <= {SCHEMA_VERSION}, got {version}"
-        )
+    schema_version(result, SCHEMA_VERSION)
     out = {**result, "schema_version": SCHEMA_VERSION}
     ablations = result.get("ablations")
     if ablations is not None:
@@ -68,16 +65,6 @@ def load_results(path: str | Path) -> dict[str, Any]:
     layout.
 
     Raises:
-        ValueError: when the file is not JSON or not such a result.
+        ValueError: when the file is not such a result, or of a newer version.
     """
-    try:
-        result = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(
-            f"{path}: expected a results.json of examples.multiview.run: {exc}"
-        ) from exc
-    if not isinstance(result, dict) or "view_sets" not in result:
-        raise ValueError(
-            f"{path}: expected a results.json of examples.multiview.run with view_sets"
-        )
-    return upgrade(result)
+    return upgrade(read_result(path, producer="examples.multiview.run", required="view_sets"))

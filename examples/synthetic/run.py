@@ -32,7 +32,6 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -46,7 +45,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from examples.common.checkpoint import atomic_write_json
 from examples.common.cli import METHODS
 from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
@@ -59,12 +57,13 @@ from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
 from examples.common.tuning import GRID, VARIANTS, Budget
 from examples.synthetic.generator import SyntheticSpec, make_datasets
+from examples.synthetic.report import markdown, write_outputs
+from examples.synthetic.results import MCR_KEYS, SCHEMA_VERSION
 
 #: Every benchmark key, in table order.
 BENCHMARK_METHODS: tuple[str, ...] = (*METHODS, *VARIANTS)
 
 #: The keys that are MCR (the claims are checked for each, against the baselines only).
-MCR_KEYS: tuple[str, ...] = ("mcr", "mcr_uni_pre")
 
 #: Ablations at the most imbalanced point (paper Tables 2-4), as MCR option overrides.
 ABLATIONS: dict[str, dict[str, dict[str, Any]]] = {
@@ -86,12 +85,12 @@ ABLATIONS: dict[str, dict[str, dict[str, Any]]] = {
         "zero": {"perturbation": "zero"},
         "permutation": {"perturbation": "permutation"},
     },
-    # issue #10: the corrected rules (package defaults) against the old ones
+    # the package's head-gradient and contrastive rules against the alternatives
     "rules": {
-        "new (mean head gradient, NT-Xent)": {},
-        "old head gradient (sum)": {"head_gradient": "sum"},
-        "old contrastive (SupCon)": {"contrastive": "supcon"},
-        "both old": {"head_gradient": "sum", "contrastive": "supcon"},
+        "mean head gradient, NT-Xent (defaults)": {},
+        "summed head gradient": {"head_gradient": "sum"},
+        "SupCon contrastive": {"contrastive": "supcon"},
+        "summed head gradient, SupCon": {"head_gradient": "sum", "contrastive": "supcon"},
     },
 }
 
@@ -105,7 +104,7 @@ ABLATIONS: dict[str, dict[str, dict[str, Any]]] = {
 #: suppress (slow: a linear probe of a random encoder's latent is near chance), and modality 2
 #: is lifted to 2048 dimensions, enough to memorise the 2000 training points within a few
 #: epochs. Joint training fits the training set through modality 2 first and modality 1's
-#: encoder stops improving (issue #13).
+#: encoder stops improving.
 REGIMES: dict[str, SyntheticSpec] = {
     "fusion": SyntheticSpec(),
     "undertrained": SyntheticSpec(
@@ -438,7 +437,7 @@ def run_sweep(
         for res in point["methods"].values():
             res.pop("_runs")
         points.append(point)
-    result: dict[str, Any] = {"points": points}
+    result: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "points": points}
     if ablations:
         result["ablations"] = run_ablations(points, point_specs, budget, seeds, workers, log, store)
     return result
@@ -546,13 +545,13 @@ def run_ablations(
 
 
 def check_claims(result: dict[str, Any]) -> dict[str, Any]:
-    """The issue's claims at the most imbalanced point (largest U1/S).
+    """The benchmark's claims at the most imbalanced point (largest U1/S).
 
     ``joint_below_ensemble``, and for ``mcr``: ``mcr_above_ensemble``, ``mcr_above_joint``,
     ``mcr_at_or_above_all`` (every baseline, i.e. every key not in :data:`MCR_KEYS`) and
     ``mcr_best_other`` (the best baseline); the same keys with the prefix ``mcr_uni_pre``
     when that variant was trained. With probe gaps: ``joint_probe_gap_per_seed``,
-    ``seeds_with_joint_probe_gap_ge_3pt`` and ``undertrained_premise`` (issue #13: at least 3
+    ``seeds_with_joint_probe_gap_ge_3pt`` and ``undertrained_premise`` (at least 3
     seeds where joint training's slow-encoder probe is >= 3 points below the unimodal
     model's, and joint below the ensemble).
     """
@@ -566,7 +565,7 @@ def check_claims(result: dict[str, Any]) -> dict[str, Any]:
         n_gap = sum(g >= PREMISE_GAP for g in gaps)
         claims["joint_probe_gap_per_seed"] = gaps
         claims["seeds_with_joint_probe_gap_ge_3pt"] = n_gap
-        # issue #13: >= 3 seeds with the gap, and joint below the ensemble
+        # the premise: >= 3 seeds with the gap, and joint below the ensemble
         claims["undertrained_premise"] = n_gap >= 3 and bool(claims.get("joint_below_ensemble"))
     baselines = {m: v for m, v in acc.items() if m not in MCR_KEYS}
     for key in MCR_KEYS:
@@ -580,132 +579,6 @@ def check_claims(result: dict[str, Any]) -> dict[str, Any]:
             claims[f"{key}_at_or_above_all"] = acc[key] >= max(baselines.values())
             claims[f"{key}_best_other"] = max((v, m) for m, v in baselines.items())[1]
     return claims
-
-
-def markdown(result: dict[str, Any]) -> str:
-    """Tables: accuracy (mean ± std, %) per point and method; ablations; claims."""
-    points = result["points"]
-    methods = list(points[0]["methods"])
-    lines = ["## Test accuracy (%) along the U1/S sweep", ""]
-    header = (
-        "| method | "
-        + " | ".join(
-            f"U1={p['u1']:.2f} S={p['s']:.2f} (U1/S={p['ratio_u1_s']:.2f})" for p in points
-        )
-        + " |"
-    )
-    lines += [header, "|---" * (len(points) + 1) + "|"]
-    for m in methods:
-        cells = []
-        for p in points:
-            r = p["methods"][m]
-            best = max(q["mean"] for q in p["methods"].values())
-            text = f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}"
-            cells.append(f"**{text}**" if r["mean"] == best else text)
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    last = max(points, key=lambda p: p["u1"])
-    lines += [
-        "",
-        f"## Accuracy (%) per data-point category at U1={last['u1']:.2f}, S={last['s']:.2f}",
-        "",
-    ]
-    lines += ["| method | shared | U1 only | U2 only | chosen trial |", "|---|---|---|---|---|"]
-    for m in methods:
-        r = last["methods"][m]
-        pc = r["per_category"]
-        cells = [f"{100 * pc[k]:.1f}" if pc[k] is not None else "–" for k in ("shared", "u1", "u2")]
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | `{json.dumps(r['trial'])}` |")
-    if points[0]["methods"][methods[0]].get("probe_gap") is not None:
-        lines += [
-            "",
-            "## Slow encoder: linear probe (test %) and probe gap (unimodal − method, points)",
-            "",
-            "| method | " + " | ".join(f"U1/S={p['ratio_u1_s']:.2f}" for p in points) + " |",
-            "|---" * (len(points) + 1) + "|",
-        ]
-        for m in methods:
-            cells = [
-                f"{100 * p['methods'][m]['probe']:.1f} (gap {100 * p['methods'][m]['probe_gap']:+.1f})"
-                for p in points
-            ]
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    if "ablations" in result:
-        abl = result["ablations"]
-        lines += [
-            "",
-            f"## MCR ablations at U1={abl['point']['u1']:.2f}, S={abl['point']['s']:.2f} (test accuracy %)",
-            "",
-        ]
-        for family in ABLATIONS:
-            if family not in abl:
-                continue
-            lines += [f"**{family}**", "", "| variant | accuracy | probe gap |", "|---|---|---|"]
-            for variant, r in abl[family].items():
-                gap = r.get("probe_gap")
-                gap_text = f"{100 * gap:+.1f}" if gap is not None else "–"
-                lines.append(
-                    f"| {variant} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {gap_text} |"
-                )
-            lines.append("")
-    if "claims" in result:
-        lines += ["", "## Claims at the most imbalanced point", ""]
-        for k, v in result["claims"].items():
-            lines.append(f"- {k}: {v}")
-    return "\n".join(lines) + "\n"
-
-
-def plot(result: dict[str, Any], path: Path) -> None:
-    """Figure 1 style: accuracy vs U1/S (log x), one line per method with ±std bars.
-
-    A second panel shows each method's accuracy minus the ensemble's (paper Figure 4's view):
-    below zero, multimodal training lost to unimodal models trained alone.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
-
-    points = result["points"]
-    ratios = [p["ratio_u1_s"] for p in points]
-    methods = list(points[0]["methods"])
-    panels = 3 if "ensemble" in methods else 1
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5), squeeze=False)
-    for m in methods:
-        style: dict[str, Any] = {"lw": 1.2}
-        if m in MCR_KEYS:
-            style = {"lw": 2.5, "color": "k", "zorder": 5, "ls": "-" if m == "mcr" else "--"}
-        means = [100 * p["methods"][m]["mean"] for p in points]
-        stds = [100 * p["methods"][m]["std"] for p in points]
-        axes[0][0].errorbar(ratios, means, yerr=stds, marker="o", ms=3, capsize=2, label=m, **style)
-        if panels == 3:
-            ens = [100 * p["methods"]["ensemble"]["mean"] for p in points]
-            axes[0][1].plot(
-                ratios, [a - e for a, e in zip(means, ens)], marker="o", ms=3, label=m, **style
-            )
-            gaps = [100 * p["methods"][m]["probe_gap"] for p in points]
-            axes[0][2].plot(ratios, gaps, marker="o", ms=3, label=m, **style)
-    axes[0][0].set_ylabel("test accuracy (%)")
-    if panels == 3:
-        axes[0][1].axhline(0.0, color="grey", lw=0.8)
-        axes[0][1].set_ylabel("accuracy − ensemble accuracy (points)")
-        axes[0][2].axhline(0.0, color="grey", lw=0.8)
-        axes[0][2].set_ylabel("slow-encoder probe gap: unimodal − method (points)")
-    for ax in axes[0]:
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(FixedLocator(ratios))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:.2g}"))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("U1 / S")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, ncol=2)
-    regime = result.get("setup", {}).get("regime", "fusion")
-    fig.suptitle(f"Synthetic competition benchmark, regime {regime} (U2 = {points[0]['u2']:.2f})")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -784,9 +657,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
         + result.get("ablations", {}).get("cpu_seconds", 0.0),
     }
-    atomic_write_json(result, out / "results.json")
-    (out / "results.md").write_text(markdown(result))
-    plot(result, out / "accuracy_vs_ratio.png")
+    write_outputs(result, out)
     print(markdown(result))
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy_vs_ratio.png'}")
     return result

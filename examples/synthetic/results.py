@@ -1,0 +1,62 @@
+"""The synthetic benchmark's ``results.json``: its version, its names, and reading it back.
+
+``results.json`` carries ``schema_version`` (:data:`SCHEMA_VERSION`). Files written before the
+version field existed (version 1) named the variants of the ``rules`` ablation after when each
+rule was the package's default; :func:`load_results` reads both versions and returns the
+current names (:data:`RULE_RENAMES`), so every committed result still renders with
+``python -m examples.synthetic.report``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from examples.common.result_files import read_result, schema_version
+
+#: The version of the ``results.json`` layout that :mod:`examples.synthetic.run` writes.
+SCHEMA_VERSION = 2
+
+#: Version-1 names of the ``rules`` ablation's variants -> the names they have now.
+RULE_RENAMES: dict[str, str] = {
+    "new (mean head gradient, NT-Xent)": "mean head gradient, NT-Xent (defaults)",
+    "old head gradient (sum)": "summed head gradient",
+    "old contrastive (SupCon)": "SupCon contrastive",
+    "both old": "summed head gradient, SupCon",
+}
+
+#: The benchmark keys that are MCR (the claims are checked for each, against the baselines only).
+MCR_KEYS: tuple[str, ...] = ("mcr", "mcr_uni_pre")
+
+#: Entries of ``results["ablations"]`` that are not an ablation family.
+ABLATION_SETUP_KEYS: tuple[str, ...] = ("point", "base_trial", "cpu_seconds")
+
+
+def ablation_families(ablations: dict[str, Any]) -> list[str]:
+    """The ablation families of ``results["ablations"]``, in the order they were run."""
+    return [key for key in ablations if key not in ABLATION_SETUP_KEYS]
+
+
+def upgrade(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` in the current layout (a new dict; the ``rules`` variants renamed).
+
+    Raises:
+        ValueError: for a ``schema_version`` newer than this code knows.
+    """
+    schema_version(result, SCHEMA_VERSION)
+    out = {**result, "schema_version": SCHEMA_VERSION}
+    ablations = result.get("ablations")
+    if ablations is not None and "rules" in ablations:
+        rules = {RULE_RENAMES.get(k, k): v for k, v in ablations["rules"].items()}
+        out["ablations"] = {**ablations, "rules": rules}
+    return out
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a ``results.json`` of :mod:`examples.synthetic.run` (any version) in the current
+    layout.
+
+    Raises:
+        ValueError: when the file is not such a result, or of a newer version.
+    """
+    return upgrade(read_result(path, producer="examples.synthetic.run", required="points"))
