@@ -364,18 +364,68 @@ def contrastive_ntxent(
         True
     """
     check_contrastive_inputs(features, labels, temperature)
-    with torch.autocast(device_type=features.device.type, enabled=False):
-        sim = _similarities(features, temperature, normalize)  # (N, N)
-        n = sim.shape[0]
-        same = labels[:, None].eq(labels[None, :])  # (N, N)
-        positives = same & ~torch.eye(n, dtype=torch.bool, device=sim.device)
-        # log Σ_negatives e^{s_an}; a finite floor (not -inf) keeps rows without negatives
-        # differentiable: logaddexp(s, floor) is then s, and l_ap is 0.
-        floor = torch.finfo(sim.dtype).min
-        negatives = torch.logsumexp(sim.masked_fill(same, floor), dim=1)  # (N,)
-        per_pair = torch.logaddexp(sim, negatives[:, None]) - sim  # (N, N): l_ap
-        weight = positives.to(sim.dtype)
-        return (per_pair * weight).sum() / weight.sum().clamp_min(1.0)
+    loss: Tensor = _NTXent.apply(features, labels, float(temperature), bool(normalize))
+    return loss
+
+
+class _NTXent(torch.autograd.Function):
+    """:func:`contrastive_ntxent` with its gradient written out (a handful of operations
+    instead of the dozens autograd would record).
+
+    With ``s = f̂ f̂ᵀ / τ``, ``n_a = log Σ_{negatives of a} e^{s_an}`` and the loss
+    ``L = (1/|pairs|) Σ_{(a,p)} softplus(n_a - s_ap)``:
+    ``∂L/∂s_ap = -σ(n_a - s_ap) / |pairs|`` for a positive pair,
+    ``∂L/∂s_an = e^{s_an - n_a} Σ_p σ(n_a - s_ap) / |pairs|`` for a negative, then
+    ``∂L/∂f̂ = (G + Gᵀ) f̂ / τ`` and, through the L2 normalisation ``f̂ = f / ‖f‖``,
+    ``∂L/∂f = (∂L/∂f̂ - f̂ (f̂ · ∂L/∂f̂)) / ‖f‖``.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        features: Tensor,
+        labels: Tensor,
+        temperature: float,
+        normalize: bool,
+    ) -> Tensor:
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            f = features.to(_compute_dtype(features.dtype))
+            # F.normalize's rule: f / max(‖f‖, 1e-12)
+            norms = f.norm(dim=-1, keepdim=True).clamp_min(1e-12) if normalize else None
+            unit = f / norms if norms is not None else f
+            sim = unit @ unit.T / temperature  # (N, D) @ (D, N)
+            same = labels[:, None].eq(labels[None, :])  # (N, N)
+            positives = same.clone()
+            positives.fill_diagonal_(False)
+            # log Σ_negatives e^{s_an}; a finite floor (not -inf) keeps rows without negatives
+            # finite: softplus(floor - s) is then 0, and so is l_ap
+            floor = torch.finfo(sim.dtype).min
+            negatives = torch.logsumexp(sim.masked_fill(same, floor), dim=1, keepdim=True)
+            weight = positives.to(sim.dtype)
+            count = weight.sum().clamp_min(1.0)
+            loss = (F.softplus(negatives - sim) * weight).sum() / count
+        ctx.save_for_backward(unit, norms, sim, negatives, weight, same, count)  # type: ignore[arg-type]
+        ctx.temperature, ctx.dtype = temperature, features.dtype  # type: ignore[attr-defined]
+        return loss
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor | None, None, None, None]:
+        unit, norms, sim, negatives, weight, same, count = ctx.saved_tensors  # type: ignore[attr-defined]
+        if not ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            return None, None, None, None
+        pull = torch.sigmoid(negatives - sim) * weight * (grad / count)  # (N, N), positives only
+        # d n_a / d s_an: softmax over a's negatives (exactly 0 on same-label entries)
+        share = torch.where(same, torch.zeros_like(sim), (sim - negatives).exp())
+        g = share * pull.sum(dim=1, keepdim=True) - pull  # dL/ds
+        d_unit = (g + g.T) @ unit / ctx.temperature  # type: ignore[attr-defined]
+        if norms is None:
+            return d_unit.to(ctx.dtype), None, None, None  # type: ignore[attr-defined]
+        d_f = (d_unit - unit * (unit * d_unit).sum(dim=-1, keepdim=True)) / norms
+        # a norm below the floor is a constant: no projection there
+        d_f = torch.where(norms > 1e-12, d_f, d_unit / norms)
+        return d_f.to(ctx.dtype), None, None, None  # type: ignore[attr-defined]
 
 
 def _similarities(features: Tensor, temperature: float, normalize: bool) -> Tensor:
