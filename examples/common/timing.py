@@ -33,7 +33,7 @@ def make_step(
     method.set_train_mode(stage)
     groups = method.param_groups(stage)
     for g in groups:
-        g["base_lr"] = lr
+        g["initial_lr"] = lr
         g["lr"] = lr * float(g.get("lr_scale", 1.0))
     optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
 
@@ -43,7 +43,7 @@ def make_step(
         out.loss.backward()
         method.before_optimizer_step(optimizer, stage)
         for g in optimizer.param_groups:
-            g["lr"] = g["base_lr"] * float(g.get("lr_scale", 1.0))
+            g["lr"] = g["initial_lr"] * float(g.get("lr_scale", 1.0))
         optimizer.step()
         return out.loss.detach()
 

@@ -49,6 +49,7 @@ from examples.common.methods import Method, build_method
 from examples.common.model import MultimodalModel
 from examples.common.reporting import read_reference, summarise, write_outputs
 from examples.common.task import TaskSpec
+from mcr_reg import ImportanceTracker
 
 OptimizerFactory = Callable[[list[dict[str, Any]], "TrainConfig"], torch.optim.Optimizer]
 
@@ -61,11 +62,16 @@ def seed_everything(seed: int) -> None:
 
 
 def default_optimizer(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or AdamW over the method's parameter groups with the config's lr and weight decay."""
+    """Adam or AdamW over the method's parameter groups with the config's lr and weight decay.
+
+    Each group keeps ``initial_lr`` (the config's lr, stored once) and its ``lr_scale``; its
+    ``lr`` starts at their product (:func:`set_learning_rate` sets it at every step).
+    """
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     for group in groups:
         group.setdefault("lr_scale", 1.0)
-        group["lr"] = config.lr * group["lr_scale"]
+        group["initial_lr"] = config.lr
+        group["lr"] = group["initial_lr"] * group["lr_scale"]
     return cls(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -390,14 +396,14 @@ def restore(method: Method, checkpoint_path: Path, device: torch.device) -> Resu
 def set_learning_rate(
     optimizer: torch.optim.Optimizer, config: TrainConfig, step: int, steps_per_epoch: int
 ) -> None:
-    """The one place the learning rate is set: ``base_lr × lr_scale × schedule(step)``.
+    """The one place the learning rate is set: ``initial_lr × lr_scale × schedule(step)``.
 
     ``lr_scale`` is each group's multiplier (a method may change it every step: OGM-GE, MLB);
     the schedule is :func:`schedule_factor` over ``config.max_epochs`` epochs.
     """
     factor = schedule_factor(config, step, steps_per_epoch * config.max_epochs, steps_per_epoch)
     for group in optimizer.param_groups:
-        group["lr"] = group["base_lr"] * factor * group["lr_scale"]
+        group["lr"] = group["initial_lr"] * factor * group["lr_scale"]
 
 
 def train_one_epoch(
@@ -422,7 +428,8 @@ def train_one_epoch(
     """
     device = torch.device(config.device)
     sums: dict[str, Tensor] = {}
-    importance: Tensor | None = None
+    importance = ImportanceTracker(method.model.modalities)
+    reports_importance = False
     n_steps = 0
     bar = tqdm(
         loader,
@@ -450,14 +457,14 @@ def train_one_epoch(
         for k, v in {"loss": out.loss.detach(), **out.terms}.items():
             sums[k] = sums[k] + v.float() if k in sums else v.float().clone()
         if out.importance is not None:
-            imp = out.importance.detach().float()
-            importance = imp if importance is None else importance + imp
+            importance.update(out.importance)
+            reports_importance = True
         n_steps += 1
         if i % 20 == 0 and not bar.disable:
             bar.set_postfix(loss=f"{float(out.loss.detach()):.4f}")
     n = max(n_steps, 1)
     terms = {k: float(v) / n for k, v in sums.items()}
-    return terms, (importance / n).tolist() if importance is not None else None
+    return terms, list(importance.end_epoch().values()) if reports_importance else None
 
 
 def fit(
@@ -485,7 +492,9 @@ def fit(
         checkpoint_path: write an atomic checkpoint there after every epoch (rank 0).
         resume: continue from ``checkpoint_path`` (:func:`restore`).
         logger: TensorBoard logger (None: no logging).
-        build_optimizer: ``(param_groups, config) -> Optimizer``; default Adam/AdamW.
+        build_optimizer: ``(param_groups, config) -> Optimizer``; default Adam/AdamW. A group
+            may carry its own ``initial_lr`` (its learning rate before ``lr_scale`` and the
+            schedule); groups without one start from ``config.lr``.
         ddp_kwargs: extra arguments of ``DistributedDataParallel`` (used under torchrun).
 
     Returns:
@@ -493,116 +502,142 @@ def fit(
     """
     device = torch.device(config.device)
     logger = logger or Logger(None)
-    make_optimizer = build_optimizer or default_optimizer
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a checkpoint_path")
     start = restore(method, checkpoint_path, device) if resume and checkpoint_path else Resume()
+    saver = CheckpointSaver(checkpoint_path, method)
     result = start.result
-    train_loader = loaders["train"]
-    steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
+    steps_per_epoch = len(loaders["train"])  # type: ignore[arg-type]
     if config.max_batches is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_batches)
-
     for stage_index in range(start.stage_index, len(method.stages)):
         stage = method.stages[stage_index]
         method.begin_stage(stage)
-        optimizer = make_optimizer(method.param_groups(stage), config)
-        for group in optimizer.param_groups:
-            group.setdefault("lr_scale", 1.0)
-            group["base_lr"] = group["lr"] / group["lr_scale"] if group["lr_scale"] else config.lr
-        tracks = method.tracks(stage)
-        stopper = TrackStopper(tracks, method.task.monitor_mode, config.patience)
-        first_epoch = 0
-        if stage_index == start.stage_index and start.optimizer is not None:
-            optimizer.load_state_dict(start.optimizer)
-            stopper.load_state_dict(start.stopper or {})
-            first_epoch = start.epoch
+        resumed = start if stage_index == start.stage_index else Resume()
+        optimizer, stopper = _stage_state(method, stage, config, build_optimizer, resumed)
         runner = _distributed(method, device, ddp_kwargs)
-        scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-        clip_groups = _track_parameters(method, tracks)
-        epochs_run = first_epoch
-        for epoch in range(first_epoch, config.max_epochs):
+        loop = _StageLoop(runner, method, stage, stage_index, optimizer, stopper, config)
+        epochs_run = resumed.epoch
+        for epoch in range(resumed.epoch, config.max_epochs):
             if stopper.done():  # patience ran out (also: resumed right after the last epoch)
                 break
-            t0 = time.time()
-            method.begin_epoch(stage, epoch)
-            method.set_train_mode(stage)
-            if isinstance(train_loader, DataLoader):
-                set_loader_epoch(train_loader, 1000 * stage_index + epoch)
-            train_terms, train_importance = train_one_epoch(
-                runner,
-                method,
-                train_loader,
-                optimizer,
-                scaler,
-                config,
-                stage=stage,
-                epoch=epoch,
-                steps_per_epoch=steps_per_epoch,
-                clip_groups=clip_groups,
-            )
-            evaluated = evaluate(
-                method,
-                loaders["val"],
-                stage,
-                device=device,
-                max_batches=config.max_batches,
-                importance_seed=config.seed if config.importance else None,
-            )
-            val = evaluated.metrics(method.task)
-            method.end_epoch(stage, epoch, val)
-            values = {t: broadcast_float(v, device) for t, v in method.monitor(stage, val).items()}
-            improved = stopper.update(epoch, values, method)
-            record = {
-                "stage": stage,
-                "epoch": epoch,
-                "train": train_terms,
-                "val": val,
-                "monitor": values,
-                "improved": improved,
-                "importance": (
-                    evaluated.importance.tolist() if evaluated.importance is not None else None
-                ),
-                "train_importance": train_importance,
-                "lr": {
-                    g.get("name", str(j)): g["lr"] for j, g in enumerate(optimizer.param_groups)
-                },
-                "seconds": time.time() - t0,
-            }
+            record = loop.epoch(loaders, epoch, steps_per_epoch)
             result.history.append(record)
             _log_epoch(logger, method, record, len(result.history) - 1)
             epochs_run = epoch + 1
-            if checkpoint_path is not None:
-                _save(
-                    checkpoint_path, method, optimizer, stopper, result, stage_index, epoch, False
-                )
+            saver.save(optimizer, stopper, result, stage_index, epoch, stage_done=False)
         stopper.restore(method)
-        result.stages.append(
-            {
-                "name": stage,
-                "epochs_run": epochs_run,
-                "best_epoch": dict(stopper.best_epoch),
-                "best_value": dict(stopper.best),
-            }
-        )
-        if checkpoint_path is not None:
-            _save(
-                checkpoint_path,
-                method,
-                optimizer,
-                stopper,
-                result,
-                stage_index,
-                epochs_run - 1,
-                True,
-            )
+        result.stages.append(_stage_summary(stage, epochs_run, stopper))
+        saver.save(optimizer, stopper, result, stage_index, epochs_run - 1, stage_done=True)
         if runner is not method:
             # A DistributedDataParallel wrapper sits in reference cycles and holds the process
             # group; freeing it now (not at some later garbage collection, possibly after
             # destroy_process_group) avoids aborts in gloo's teardown at interpreter exit.
-            del runner
+            del loop, runner
             gc.collect()
     return result
+
+
+def _stage_state(
+    method: Method,
+    stage: str,
+    config: TrainConfig,
+    build_optimizer: OptimizerFactory | None,
+    resumed: Resume,
+) -> tuple[torch.optim.Optimizer, TrackStopper]:
+    """A stage's fresh optimizer and early stopping, or those of the interrupted stage.
+
+    Every parameter group ends up with ``lr_scale`` and ``initial_lr`` (:func:`set_learning_rate`).
+    """
+    optimizer = (build_optimizer or default_optimizer)(method.param_groups(stage), config)
+    stopper = TrackStopper(method.tracks(stage), method.task.monitor_mode, config.patience)
+    if resumed.optimizer is not None:
+        optimizer.load_state_dict(resumed.optimizer)
+        stopper.load_state_dict(resumed.stopper or {})
+    for group in optimizer.param_groups:
+        group.setdefault("lr_scale", 1.0)
+        group.setdefault("initial_lr", config.lr)
+    return optimizer, stopper
+
+
+class _StageLoop:
+    """The epochs of one stage: train, validate, update early stopping, build the record."""
+
+    def __init__(
+        self,
+        runner: nn.Module,
+        method: Method,
+        stage: str,
+        stage_index: int,
+        optimizer: torch.optim.Optimizer,
+        stopper: TrackStopper,
+        config: TrainConfig,
+    ) -> None:
+        self.runner, self.method, self.stage, self.stage_index = runner, method, stage, stage_index
+        self.optimizer, self.stopper, self.config = optimizer, stopper, config
+        self.device = torch.device(config.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
+        self.clip_groups = _track_parameters(method, stopper.tracks)
+
+    def epoch(
+        self, loaders: Mapping[str, Iterable[Any]], epoch: int, steps_per_epoch: int
+    ) -> dict[str, Any]:
+        """Run one epoch; return its history record."""
+        method, stage, config = self.method, self.stage, self.config
+        t0 = time.time()
+        method.begin_epoch(stage, epoch)
+        method.set_train_mode(stage)
+        train_loader = loaders["train"]
+        if isinstance(train_loader, DataLoader):
+            set_loader_epoch(train_loader, 1000 * self.stage_index + epoch)
+        train_terms, train_importance = train_one_epoch(
+            self.runner,
+            method,
+            train_loader,
+            self.optimizer,
+            self.scaler,
+            config,
+            stage=stage,
+            epoch=epoch,
+            steps_per_epoch=steps_per_epoch,
+            clip_groups=self.clip_groups,
+        )
+        evaluated = evaluate(
+            method,
+            loaders["val"],
+            stage,
+            device=self.device,
+            max_batches=config.max_batches,
+            importance_seed=config.seed if config.importance else None,
+        )
+        val = evaluated.metrics(method.task)
+        method.end_epoch(stage, epoch, val)
+        values = {t: broadcast_float(v, self.device) for t, v in method.monitor(stage, val).items()}
+        improved = self.stopper.update(epoch, values, method)
+        groups = self.optimizer.param_groups
+        return {
+            "stage": stage,
+            "epoch": epoch,
+            "train": train_terms,
+            "val": val,
+            "monitor": values,
+            "improved": improved,
+            "importance": (
+                evaluated.importance.tolist() if evaluated.importance is not None else None
+            ),
+            "train_importance": train_importance,
+            "lr": {g.get("name", str(j)): g["lr"] for j, g in enumerate(groups)},
+            "seconds": time.time() - t0,
+        }
+
+
+def _stage_summary(stage: str, epochs_run: int, stopper: TrackStopper) -> dict[str, Any]:
+    return {
+        "name": stage,
+        "epochs_run": epochs_run,
+        "best_epoch": dict(stopper.best_epoch),
+        "best_value": dict(stopper.best),
+    }
 
 
 def _distributed(
@@ -630,36 +665,66 @@ def _log_epoch(logger: Logger, method: Method, record: Mapping[str, Any], step: 
             logger.scalars(f"{stage}/{key}", dict(zip(names, record[key], strict=True)), step)
 
 
-def _save(
-    path: Path,
-    method: Method,
-    optimizer: torch.optim.Optimizer,
-    stopper: TrackStopper,
-    result: FitResult,
-    stage_index: int,
-    epoch: int,
-    stage_done: bool,
-) -> None:
-    if is_main_process():
-        atomic_torch_save(
-            {
-                "version": 1,
-                "stage_index": stage_index,
-                "epoch": epoch,
-                "stage_done": stage_done,
-                "method": method.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "stopper": stopper.state_dict(),
-                "history": result.history,
-                "stages": result.stages,
-                "rng": _rng_state(),
-            },
-            path,
-        )
-    barrier()
+class CheckpointSaver:
+    """Writes :func:`fit`'s checkpoint (rank 0, atomically) to ``path``; nothing when None.
+
+    A checkpoint holds the method's state, the stage's optimizer and early stopping, the
+    history so far and the random states: everything :func:`restore` needs.
+    """
+
+    version = 1
+
+    def __init__(self, path: Path | None, method: Method) -> None:
+        self.path, self.method = path, method
+
+    def save(
+        self,
+        optimizer: torch.optim.Optimizer,
+        stopper: TrackStopper,
+        result: FitResult,
+        stage_index: int,
+        epoch: int,
+        *,
+        stage_done: bool,
+    ) -> None:
+        if self.path is None:
+            return
+        if is_main_process():
+            atomic_torch_save(
+                {
+                    "version": self.version,
+                    "stage_index": stage_index,
+                    "epoch": epoch,
+                    "stage_done": stage_done,
+                    "method": self.method.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "stopper": stopper.state_dict(),
+                    "history": result.history,
+                    "stages": result.stages,
+                    "rng": _rng_state(),
+                },
+                self.path,
+            )
+        barrier()
 
 
 # --------------------------------------------------------------------------- the experiment
+def _seeded_method(
+    config: TrainConfig,
+    build_model: Callable[[], MultimodalModel],
+    task: TaskSpec,
+    device: torch.device,
+) -> Method:
+    """Seed everything, then build ``config.method`` on a fresh model, on ``device``; a bad
+    unimodal reference file fails here, before any training."""
+    seed_everything(config.seed)
+    method = build_method(config.method, build_model(), task, config.method_options)
+    if config.unimodal_reference is not None:
+        read_reference(config.unimodal_reference, list(method.model.modalities))
+    method.set_seed(config.seed)
+    return method.to(device)
+
+
 def run_experiment(
     config: TrainConfig,
     *,
@@ -703,13 +768,7 @@ def run_experiment(
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was given but torch.cuda.is_available() is False")
-    seed_everything(config.seed)
-    method = build_method(config.method, build_model(), task, config.method_options)
-    names = list(method.model.modalities)
-    if config.unimodal_reference is not None:  # fail before training, not after
-        read_reference(config.unimodal_reference, names)
-    method.set_seed(config.seed)
-    method.to(device)
+    method = _seeded_method(config, build_model, task, device)
     if loaders is None:
         assert datasets is not None
         loaders = build_loaders(
