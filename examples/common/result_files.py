@@ -7,13 +7,16 @@ one; this module holds the part they share: reading the file and checking the ve
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 
-def schema_version(result: dict[str, Any], current: int) -> int:
-    """The ``schema_version`` of ``result`` (1 when absent).
+def stamped(result: dict[str, Any], current: int) -> dict[str, Any]:
+    """A copy of ``result`` marked as version ``current`` (its own version is 1 when absent);
+    the caller then brings its entries up to date.
 
     Raises:
         ValueError: for a version newer than ``current``, the newest this code knows.
@@ -21,7 +24,7 @@ def schema_version(result: dict[str, Any], current: int) -> int:
     version = int(result.get("schema_version", 1))
     if version > current:
         raise ValueError(f"expected a results.json of schema version <= {current}, got {version}")
-    return version
+    return {**result, "schema_version": current}
 
 
 def read_result(path: str | Path, *, producer: str, required: str) -> dict[str, Any]:
@@ -38,4 +41,26 @@ def read_result(path: str | Path, *, producer: str, required: str) -> dict[str, 
         raise ValueError(f"{path}: {expected}: {exc}") from exc
     if not isinstance(result, dict) or required not in result:
         raise ValueError(f"{path}: {expected} with {required!r}")
+    return result
+
+
+def redraw_main(
+    argv: Sequence[str] | None,
+    *,
+    description: str,
+    load: Callable[[Path], dict[str, Any]],
+    write: Callable[[dict[str, Any], Path], None],
+) -> dict[str, Any]:
+    """The command line of a runner's report module: ``RESULTS --out DIR`` reads a
+    ``results.json`` with ``load`` and writes it back, with its report, with ``write``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("results", type=Path, help="a results.json of the benchmark")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    args = p.parse_args(argv)
+    try:
+        result = load(args.results)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
+    write(result, args.out)
+    print(f"wrote the results.json, results.md and plots of {args.results} to {args.out}")
     return result

@@ -16,13 +16,13 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import argparse
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from examples.common.checkpoint import atomic_write_json
+from examples.common.result_files import redraw_main
 from examples.multiview.results import MCR_KEYS, kind_group, load_results
 
 
@@ -369,17 +369,8 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    p.add_argument("results", type=Path, help="a results.json of the multi-view benchmark")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
-    args = p.parse_args(argv)
-    try:
-        result = load_results(args.results)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from exc
-    write_outputs(result, args.out)
-    print(f"wrote {args.out}/results.json, results.md and the plots")
-    return result
+    description = (__doc__ or "").split("\n")[0]
+    return redraw_main(argv, description=description, load=load_results, write=write_outputs)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from examples.common.result_files import read_result, schema_version
+from examples.common.result_files import read_result, stamped
 
 #: The version of the ``results.json`` layout that :mod:`examples.multiview.run` writes.
 SCHEMA_VERSION = 2
@@ -44,8 +44,7 @@ def upgrade(result: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: for a ``schema_version`` newer than this code knows.
     """
-    schema_version(result, SCHEMA_VERSION)
-    out = {**result, "schema_version": SCHEMA_VERSION}
+    out = stamped(result, SCHEMA_VERSION)
     ablations = result.get("ablations")
     if ablations is not None:
         out["ablations"] = {

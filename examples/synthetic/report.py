@@ -1,10 +1,9 @@
-"""The synthetic benchmark's report: ``results.md`` (accuracy along the sweep, ablations,
-claims) and ``accuracy_vs_ratio.png``, from a ``results.json`` of :mod:`examples.synthetic.run`.
+"""Tables and the plot of a synthetic sweep: ``results.md`` (accuracy per sweep point, the
+ablations at the most imbalanced point, the claims) and ``accuracy_vs_ratio.png``.
 
-    python -m examples.synthetic.report RUN/results.json --out DIR
-
-reads a result of any schema version (:func:`examples.synthetic.results.load_results`) and writes
-``results.json`` (in the current version), ``results.md`` and the plot into ``DIR``.
+``python -m examples.synthetic.report RUN/results.json --out DIR`` redraws both (and rewrites
+``results.json`` in the current version) from a result of any version
+(:func:`examples.synthetic.results.load_results`).
 """
 
 from __future__ import annotations
@@ -15,13 +14,13 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from examples.common.checkpoint import atomic_write_json
+from examples.common.result_files import redraw_main
 from examples.synthetic.results import MCR_KEYS, ablation_families, load_results
 
 
@@ -158,17 +157,8 @@ def write_outputs(result: dict[str, Any], out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    p.add_argument("results", type=Path, help="a results.json of the synthetic benchmark")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
-    args = p.parse_args(argv)
-    try:
-        result = load_results(args.results)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from exc
-    write_outputs(result, args.out)
-    print(f"wrote {args.out}/results.json, results.md and accuracy_vs_ratio.png")
-    return result
+    description = (__doc__ or "").split("\n")[0]
+    return redraw_main(argv, description=description, load=load_results, write=write_outputs)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,8 @@
-"""The synthetic benchmark's ``results.json``: its version, its names, and reading it back.
+"""What ``results.json`` of the synthetic sweep holds from one version to the next.
 
-``results.json`` carries ``schema_version`` (:data:`SCHEMA_VERSION`). Files written before the
-version field existed (version 1) named the variants of the ``rules`` ablation after when each
-rule was the package's default; :func:`load_results` reads both versions and returns the
-current names (:data:`RULE_RENAMES`), so every committed result still renders with
-``python -m examples.synthetic.report``.
+The file states its ``schema_version`` (:data:`SCHEMA_VERSION`; none means 1). In version 1 the
+variants of the ``rules`` ablation were called after the release that made each rule the
+default; :data:`RULE_RENAMES` gives their present names, which :func:`load_results` applies.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from examples.common.result_files import read_result, schema_version
+from examples.common.result_files import read_result, stamped
 
 #: The version of the ``results.json`` layout that :mod:`examples.synthetic.run` writes.
 SCHEMA_VERSION = 2
@@ -43,8 +41,7 @@ def upgrade(result: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: for a ``schema_version`` newer than this code knows.
     """
-    schema_version(result, SCHEMA_VERSION)
-    out = {**result, "schema_version": SCHEMA_VERSION}
+    out = stamped(result, SCHEMA_VERSION)
     ablations = result.get("ablations")
     if ablations is not None and "rules" in ablations:
         rules = {RULE_RENAMES.get(k, k): v for k, v in ablations["rules"].items()}
