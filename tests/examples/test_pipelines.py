@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from examples.common.methods import MCR
-from tests.examples._helpers.outputs import assert_accuracy_matches_predictions
+from tests.examples._helpers.outputs import assert_accuracy_matches_predictions, assert_mcr_training
 
 #: pipeline -> (root fixture, extra flags of a quick run)
 PIPELINES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -68,15 +68,8 @@ def test_mcr_smoke_run_writes_its_outputs(
     returned = _main(pipeline)(_argv(pipeline, root, out, "--max-epochs", "1"))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(returned))
-    assert metrics["method"] == "mcr" and metrics["strategy"] == "greedy"
     assert_accuracy_matches_predictions(out, metrics)
-    joint = [h for h in metrics["history"] if h["stage"] == "joint"]
-    assert joint and all(
-        "mcr/mipd" in h["train"] and "mcr/contrastive" in h["train"] for h in joint
-    )
-    stages = [s["name"] for s in metrics["stages"]]
-    init = metrics["method_options"]["init"]
-    assert stages == (["unimodal", "joint"] if init == "unimodal" else ["joint"])
+    assert_mcr_training(metrics)
     assert len(metrics["importance"]["test"]) == len(metrics["modalities"])
     assert (out / "importance.png").stat().st_size > 0
     assert list((out / "tb").glob("events.out.tfevents.*"))

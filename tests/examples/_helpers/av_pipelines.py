@@ -13,7 +13,7 @@ import pytest
 
 from examples.av_common.dataset import AVClipDataset
 from examples.av_common.media import MediaError
-from tests.examples._helpers.outputs import assert_accuracy_matches_predictions
+from tests.examples._helpers.outputs import assert_accuracy_matches_predictions, assert_mcr_training
 
 
 def check_smoke_outputs(
@@ -43,14 +43,7 @@ def check_smoke_outputs(
         counts = metrics["error_matrix"]["counts"]
         assert sum(map(sum, counts)) == num_test  # every test clip falls in one cell (Figure 5)
     if method == "mcr":
-        assert metrics["strategy"] == "greedy"
-        joint = [h for h in metrics["history"] if h["stage"] == "joint"]
-        assert joint and all(
-            "mcr/mipd" in h["train"] and "mcr/contrastive" in h["train"] for h in joint
-        )
-        stages = [s["name"] for s in metrics["stages"]]
-        init = metrics["method_options"]["init"]
-        assert stages == (["unimodal", "joint"] if init == "unimodal" else ["joint"])
+        assert_mcr_training(metrics)
     assert (out / "importance.png").stat().st_size > 0
     assert list((out / "tb").glob("events.out.tfevents.*"))
     assert (out / "checkpoint.pt").is_file()

@@ -21,3 +21,16 @@ def assert_accuracy_matches_predictions(out: Path, metrics: Mapping[str, Any]) -
         return
     hits = sum(1 for p, y in zip(preds, labels, strict=True) if p == y)
     assert abs(metrics["test"]["accuracy"] - hits / len(labels)) < 1e-9
+
+
+def assert_mcr_training(metrics: Mapping[str, Any]) -> None:
+    """An MCR run's ``metrics.json``: the greedy strategy, MCR's terms logged in every
+    joint-stage epoch, and the stages its ``init`` asks for."""
+    assert metrics["method"] == "mcr" and metrics["strategy"] == "greedy"
+    joint = [h for h in metrics["history"] if h["stage"] == "joint"]
+    assert joint and all(
+        "mcr/mipd" in h["train"] and "mcr/contrastive" in h["train"] for h in joint
+    )
+    stages = [s["name"] for s in metrics["stages"]]
+    init = metrics["method_options"]["init"]
+    assert stages == (["unimodal", "joint"] if init == "unimodal" else ["joint"])
