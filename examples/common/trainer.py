@@ -492,9 +492,9 @@ def fit(
         checkpoint_path: write an atomic checkpoint there after every epoch (rank 0).
         resume: continue from ``checkpoint_path`` (:func:`restore`).
         logger: TensorBoard logger (None: no logging).
-        build_optimizer: ``(param_groups, config) -> Optimizer``; default Adam/AdamW. A group
-            may carry its own ``initial_lr`` (its learning rate before ``lr_scale`` and the
-            schedule); groups without one start from ``config.lr``.
+        build_optimizer: ``(param_groups, config) -> Optimizer``; default Adam/AdamW. Each
+            group's ``initial_lr`` (else its ``lr``) is its learning rate before ``lr_scale``
+            and the schedule.
         ddp_kwargs: extra arguments of ``DistributedDataParallel`` (used under torchrun).
 
     Returns:
@@ -550,13 +550,15 @@ def _stage_state(
     Every parameter group ends up with ``lr_scale`` and ``initial_lr`` (:func:`set_learning_rate`).
     """
     optimizer = (build_optimizer or default_optimizer)(method.param_groups(stage), config)
+    # a factory that sets no initial_lr gives each group's rate before lr_scale as its lr
+    initial = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
     stopper = TrackStopper(method.tracks(stage), method.task.monitor_mode, config.patience)
     if resumed.optimizer is not None:
         optimizer.load_state_dict(resumed.optimizer)
         stopper.load_state_dict(resumed.stopper or {})
-    for group in optimizer.param_groups:
+    for group, lr in zip(optimizer.param_groups, initial, strict=True):
         group.setdefault("lr_scale", 1.0)
-        group.setdefault("initial_lr", config.lr)
+        group.setdefault("initial_lr", lr)
     return optimizer, stopper
 
 
@@ -771,14 +773,7 @@ def run_experiment(
     method = _seeded_method(config, build_model, task, device)
     if loaders is None:
         assert datasets is not None
-        loaders = build_loaders(
-            datasets,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            num_workers=config.num_workers,
-            collate_fn=collate_fn,
-            pin_memory=device.type == "cuda",
-        )
+        loaders = _default_loaders(datasets, config, collate_fn)
     if is_main_process():
         config.out.mkdir(parents=True, exist_ok=True)
     logger = Logger(config.out / "tb")
@@ -793,12 +788,11 @@ def run_experiment(
             build_optimizer=build_optimizer,
             ddp_kwargs=ddp_kwargs,
         )
-        final_stage = method.stages[-1]
         test, val = (
             evaluate(
                 method,
                 loaders[split],
-                final_stage,
+                method.stages[-1],
                 device=device,
                 max_batches=config.max_batches,
                 importance_seed=config.seed if split == "test" else None,
@@ -809,12 +803,40 @@ def run_experiment(
             config, method, test, val, fit_result, time.time() - t0, data_info=data_info
         )
         if is_main_process():
-            write_outputs(config.out, metrics, method, test, fit_result)
-            test_scalars = {k: v for k, v in metrics["test"].items() if isinstance(v, float)}
-            logger.scalars("test", test_scalars, 0)
+            _write_run(config, metrics, method, test, fit_result, logger)
     finally:
         logger.close()
     return metrics
+
+
+def _default_loaders(
+    datasets: Mapping[str, Dataset[Any]],
+    config: TrainConfig,
+    collate_fn: Callable[[list[Any]], Any] | None,
+) -> dict[str, Any]:
+    """:func:`examples.common.data.build_loaders` with the run's batch size, seed and workers."""
+    return build_loaders(
+        datasets,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        num_workers=config.num_workers,
+        collate_fn=collate_fn,
+        pin_memory=torch.device(config.device).type == "cuda",
+    )
+
+
+def _write_run(
+    config: TrainConfig,
+    metrics: dict[str, Any],
+    method: Method,
+    test: EvalOutputs,
+    fit_result: FitResult,
+    logger: Logger,
+) -> None:
+    """The run's files (:func:`examples.common.reporting.write_outputs`) and the test scalars
+    in TensorBoard."""
+    write_outputs(config.out, metrics, method, test, fit_result)
+    logger.scalars("test", {k: v for k, v in metrics["test"].items() if isinstance(v, float)}, 0)
 
 
 __all__ = [
