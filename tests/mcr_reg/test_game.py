@@ -188,6 +188,16 @@ def test_gradient_routing_property(
     assert_grads_equal(got, expected)
 
 
+def step_grads(model: Toy, mcr: MCRRegularizer, xs, labels, perms) -> dict[str, Tensor]:
+    """Every parameter's gradient after one MCR step (zeros where none arrived)."""
+    model.zero_grad()
+    mcr(model.encode(xs), labels, permutations=perms).loss.backward()
+    return {
+        n: p.grad if p.grad is not None else torch.zeros_like(p)
+        for n, p in model.named_parameters()
+    }
+
+
 # --------------------------------------------------------------------------- heads behind wrappers
 
 
@@ -229,13 +239,7 @@ def test_a_head_whose_parameters_are_installed_at_call_time_gets_its_share(
     )
     labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
     for _ in range(2):  # the first step finds out; the second uses what it found
-        model.zero_grad()
-        mcr(model.encode(xs), labels, permutations=perms).loss.backward()
-        got = {
-            n: p.grad if p.grad is not None else torch.zeros_like(p)
-            for n, p in model.named_parameters()
-        }
-        assert_grads_equal(got, expected)
+        assert_grads_equal(step_grads(model, mcr, xs, labels, perms), expected)
 
 
 def test_a_plain_module_head_keeps_its_single_pass() -> None:
@@ -309,13 +313,7 @@ def test_a_function_head_follows_the_game_on_every_step(m: int, strategy: str | 
     )
     labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
     for _ in range(3):
-        model.zero_grad()
-        mcr(model.encode(xs), labels, permutations=perms).loss.backward()
-        got = {
-            n: p.grad if p.grad is not None else torch.zeros_like(p)
-            for n, p in model.named_parameters()
-        }
-        assert_grads_equal(got, expected)
+        assert_grads_equal(step_grads(model, mcr, xs, labels, perms), expected)
 
 
 def test_a_function_head_runs_once_per_step_after_the_first() -> None:
