@@ -51,14 +51,25 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2.0 * tail)
 
 
-def wilcoxon_p(differences: Sequence[float]) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of the non-zero differences (1.0 if none)."""
+def wilcoxon_signed_rank(differences: Sequence[float]) -> dict[str, Any]:
+    """Two-sided Wilcoxon signed-rank test of the paired differences (zeros dropped).
+
+    Uses :func:`scipy.stats.wilcoxon` (exact distribution for small samples without tied
+    ranks, normal approximation otherwise). Returns ``{"statistic", "p", "n"}``; with no
+    non-zero difference ``p`` is 1.0.
+    """
     nonzero = [d for d in differences if abs(d) > TIE_TOLERANCE]
     if not nonzero:
-        return 1.0
+        return {"statistic": None, "p": 1.0, "n": 0}
     from scipy.stats import wilcoxon
 
-    return float(wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided").pvalue)
+    res = wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided")
+    return {"statistic": float(res.statistic), "p": float(res.pvalue), "n": len(nonzero)}
+
+
+def wilcoxon_p(differences: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of the non-zero differences (1.0 if none)."""
+    return float(wilcoxon_signed_rank(differences)["p"])
 
 
 def paired_comparison(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
@@ -76,6 +87,7 @@ def paired_comparison(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
     diffs = [float(x) - float(y) for x, y in zip(a, b, strict=True)]
     wins = sum(d > TIE_TOLERANCE for d in diffs)
     losses = sum(d < -TIE_TOLERANCE for d in diffs)
+    wil = wilcoxon_signed_rank(diffs)
     return {
         "n": len(diffs),
         "mean_diff": statistics.fmean(diffs),
@@ -84,7 +96,8 @@ def paired_comparison(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
         "ties": len(diffs) - wins - losses,
         "losses": losses,
         "sign_p": sign_test(wins, losses),
-        "wilcoxon_p": wilcoxon_p(diffs),
+        "wilcoxon_p": wil["p"],
+        "wilcoxon_statistic": wil["statistic"],
     }
 
 
