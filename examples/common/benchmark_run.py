@@ -1,7 +1,8 @@
 """One benchmark training run: fit a method to early stopping, then score it.
 
 Benchmark runners train hundreds of small models without writing files; :func:`fit_and_score`
-is what each of those runs does once the data sets and the method are built.
+is what each of those runs does once the data sets and the method are built
+(:func:`fit_with_budget`: with a benchmark's :class:`~examples.common.tuning.TrainingBudget`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from examples.common.data import build_loaders
 from examples.common.methods import Method
 from examples.common.trainer import TrainConfig, evaluate, fit
+from examples.common.tuning import TrainingBudget
 
 
 def fit_and_score(
@@ -56,3 +58,25 @@ def fit_and_score(
                 for m, o in out.unimodal.items()
             }
     return res, loaders
+
+
+def fit_with_budget(
+    method: Method,
+    datasets: Mapping[str, Dataset[Any]],
+    budget: TrainingBudget,
+    *,
+    seed: int,
+    lr: float | None = None,
+) -> tuple[dict[str, Any], dict[str, DataLoader[Any]]]:
+    """:func:`fit_and_score` with the epochs, patience, batch size and weight decay of
+    ``budget``, at ``lr`` (a tuning trial's) or else the budget's learning rate."""
+    return fit_and_score(
+        method,
+        datasets,
+        batch_size=budget.batch_size,
+        max_epochs=budget.max_epochs,
+        patience=budget.patience,
+        lr=budget.lr if lr is None else lr,
+        weight_decay=budget.weight_decay,
+        seed=seed,
+    )

@@ -21,6 +21,7 @@ def linear_probe(
     num_classes: int,
     l2: float = 1e-3,
     max_iter: int = 200,
+    dtype: torch.dtype = torch.float64,
 ) -> float:
     """Test accuracy of a multinomial logistic regression fitted on frozen latents.
 
@@ -36,19 +37,13 @@ def linear_probe(
         num_classes: number of classes.
         l2: weight of the squared-weight penalty.
         max_iter: L-BFGS iterations.
+        dtype: the precision the probe is fitted and scored in.
 
     Returns:
         The accuracy on the test latents, in [0, 1].
     """
-    if train_z.dim() != 2 or test_z.dim() != 2 or train_z.shape[1] != test_z.shape[1]:
-        raise ValueError(
-            f"expected (N, D) and (M, D) latents, got {tuple(train_z.shape)} and "
-            f"{tuple(test_z.shape)}"
-        )
-    train_z, test_z = train_z.detach().double(), test_z.detach().double()
-    mu, sd = train_z.mean(0), train_z.std(0).clamp_min(1e-6)
-    a, b = (train_z - mu) / sd, (test_z - mu) / sd
-    probe = nn.Linear(a.shape[1], num_classes).double()
+    a, b = standardised(train_z, test_z, dtype)
+    probe = nn.Linear(a.shape[1], num_classes).to(dtype)
     nn.init.zeros_(probe.weight)
     nn.init.zeros_(probe.bias)
     opt = torch.optim.LBFGS(probe.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
@@ -62,4 +57,23 @@ def linear_probe(
     with torch.enable_grad():
         opt.step(closure)
     with torch.no_grad():
-        return float((probe(b).argmax(-1) == test_y).double().mean())
+        return float((probe(b).argmax(-1) == test_y).to(dtype).mean())
+
+
+def standardised(
+    train_z: Tensor, test_z: Tensor, dtype: torch.dtype = torch.float64
+) -> tuple[Tensor, Tensor]:
+    """``train_z`` and ``test_z`` (detached, in ``dtype``) standardised with the training
+    mean and standard deviation, for a probe.
+
+    Raises:
+        ValueError: unless both are ``(N, D)`` matrices of the same width.
+    """
+    if train_z.dim() != 2 or test_z.dim() != 2 or train_z.shape[1] != test_z.shape[1]:
+        raise ValueError(
+            f"expected (N, D) and (M, D) latents, got {tuple(train_z.shape)} and "
+            f"{tuple(test_z.shape)}"
+        )
+    train_z, test_z = train_z.detach().to(dtype), test_z.detach().to(dtype)
+    mu, sd = train_z.mean(0), train_z.std(0).clamp_min(1e-6)
+    return (train_z - mu) / sd, (test_z - mu) / sd

@@ -172,6 +172,41 @@ def run_jobs(
         return prog.results()
 
 
+K = TypeVar("K", bound=Hashable)
+
+
+def run_keyed_jobs(
+    fn: Callable[[J], R],
+    jobs: Sequence[J],
+    keys: Sequence[K],
+    *,
+    group: Callable[[K], Hashable],
+    summarize: Callable[[Hashable, list[K], list[R]], str],
+    desc: str,
+    workers: int,
+    progress: bool,
+) -> dict[K, R]:
+    """:func:`run_jobs` for jobs named by ``keys`` (one each), grouped by ``group(key)``.
+
+    When a group's last job finishes, ``summarize(group, its keys, its results)`` gives its
+    line. Returns ``{key: result}``.
+    """
+    groups = [group(k) for k in keys]
+    keys_of: dict[Hashable, list[K]] = {}
+    for key, name in zip(keys, groups, strict=True):
+        keys_of.setdefault(name, []).append(key)
+    results = run_jobs(
+        fn,
+        jobs,
+        groups=groups,
+        workers=workers,
+        summarize=lambda name, runs: summarize(name, keys_of[name], runs),
+        desc=desc,
+        progress=progress,
+    )
+    return dict(zip(keys, results, strict=True))
+
+
 def _drain(
     pool: ProcessPoolExecutor,
     fn: Callable[[J], R],

@@ -4,16 +4,17 @@
 ``metrics.json``; :func:`write_outputs` is the one place that writes the run's result files.
 The Figure-5 error matrix (paper) compares the multimodal test predictions with unimodal
 ones: the method's own unimodal heads, or those of another run given as
-``--unimodal-reference`` (:func:`read_reference`).
+``--unimodal-reference`` (:func:`read_reference`). The benchmark runners' reports share
+:func:`table` (markdown), :func:`save_figure` and :func:`write_report`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -27,6 +28,8 @@ from examples.common.task import TaskSpec
 
 if TYPE_CHECKING:  # the trainer imports this module
     from examples.common.trainer import EvalOutputs, FitResult
+
+R = TypeVar("R")  # a benchmark's result
 
 
 def jsonable(value: Any) -> Any:
@@ -173,3 +176,46 @@ def write_outputs(
             title=f"{metrics['method']}: validation importance per modality",
             accuracy=[r["val"]["multimodal"][method.task.monitor] for r in rows],
         )
+
+
+# ------------------------------------------------------------------ benchmark reports
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (files only; no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path, *, dpi: int = 110) -> None:
+    """Lay ``fig`` out, write it to ``path`` (its folder made when missing) and close it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+
+
+def sections_markdown(sections: Iterable[Callable[[R], list[str]]], result: R) -> str:
+    """The markdown of ``result``: the lines of each section in turn (a section with nothing
+    to say gives none), newline-ended."""
+    return "\n".join(line for section in sections for line in section(result)) + "\n"
+
+
+def percent(mean: float, std: float) -> str:
+    """``"97.3 ± 0.4"``: an accuracy's mean ± std over seeds (fractions) in percent."""
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A markdown table: the header row, the rule, one line per row."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def write_report(out: Path, result: Mapping[str, Any], markdown: str) -> None:
+    """``results.json`` (atomically) and ``results.md`` of a benchmark in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(dict(result), out / "results.json")
+    (out / "results.md").write_text(markdown)

@@ -1,8 +1,9 @@
-"""The tuning grid and training budget of the tuned benchmarks (synthetic, multi-view).
+"""The tuning grid and training budget of the tuned benchmarks (synthetic, multi-view, AV-MNIST).
 
-Every method of a benchmark gets the same budget (:class:`Budget`) and the same number ``G`` of
-tuning trials, the first ``G`` entries of its list in :data:`GRID`; the trial with the best mean
-validation accuracy over the seeds is the one reported.
+Every method of a benchmark gets the same budget (a :class:`TrainingBudget`; :class:`Budget`
+for the MLP benchmarks) and the same number ``G`` of tuning trials, the first ``G`` entries of
+its list in :data:`GRID`; the trial with the best mean validation accuracy over the seeds is
+the one reported.
 """
 
 from __future__ import annotations
@@ -38,14 +39,33 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+#: The methods of a benchmark's ``--quick`` run: the two references, the two strongest baseline
+#: families of the synthetic benchmark, and MCR with and without unimodal initialisation.
+QUICK_METHODS: tuple[str, ...] = (
+    "joint",
+    "ensemble",
+    "multiloss",
+    "uni_pre_finetuned",
+    "mcr",
+    "mcr_uni_pre",
+)
+
+
 @dataclass(frozen=True)
-class Budget:
-    """The training budget every method gets (docs/examples/synthetic.md, multiview.md)."""
+class TrainingBudget:
+    """How every run of a benchmark trains (Adam, early stopping on validation accuracy)."""
 
     max_epochs: int = 60
     patience: int = 10
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 1e-4
+
+
+@dataclass(frozen=True)
+class Budget(TrainingBudget):
+    """The training budget and MLP widths every method gets (docs/examples/synthetic.md,
+    multiview.md)."""
+
     hidden: int = 64
     latent: int = 32

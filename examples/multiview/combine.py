@@ -26,17 +26,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from examples.common.result_files import to_json
+from examples.multiview.protocol import METHODS
 from examples.multiview.report import markdown, write_outputs
-from examples.multiview.results import SCHEMA_VERSION, load_results
-from examples.multiview.run import (
-    METHODS,
-    TRIPLE_RANKS,
-    ViewSet,
-    ablation_tests,
-    methods_for,
-    pairs,
-    summarise,
+from examples.multiview.results import (
+    Ablations,
+    BenchmarkResult,
+    SeedAccuracies,
+    ViewSetResult,
+    load_results,
 )
+from examples.multiview.summary import ablation_tests, summarise
+from examples.multiview.view_sets import TRIPLE_RANKS, ViewSet, methods_for, pairs, report_order
 
 #: Setup entries that must be equal in every part (they define the protocol).
 PROTOCOL_KEYS: tuple[str, ...] = ("budget", "split_per_class")
@@ -49,33 +50,111 @@ class CombineError(ValueError):
     """Parts that cannot be combined (different protocols, or results that disagree)."""
 
 
-def _without_timing(value: Any) -> Any:
+def without_timing(value: Any) -> Any:
+    """``value`` (a result, or JSON-ready data) as JSON without its wall-clock times."""
+    value = to_json(value)
     if isinstance(value, dict):
-        return {k: _without_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
+        return {k: without_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
     if isinstance(value, list):
-        return [_without_timing(v) for v in value]
+        return [without_timing(v) for v in value]
     return value
 
 
 def _agree(what: str, a: Any, b: Any, names: tuple[str, str]) -> None:
-    if _without_timing(a) != _without_timing(b):
+    if without_timing(a) != without_timing(b):
         raise CombineError(
             f"{what}: {names[0]} and {names[1]} disagree; expected identical results "
-            f"(the runs are deterministic), got {_without_timing(a)!r} and {_without_timing(b)!r}"
+            f"(the runs are deterministic), got {without_timing(a)!r} and {without_timing(b)!r}"
         )
 
 
-def _order(name: str, kind: str) -> tuple[int, int]:
-    """Report order of a view set: pairs (canonical), the triples, then the six views."""
-    if kind == "pair":
-        return (0, [vs.name for vs in pairs()].index(name))
-    if kind == "all6":
-        return (2, 0)
-    return (1, list(TRIPLE_RANKS).index(kind))
+def _check_protocols(parts: Sequence[BenchmarkResult], names: Sequence[str]) -> None:
+    """Every part is a full-protocol run with the same budget, split, seeds and grid."""
+    for part, name in zip(parts, names, strict=True):
+        if part.setup is None:
+            raise CombineError(f"{name}: expected a results.json with 'setup', it has none")
+        if part.quick:
+            raise CombineError(f"{name}: expected a run of the full protocol, got a --quick run")
+    first, first_name = parts[0], names[0]
+    for part, name in zip(parts[1:], names[1:], strict=True):
+        a, b = first.setup or {}, part.setup or {}
+        for key in PROTOCOL_KEYS:
+            _agree(f"setup {key}", a[key], b[key], (first_name, name))
+        for key in PLAN_KEYS:
+            _agree(f"plan {key}", a["plan"][key], b["plan"][key], (first_name, name))
 
 
-def combine(parts: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
-    """The union of ``parts`` (``results.json`` contents), with every summary recomputed.
+def _merge_view_sets(parts: Sequence[BenchmarkResult], names: Sequence[str]) -> list[ViewSetResult]:
+    """The union of the parts' view sets in report order, each method in table order; the
+    same method on the same view set in two parts must agree."""
+    sets: dict[str, ViewSetResult] = {}
+    source: dict[tuple[str, str], str] = {}
+    for part, name in zip(parts, names, strict=True):
+        for vs in part.view_sets:
+            entry = sets.setdefault(vs.name, ViewSetResult(vs.name, list(vs.views), vs.kind))
+            if (entry.views, entry.kind) != (list(vs.views), vs.kind):
+                raise CombineError(
+                    f"view set {vs.name}: expected views {entry.views} ({entry.kind}) "
+                    f"as in the other parts, got {vs.views} ({vs.kind}) in {name}"
+                )
+            for key, res in vs.methods.items():
+                if key in entry.methods:
+                    _agree(
+                        f"{vs.name} {key}", entry.methods[key], res, (source[(vs.name, key)], name)
+                    )
+                else:
+                    entry.methods[key] = res
+                    source[(vs.name, key)] = name
+    order = [*METHODS, "mcr_singletons"]
+    for entry in sets.values():
+        entry.methods = dict(sorted(entry.methods.items(), key=lambda kv: order.index(kv[0])))
+    return sorted(sets.values(), key=lambda e: report_order(e.name, e.kind))
+
+
+def _merge_ablations(
+    parts: Sequence[BenchmarkResult], names: Sequence[str], result: BenchmarkResult
+) -> Ablations | None:
+    """The parts' ablations on the union of their view sets, their tests recomputed."""
+    found = [(p.ablations, n) for p, n in zip(parts, names, strict=True) if p.ablations]
+    if not found:
+        return None
+    base, base_name = found[0]
+    per_set: dict[str, dict[str, SeedAccuracies]] = {}
+    for abl, name in found:
+        _agree("ablation variants", base.variants, abl.variants, (base_name, name))
+        _agree("ablation seeds", base.seeds, abl.seeds, (base_name, name))
+        for vs_name, row in abl.per_view_set.items():
+            if vs_name in per_set:
+                _agree(f"ablations on {vs_name}", per_set[vs_name], row, (base_name, name))
+            per_set[vs_name] = row
+    k = len(base.seeds)
+    for vs_name, row in per_set.items():
+        names_here = [vs.name for vs in result.view_sets]
+        main = result.view_set(vs_name).methods.get("mcr") if vs_name in names_here else None
+        if main is None or main.per_seed[:k] != row["mcr"].per_seed:
+            raise CombineError(
+                f"ablations on {vs_name}: expected their mcr seeds to be the main mcr runs' "
+                f"first {k} seeds, got {row['mcr'].per_seed}"
+            )
+    ordered = {e.name: per_set[e.name] for e in result.view_sets if e.name in per_set}
+    return Ablations(
+        variants=base.variants,
+        seeds=base.seeds,
+        per_view_set=ordered,
+        paired=ablation_tests(ordered, list(base.variants)),
+    )
+
+
+def _triple_rule(parts: Sequence[BenchmarkResult], names: Sequence[str]) -> Any:
+    """The triple rule of the parts that hold one (they must agree)."""
+    found = [(p.triple_rule, n) for p, n in zip(parts, names, strict=True) if p.triple_rule]
+    for rule, name in found[1:]:
+        _agree("the triple rule", found[0][0], rule, (found[0][1], name))
+    return found[0][0] if found else None
+
+
+def combine(parts: Sequence[BenchmarkResult], names: Sequence[str]) -> BenchmarkResult:
+    """The union of ``parts``, with every summary recomputed.
 
     ``names`` label the parts in error messages and in ``setup["combined_from"]``.
     """
@@ -83,145 +162,59 @@ def combine(parts: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, 
         raise ValueError(f"expected one name per part, got {len(parts)} parts, {len(names)} names")
     if not parts:
         raise CombineError("expected at least one results.json, got none")
-    for part, name in zip(parts, names, strict=True):
-        for key in ("view_sets", "setup"):
-            if key not in part:
-                raise CombineError(f"{name}: expected a results.json with {key!r}, it has none")
-        if part["setup"].get("quick"):
-            raise CombineError(f"{name}: expected a run of the full protocol, got a --quick run")
-    first, first_name = parts[0], names[0]
-    for part, name in zip(parts[1:], names[1:], strict=True):
-        for key in PROTOCOL_KEYS:
-            _agree(f"setup {key}", first["setup"][key], part["setup"][key], (first_name, name))
-        for key in PLAN_KEYS:
-            _agree(
-                f"plan {key}",
-                first["setup"]["plan"][key],
-                part["setup"]["plan"][key],
-                (first_name, name),
-            )
-
-    sets: dict[str, dict[str, Any]] = {}
-    source: dict[tuple[str, str], str] = {}
-    triple_rule: tuple[str, dict[str, Any]] | None = None
-    for part, name in zip(parts, names, strict=True):
-        if "triple_rule" in part:
-            if triple_rule is not None:
-                _agree(
-                    "the triple rule", triple_rule[1], part["triple_rule"], (triple_rule[0], name)
-                )
-            else:
-                triple_rule = (name, part["triple_rule"])
-        for vs in part["view_sets"]:
-            entry = sets.setdefault(
-                vs["name"],
-                {"name": vs["name"], "views": vs["views"], "kind": vs["kind"], "methods": {}},
-            )
-            if (entry["views"], entry["kind"]) != (vs["views"], vs["kind"]):
-                raise CombineError(
-                    f"view set {vs['name']}: expected views {entry['views']} ({entry['kind']}) "
-                    f"as in the other parts, got {vs['views']} ({vs['kind']}) in {name}"
-                )
-            for key, res in vs["methods"].items():
-                if key in entry["methods"]:
-                    _agree(
-                        f"{vs['name']} {key}",
-                        entry["methods"][key],
-                        res,
-                        (source[(vs["name"], key)], name),
-                    )
-                else:
-                    entry["methods"][key] = res
-                    source[(vs["name"], key)] = name
-    order = [*METHODS, "mcr_singletons"]
-    for entry in sets.values():
-        entry["methods"] = dict(sorted(entry["methods"].items(), key=lambda kv: order.index(kv[0])))
-    result: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "view_sets": sorted(sets.values(), key=lambda e: _order(e["name"], e["kind"])),
-    }
-    if triple_rule is not None:
-        result["triple_rule"] = triple_rule[1]
+    _check_protocols(parts, names)
+    result = BenchmarkResult(
+        view_sets=_merge_view_sets(parts, names), triple_rule=_triple_rule(parts, names)
+    )
     summarise(result)
-
-    ablation_parts = [
-        (p["ablations"], n) for p, n in zip(parts, names, strict=True) if "ablations" in p
-    ]
-    if ablation_parts:
-        base, base_name = ablation_parts[0]
-        per_set: dict[str, Any] = {}
-        for abl, name in ablation_parts:
-            _agree("ablation variants", base["variants"], abl["variants"], (base_name, name))
-            _agree("ablation seeds", base["seeds"], abl["seeds"], (base_name, name))
-            for vs_name, row in abl["per_view_set"].items():
-                if vs_name in per_set:
-                    _agree(f"ablations on {vs_name}", per_set[vs_name], row, (base_name, name))
-                per_set[vs_name] = row
-        for vs_name, row in per_set.items():
-            main = sets[vs_name]["methods"].get("mcr") if vs_name in sets else None
-            k = len(base["seeds"])
-            if main is None or main["per_seed"][:k] != row["mcr"]["per_seed"]:
-                raise CombineError(
-                    f"ablations on {vs_name}: expected their mcr seeds to be the main mcr runs' "
-                    f"first {k} seeds, got {row['mcr']['per_seed']}"
-                )
-        ordered = {
-            e["name"]: per_set[e["name"]] for e in result["view_sets"] if e["name"] in per_set
-        }
-        result["ablations"] = {
-            "variants": base["variants"],
-            "seeds": base["seeds"],
-            "per_view_set": ordered,
-            "paired": ablation_tests(ordered),
-        }
-    costs = [(p["cost"], n) for p, n in zip(parts, names, strict=True) if "cost" in p]
+    result.ablations = _merge_ablations(parts, names, result)
+    costs = [(p.cost, n) for p, n in zip(parts, names, strict=True) if p.cost is not None]
     if len(costs) > 1:
         raise CombineError(
             f"expected the cost measurement in at most one part, got it in "
             f"{[n for _, n in costs]} (run the others with --no-cost)"
         )
     if costs:
-        result["cost"] = costs[0][0]
-    result["setup"] = {
-        "combined_from": [
-            {"file": n, "setup": p["setup"]} for p, n in zip(parts, names, strict=True)
-        ],
-        "budget": first["setup"]["budget"],
-        "split_per_class": first["setup"]["split_per_class"],
-        "seeds": first["setup"]["plan"]["seeds"],
-        "grid": first["setup"]["plan"]["grid"],
+        result.cost = costs[0][0]
+    first = parts[0].setup or {}
+    result.setup = {
+        "combined_from": [{"file": n, "setup": p.setup} for p, n in zip(parts, names, strict=True)],
+        "budget": first["budget"],
+        "split_per_class": first["split_per_class"],
+        "seeds": first["plan"]["seeds"],
+        "grid": first["plan"]["grid"],
     }
     return result
 
 
-def coverage(result: dict[str, Any]) -> list[str]:
+def coverage(result: BenchmarkResult) -> list[str]:
     """What the full protocol holds that ``result`` lacks, one line per gap (empty: complete)."""
     gaps = []
     sets_missing: dict[tuple[str, ...], list[str]] = {}  # the same methods missing: one line
-    for vs in result["view_sets"]:
-        wanted = methods_for(ViewSet(tuple(vs["views"]), vs["kind"]), METHODS)
-        missing = tuple(k for k in wanted if k not in vs["methods"])
+    for vs in result.view_sets:
+        wanted = methods_for(ViewSet(tuple(vs.views), vs.kind), METHODS)
+        missing = tuple(k for k in wanted if k not in vs.methods)
         if missing:
-            sets_missing.setdefault(missing, []).append(vs["name"])
+            sets_missing.setdefault(missing, []).append(vs.name)
     for missing, names in sets_missing.items():
         gaps.append(f"{', '.join(names)}: no {', '.join(missing)}")
-    kinds = {vs["kind"] for vs in result["view_sets"]}
-    n_pairs = sum(vs["kind"] == "pair" for vs in result["view_sets"])
+    kinds = {vs.kind for vs in result.view_sets}
+    n_pairs = sum(vs.kind == "pair" for vs in result.view_sets)
     if n_pairs < len(pairs()):
         gaps.append(f"{n_pairs} of {len(pairs())} pairs")
     for kind in (*TRIPLE_RANKS, "all6"):
         if kind not in kinds:
             gaps.append(f"no {kind} view set")
-    done = set(result.get("ablations", {}).get("per_view_set", {}))
-    lacking = [vs["name"] for vs in result["view_sets"] if vs["name"] not in done]
+    done = set(result.ablations.per_view_set) if result.ablations is not None else set()
+    lacking = [vs.name for vs in result.view_sets if vs.name not in done]
     if lacking:
         gaps.append(f"no ablations on {', '.join(lacking)}")
-    if "cost" not in result:
+    if result.cost is None:
         gaps.append("no cost measurement")
     return gaps
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("results", nargs="+", type=Path, help="results.json of each part")
     p.add_argument("--out", type=Path, required=True, help="output directory")
@@ -234,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise SystemExit(str(exc)) from exc
     result = combine(parts, [str(p) for p in args.results])
     gaps = coverage(result)
-    result["setup"]["missing_from_the_protocol"] = gaps
+    (result.setup or {})["missing_from_the_protocol"] = gaps
     write_outputs(result, args.out)
     print(markdown(result))
     print(

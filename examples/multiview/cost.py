@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -98,6 +98,47 @@ def _memory(method: Method, batch: Mapping[str, Tensor]) -> int:
     return saved_tensor_bytes(lambda: method.training_step(batch, "joint").loss)
 
 
+def measure_setting(
+    m: int, subsets: str, ps: Sequence[int], batch: int, repeats: int, steps: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One (M, subsets) setting: a row per P (step time against joint's, saved-tensor memory)
+    and the smallest P whose median step-time ratio is above :data:`NEGLIGIBLE` (or None)."""
+    views = COST_VIEWS[m]
+    data = _batch(views, batch)
+    fns = {}
+    mem = {}
+    for v in ["joint", *(f"mcr:{p}" for p in ps)]:
+        method = _method(views, v, subsets)
+        mem[v] = _memory(method, data)
+        step = make_step(method, lr=1e-3)
+        fns[v] = lambda step=step, data=data: step(data)
+    _, cpu = time_interleaved(
+        fns, repeats=repeats, steps_per_repeat=steps, warmup=1, device=torch.device("cpu")
+    )
+    star = None
+    rows = []
+    for p in ps:
+        key = f"mcr:{p}"
+        ratio = paired_ratios(cpu[key], cpu["joint"])
+        rows.append(
+            {
+                "M": m,
+                "views": list(views),
+                "subsets": subsets,
+                "P": p,
+                "time_s": summarise(cpu[key])["median"],
+                "joint_time_s": summarise(cpu["joint"])["median"],
+                "time_ratio": {k: ratio[k] for k in ("median", "q1", "q3")},
+                "saved_bytes": mem[key],
+                "joint_saved_bytes": mem["joint"],
+                "memory_ratio": mem[key] / mem["joint"],
+            }
+        )
+        if star is None and ratio["median"] > NEGLIGIBLE:
+            star = p
+    return rows, star
+
+
 def measure_cost(
     *,
     quick: bool = False,
@@ -120,7 +161,6 @@ def measure_cost(
     ps = ps or ((1, 32) if quick else (1, 4, 16, 32, 64))
     repeats = repeats or (3 if quick else 7)
     steps = steps or (3 if quick else 5)
-    device = torch.device("cpu")
     rows: list[dict[str, Any]] = []
     p_star: dict[str, int | None] = {}
     say = log or (lambda line: None)
@@ -131,41 +171,9 @@ def measure_cost(
     t0 = time.time()
     bar = tqdm(SETTINGS, desc="cost", unit="setting", file=sys.stderr, disable=not progress)
     for i, (m, subsets) in enumerate(bar):
-        views = COST_VIEWS[m]
-        data = _batch(views, batch)
-        variants = ["joint", *(f"mcr:{p}" for p in ps)]
-        fns = {}
-        mem = {}
-        for v in variants:
-            method = _method(views, v, subsets)
-            mem[v] = _memory(method, data)
-            step = make_step(method, lr=1e-3)
-            fns[v] = lambda step=step, data=data: step(data)
-        _, cpu = time_interleaved(
-            fns, repeats=repeats, steps_per_repeat=steps, warmup=1, device=device
-        )
-        star = None
-        ratios = []
-        for p in ps:
-            key = f"mcr:{p}"
-            ratio = paired_ratios(cpu[key], cpu["joint"])
-            ratios.append(f"{ratio['median']:.1f}x at P={p}")
-            rows.append(
-                {
-                    "M": m,
-                    "views": list(views),
-                    "subsets": subsets,
-                    "P": p,
-                    "time_s": summarise(cpu[key])["median"],
-                    "joint_time_s": summarise(cpu["joint"])["median"],
-                    "time_ratio": {k: ratio[k] for k in ("median", "q1", "q3")},
-                    "saved_bytes": mem[key],
-                    "joint_saved_bytes": mem["joint"],
-                    "memory_ratio": mem[key] / mem["joint"],
-                }
-            )
-            if star is None and ratio["median"] > NEGLIGIBLE:
-                star = p
+        setting_rows, star = measure_setting(m, subsets, ps, batch, repeats, steps)
+        rows += setting_rows
+        ratios = [f"{r['time_ratio']['median']:.1f}x at P={r['P']}" for r in setting_rows]
         p_star[f"M={m} {subsets}"] = star
         line = (
             f"cost [{i + 1}/{len(SETTINGS)}, {time.time() - t0:.0f} s] "

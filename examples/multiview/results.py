@@ -1,18 +1,22 @@
-"""The multi-view benchmark's ``results.json``: its version, its names, and reading it back.
+"""The multi-view benchmark's result: its schema (dataclasses), its version, and reading it back.
 
-``results.json`` carries ``schema_version`` (:data:`SCHEMA_VERSION`). Files written before the
-version field existed (version 1) named three MCR ablations after when their rule was the
-package's default; :func:`load_results` reads both versions and returns the current names
+:class:`BenchmarkResult` is what :mod:`examples.multiview.run` and
+:mod:`examples.multiview.combine` build and what ``results.json`` is written from
+(:func:`examples.common.result_files.to_json`) and read back into (:func:`load_results`). The
+file carries ``schema_version`` (:data:`SCHEMA_VERSION`). Files written before the version
+field existed (version 1) named three MCR ablations after when their rule was the package's
+default; :func:`load_results` reads both versions and returns the current names
 (:data:`ABLATION_RENAMES`), so every committed result still renders with
 ``python -m examples.multiview.report``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from examples.common.result_files import read_result, stamped
+from examples.common.result_files import from_json, read_result, stamped
 
 #: The version of the ``results.json`` layout that :mod:`examples.multiview.run` writes.
 SCHEMA_VERSION = 2
@@ -59,11 +63,180 @@ def upgrade(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a ``results.json`` of :mod:`examples.multiview.run` (any version) in the current
-    layout.
+def load_results(path: str | Path) -> BenchmarkResult:
+    """Read a ``results.json`` of :mod:`examples.multiview.run` (any version) as the current
+    schema.
 
     Raises:
         ValueError: when the file is not such a result, or of a newer version.
     """
-    return upgrade(read_result(path, producer="examples.multiview.run", required="view_sets"))
+    raw = read_result(path, producer="examples.multiview.run", required="view_sets")
+    return parse_result(upgrade(raw), str(path))
+
+
+def parse_result(data: dict[str, Any], where: str = "results.json") -> BenchmarkResult:
+    """``data`` (a ``results.json`` in the current layout) as a :class:`BenchmarkResult`."""
+    result: BenchmarkResult = from_json(BenchmarkResult, data, where)
+    return result
+
+
+# ------------------------------------------------------------------------------ the schema
+@dataclass
+class Probe:
+    """Linear-probe test accuracy of one view's encoder: the mean and each seed's."""
+
+    mean: float
+    per_seed: list[float]
+
+
+@dataclass
+class MethodResult:
+    """One method on one view set: the trial selected on validation and its test accuracy
+    over the seeds (accuracies in [0, 1])."""
+
+    mean: float
+    std: float
+    per_seed: list[float]
+    val_mean: float
+    trial: dict[str, Any]
+    trials_val_mean: list[float]
+    seconds: float
+    epochs: list[int] = field(default_factory=list)
+    probe: dict[str, Probe] | None = None  # per view, for the probed methods
+    unimodal_test: dict[str, float] | None = None  # per view, for methods with unimodal heads
+    unimodal_val: dict[str, float] | None = None
+
+
+@dataclass
+class Undertraining:
+    """Per view: the unimodal probe (the ensemble's encoder) minus a method's probe; positive
+    means the encoder trained inside the multimodal model is under-trained."""
+
+    per_view: dict[str, float]
+    mean: float
+    max: float
+
+
+@dataclass
+class ViewSetResult:
+    """Every method on one view set (``kind``: pair, weakest3, strongest3, mixed3, all6)."""
+
+    name: str
+    views: list[str]
+    kind: str
+    methods: dict[str, MethodResult] = field(default_factory=dict)
+    undertraining: dict[str, Undertraining] | None = None  # per method with probes
+    unimodal_test: dict[str, float] | None = None  # the ensemble's, per view
+
+
+@dataclass
+class PairedTest:
+    """A paired comparison over (view set, seed) pairs
+    (:func:`examples.common.paired_stats.paired_comparison`)."""
+
+    n: int
+    mean_diff: float
+    median_diff: float
+    wins: int
+    ties: int
+    losses: int
+    sign_p: float
+    wilcoxon_p: float
+    wilcoxon_statistic: float | None
+
+
+@dataclass
+class TripleRule:
+    """The six-view ensemble's unimodal validation accuracies and the triples they fix."""
+
+    unimodal_val_of_six_view_ensemble: dict[str, float]
+    ranked: list[str]
+    triples: dict[str, list[str]]
+
+
+@dataclass
+class GainRow:
+    """One view set: MCR − joint test accuracy and the joint encoders' under-training."""
+
+    view_set: str
+    undertraining: float
+    undertraining_max: float
+    mcr_gain: float
+
+
+@dataclass
+class GainVsUndertraining:
+    """MCR's gain over joint against under-training, and their Spearman correlations (``None``
+    when undefined)."""
+
+    rows: list[GainRow]
+    spearman_mean: float | None
+    spearman_max: float | None
+
+
+@dataclass
+class SeedAccuracies:
+    """Test accuracy over seeds: mean, std and each seed's."""
+
+    mean: float
+    std: float
+    per_seed: list[float]
+
+
+@dataclass
+class Ablations:
+    """MCR variants from MCR's selected trial on each view set, and their paired tests
+    against MCR (``"<variant>-mcr"``)."""
+
+    variants: dict[str, dict[str, Any]]  # variant -> the MCR options it overrides
+    seeds: list[int]
+    per_view_set: dict[str, dict[str, SeedAccuracies]]  # view set -> mcr and each variant
+    paired: dict[str, PairedTest]
+
+
+@dataclass
+class BenchmarkResult:
+    """The whole benchmark: what ``results.json`` holds.
+
+    ``setup`` is the run's settings as written (a single run's plan, or the parts a
+    combination came from); ``cost`` the cost run's measurement (:mod:`examples.multiview.cost`).
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    view_sets: list[ViewSetResult] = field(default_factory=list)
+    triple_rule: TripleRule | None = None
+    paired: dict[str, PairedTest] = field(default_factory=dict)
+    paired_by_kind: dict[str, dict[str, PairedTest]] = field(default_factory=dict)
+    gain_vs_undertraining: GainVsUndertraining | None = None
+    ablations: Ablations | None = None
+    cost: dict[str, Any] | None = None
+    setup: dict[str, Any] | None = None
+
+    def view_set(self, name: str) -> ViewSetResult:
+        """The view set called ``name``."""
+        for vs in self.view_sets:
+            if vs.name == name:
+                return vs
+        names = [vs.name for vs in self.view_sets]
+        raise KeyError(f"expected a view set out of {names}, got {name}")
+
+    def method_keys(self) -> list[str]:
+        """Every method of any view set, in the order they first appear."""
+        keys: list[str] = []
+        for vs in self.view_sets:
+            keys += [k for k in vs.methods if k not in keys]
+        return keys
+
+    def seeds(self) -> list[int]:
+        """The seeds of the main runs (from the setup; else 0..n-1 from the per-seed results)."""
+        setup = self.setup or {}
+        seeds = setup.get("plan", {}).get("seeds", setup.get("seeds"))
+        if seeds is not None:
+            return list(seeds)
+        first = next(iter(self.view_sets[0].methods.values()))
+        return list(range(len(first.per_seed)))
+
+    @property
+    def quick(self) -> bool:
+        """Whether the result is a ``--quick`` run."""
+        return bool((self.setup or {}).get("quick"))

@@ -30,8 +30,10 @@ from typing import Any
 import torch
 
 from examples.common.methods.base import unimodal_outputs_from_fusion
+from examples.common.tuning import Budget
 from examples.synthetic.generator import CATEGORIES, SyntheticSpec
-from examples.synthetic.run import REGIMES, Budget, fit_trial
+from examples.synthetic.protocol import REGIMES
+from examples.synthetic.training import fit_trial
 
 
 def diagnose_one(

@@ -1,16 +1,20 @@
-"""What ``results.json`` of the synthetic sweep holds from one version to the next.
+"""The synthetic sweep's result: its schema (dataclasses), its version, and reading it back.
 
-The file states its ``schema_version`` (:data:`SCHEMA_VERSION`; none means 1). In version 1 the
-variants of the ``rules`` ablation were called after the release that made each rule the
-default; :data:`RULE_RENAMES` gives their present names, which :func:`load_results` applies.
+:class:`SweepResult` is what :mod:`examples.synthetic.run` builds and what ``results.json`` is
+written from (:func:`examples.common.result_files.to_json`) and read back into
+(:func:`load_results`). The file states its ``schema_version`` (:data:`SCHEMA_VERSION`; none
+means 1). In version 1 the variants of the ``rules`` ablation were called after the release
+that made each rule the default; :data:`RULE_RENAMES` gives their present names, which
+:func:`load_results` applies.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from examples.common.result_files import read_result, stamped
+from examples.common.result_files import REST, from_json, read_result, stamped
 
 #: The version of the ``results.json`` layout that :mod:`examples.synthetic.run` writes.
 SCHEMA_VERSION = 2
@@ -25,14 +29,6 @@ RULE_RENAMES: dict[str, str] = {
 
 #: The benchmark keys that are MCR (the claims are checked for each, against the baselines only).
 MCR_KEYS: tuple[str, ...] = ("mcr", "mcr_uni_pre")
-
-#: Entries of ``results["ablations"]`` that are not an ablation family.
-ABLATION_SETUP_KEYS: tuple[str, ...] = ("point", "base_trial", "cpu_seconds")
-
-
-def ablation_families(ablations: dict[str, Any]) -> list[str]:
-    """The ablation families of ``results["ablations"]``, in the order they were run."""
-    return [key for key in ablations if key not in ABLATION_SETUP_KEYS]
 
 
 def upgrade(result: dict[str, Any]) -> dict[str, Any]:
@@ -49,11 +45,89 @@ def upgrade(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a ``results.json`` of :mod:`examples.synthetic.run` (any version) in the current
-    layout.
+def load_results(path: str | Path) -> SweepResult:
+    """Read a ``results.json`` of :mod:`examples.synthetic.run` (any version) as the current
+    schema.
 
     Raises:
         ValueError: when the file is not such a result, or of a newer version.
     """
-    return upgrade(read_result(path, producer="examples.synthetic.run", required="points"))
+    raw = read_result(path, producer="examples.synthetic.run", required="points")
+    result: SweepResult = from_json(SweepResult, upgrade(raw), str(path))
+    return result
+
+
+# ------------------------------------------------------------------------------ the schema
+@dataclass(kw_only=True)
+class MethodResult:
+    """One method at one sweep point: the trial selected on validation and its test accuracy
+    over the seeds (accuracies in [0, 1])."""
+
+    mean: float
+    std: float
+    val_mean: float
+    trial: dict[str, Any]
+    trials_val_mean: list[float]
+    per_seed: list[float]
+    probe: float | None = None  # linear probe of the slow modality's latent (mean over seeds)
+    probe_per_seed: list[float] | None = None
+    per_category: dict[str, float | None]  # shared, u1, u2 (None: no such test point)
+    importance: list[float] | None  # per modality, mean over seeds (None: not measured)
+    seconds: float
+    cpu_seconds: float | None = None
+    probe_gap: float | None = None  # the ensemble's probe minus this one (None: no ensemble)
+    probe_gap_per_seed: list[float] | None = None
+
+
+@dataclass
+class Point:
+    """One sweep point (fractions of shared, U1-only and U2-only points) and every method."""
+
+    u1: float
+    s: float
+    u2: float
+    ratio_u1_s: float
+    methods: dict[str, MethodResult] = field(default_factory=dict)
+    # Figure-5 matrices per method (:meth:`examples.common.metrics.ErrorMatrix.as_dict`)
+    error_matrices: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class AblationVariant:
+    """One MCR variant: test accuracy over the seeds, its options, the slow-encoder probe."""
+
+    mean: float
+    std: float
+    options: dict[str, Any]
+    probe: float | None = None
+    probe_gap: float | None = None
+
+
+@dataclass
+class Ablations:
+    """MCR variants at the most imbalanced point (paper Tables 2-4), each family a table."""
+
+    point: dict[str, float]  # u1, s, u2
+    base_trial: dict[str, Any]  # MCR's selected trial there, which every variant changes
+    cpu_seconds: float | None = None
+    families: dict[str, dict[str, AblationVariant]] = field(default_factory=dict, metadata=REST)
+
+
+@dataclass
+class SweepResult:
+    """The whole sweep: what ``results.json`` holds (``claims``: :func:`check_claims` of
+    :mod:`examples.synthetic.summary`; ``setup``: the run's settings as written)."""
+
+    schema_version: int = SCHEMA_VERSION
+    points: list[Point] = field(default_factory=list)
+    ablations: Ablations | None = None
+    claims: dict[str, Any] | None = None
+    setup: dict[str, Any] | None = None
+
+    def most_imbalanced(self) -> Point:
+        """The point with the largest U1."""
+        return max(self.points, key=lambda p: p.u1)
+
+    def method_keys(self) -> list[str]:
+        """The methods of the sweep, in table order."""
+        return list(self.points[0].methods)

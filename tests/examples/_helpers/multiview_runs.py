@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from examples.multiview.combine import _without_timing
+from examples.common.result_files import to_json
+from examples.multiview.combine import without_timing
 
 #: One trial, one epoch, 6 / 3 / 3 digits per class, two seeds; no triples, six-view set or
 #: cost run; one worker (in this process) and no progress bar. Later flags override these.
@@ -35,7 +36,8 @@ def tiny_argv(data_root: Path, out: Path, *extra: str) -> list[str]:
     return ["--data-root", str(data_root), "--out", str(out), *TINY_OPTIONS, *extra]
 
 
-def without_setup_or_times(result: dict[str, Any]) -> dict[str, Any]:
-    """``result`` without its setup and training times: what two runs of the same benchmark
-    (or a combination of its parts) must agree on."""
-    return _without_timing({k: v for k, v in result.items() if k != "setup"})
+def without_setup_or_times(result: Any) -> dict[str, Any]:
+    """``result`` (a :class:`~examples.multiview.results.BenchmarkResult` or its JSON) without
+    its setup and training times: what two runs of the same benchmark (or a combination of its
+    parts) must agree on."""
+    return without_timing({k: v for k, v in to_json(result).items() if k != "setup"})

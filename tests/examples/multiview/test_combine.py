@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from examples.multiview import combine, run
 from examples.multiview.make_fixture import write_fixture
+from examples.multiview.protocol import ABLATIONS, METHODS
+from examples.multiview.results import BenchmarkResult, parse_result
+from tests.examples._helpers.entry_points import entry_point, run_entry_point
 from tests.examples._helpers.multiview_runs import tiny_argv, without_setup_or_times
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def _run(wheel: Path, out: Path, *extra: str) -> dict:
@@ -37,7 +36,8 @@ def test_two_parts_combine_to_the_single_run(tmp_path):
     )  # fmt: skip
     expected = without_setup_or_times(single)
     assert without_setup_or_times(combined) == expected
-    assert without_setup_or_times(combine.combine([part_a, part_b], ["a", "b"])) == expected
+    parts = [parse_result(part_a), parse_result(part_b)]
+    assert without_setup_or_times(combine.combine(parts, ["a", "b"])) == expected
     written = json.loads((tmp_path / "c" / "results.json").read_text())
     assert without_setup_or_times(written) == expected
     assert [p["file"] for p in written["setup"]["combined_from"]] == [
@@ -59,9 +59,16 @@ def _method(per_seed: list[float], trial: dict | None = None) -> dict:
         "mean": sum(per_seed) / len(per_seed),
         "std": 0.0,
         "per_seed": per_seed,
+        "val_mean": 0.5,
         "trial": trial or {},
+        "trials_val_mean": [0.5],
         "seconds": 1.0,
     }
+
+
+def _combine(parts: list[dict], names: list[str]) -> BenchmarkResult:
+    """:func:`combine.combine` of parts given as results.json contents."""
+    return combine.combine([parse_result(copy.deepcopy(p)) for p in parts], names)
 
 
 def _part(view_sets: list[dict], **setup: object) -> dict:
@@ -83,22 +90,22 @@ def test_parts_are_merged_by_view_set_in_report_order():
             _entry("pix+zer", "pair", {"joint": _method([0.8, 0.8])}),
         ]
     )
-    result = combine.combine([a, b], ["a", "b"])
-    assert [vs["name"] for vs in result["view_sets"]] == ["fou+fac", "pix+zer"]
-    assert list(result["view_sets"][1]["methods"]) == ["joint", "mcr"]  # table order
-    paired = result["paired"]["mcr-joint"]
-    assert paired["n"] == 2 and (paired["wins"], paired["ties"]) == (1, 1)
-    assert pytest.approx(paired["mean_diff"]) == 0.05
+    result = _combine([a, b], ["a", "b"])
+    assert [vs.name for vs in result.view_sets] == ["fou+fac", "pix+zer"]
+    assert list(result.view_sets[1].methods) == ["joint", "mcr"]  # table order
+    paired = result.paired["mcr-joint"]
+    assert paired.n == 2 and (paired.wins, paired.ties) == (1, 1)
+    assert pytest.approx(paired.mean_diff) == 0.05
 
 
 def test_the_same_run_in_two_parts_must_agree():
     a = _part([_entry("pix+zer", "pair", {"joint": _method([0.9, 0.8])})])
     b = copy.deepcopy(a)
     b["view_sets"][0]["methods"]["joint"]["seconds"] = 7.0  # timing may differ
-    combine.combine([a, b], ["a", "b"])
+    _combine([a, b], ["a", "b"])
     b["view_sets"][0]["methods"]["joint"]["per_seed"] = [0.9, 0.7]
     with pytest.raises(combine.CombineError, match=r"pix\+zer joint: a and b disagree"):
-        combine.combine([a, b], ["a", "b"])
+        _combine([a, b], ["a", "b"])
 
 
 @pytest.mark.parametrize(
@@ -115,7 +122,7 @@ def test_parts_of_different_protocols_are_refused(change, message):
     a = _part([_entry("pix+zer", "pair", {"joint": _method([0.9, 0.8])})])
     b = _part([_entry("fou+fac", "pair", {"joint": _method([0.9, 0.8])})], **change)
     with pytest.raises(combine.CombineError, match=message):
-        combine.combine([a, b], ["a", "b"])
+        _combine([a, b], ["a", "b"])
 
 
 def test_one_cost_measurement_at_most():
@@ -123,35 +130,37 @@ def test_one_cost_measurement_at_most():
     a["cost"] = {"rows": []}
     b = copy.deepcopy(a)
     with pytest.raises(combine.CombineError, match="cost measurement in at most one part"):
-        combine.combine([a, b], ["a", "b"])
+        _combine([a, b], ["a", "b"])
     del b["cost"]
-    assert combine.combine([a, b], ["a", "b"])["cost"] == {"rows": []}
+    assert _combine([a, b], ["a", "b"]).cost == {"rows": []}
 
 
 def test_ablations_must_start_from_the_main_mcr_runs():
     a = _part([_entry("pix+zer", "pair", {"mcr": _method([0.9, 0.8])})])
-    row = {v: _method([0.5]) for v in run.ABLATIONS}
+    row = {v: {"mean": 0.5, "std": 0.0, "per_seed": [0.5]} for v in ABLATIONS}
     a["ablations"] = {
-        "variants": run.ABLATIONS,
+        "variants": ABLATIONS,
         "seeds": [0],
-        "per_view_set": {"pix+zer": {"mcr": _method([0.9]), **row}},
+        "per_view_set": {"pix+zer": {"mcr": {"mean": 0.9, "std": 0.0, "per_seed": [0.9]}, **row}},
+        "paired": {},
     }
-    result = combine.combine([a], ["a"])
-    assert result["ablations"]["paired"]["no_mipd-mcr"]["losses"] == 1
-    a["ablations"]["per_view_set"]["pix+zer"]["mcr"] = _method([0.7])
+    result = _combine([a], ["a"])
+    assert result.ablations is not None
+    assert result.ablations.paired["no_mipd-mcr"].losses == 1
+    a["ablations"]["per_view_set"]["pix+zer"]["mcr"]["per_seed"] = [0.7]
     with pytest.raises(combine.CombineError, match="main mcr runs' first 1 seeds"):
-        combine.combine([a], ["a"])
+        _combine([a], ["a"])
 
 
 def test_coverage_names_what_the_protocol_still_lacks():
-    a = _part([_entry("pix+zer", "pair", {k: _method([0.9, 0.8]) for k in run.METHODS})])
-    gaps = combine.coverage(combine.combine([a], ["a"]))
+    a = _part([_entry("pix+zer", "pair", {k: _method([0.9, 0.8]) for k in METHODS})])
+    gaps = combine.coverage(_combine([a], ["a"]))
     assert "1 of 15 pairs" in gaps
     assert "no all6 view set" in gaps and "no cost measurement" in gaps
     assert "no ablations on pix+zer" in gaps
     assert not any("pix+zer: no" in g for g in gaps)  # every method is there
     del a["view_sets"][0]["methods"]["agm"]
-    gaps = combine.coverage(combine.combine([a], ["a"]))
+    gaps = combine.coverage(_combine([a], ["a"]))
     assert "pix+zer: no agm" in gaps
 
 
@@ -170,19 +179,12 @@ def test_combine_runs_as_file_and_as_module(form, tmp_path):
     a = _part([_entry("pix+zer", "pair", {"joint": _method([0.9, 0.8])})])
     path = tmp_path / "a.json"
     path.write_text(json.dumps(a))
-    cmd = (
-        [sys.executable, "examples/multiview/combine.py"]
-        if form == "file"
-        else [sys.executable, "-m", "examples.multiview.combine"]
+    done = run_entry_point(
+        entry_point("examples/multiview/combine.py", form),
+        str(path),
+        "--out",
+        str(tmp_path / "out"),
     )
-    done = subprocess.run(
-        [*cmd, str(path), "--out", str(tmp_path / "out")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
     assert "not the whole protocol" in done.stdout
     assert json.loads((tmp_path / "out" / "results.json").read_text())["view_sets"][0]["name"] == (
         "pix+zer"

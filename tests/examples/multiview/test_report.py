@@ -4,11 +4,13 @@ the protocol and seeds, the cost rule in words, no duplicate M = 2 series."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
+from examples.common.result_files import to_json
 from examples.multiview import cost, report, run
 from examples.multiview.results import ABLATION_RENAMES, SCHEMA_VERSION, load_results
 from tests.examples._helpers.multiview_runs import TINY_OPTIONS
@@ -42,8 +44,9 @@ def test_full_report_names_the_registered_protocol_and_no_quick_caveat():
 )
 def test_every_committed_result_loads_in_the_current_names_and_renders(path):
     raw = json.loads(path.read_text())
-    result = load_results(path)
-    assert result["schema_version"] == SCHEMA_VERSION
+    loaded = load_results(path)
+    assert loaded.schema_version == SCHEMA_VERSION
+    result = to_json(loaded)  # written back, it is the file in the current names
     if "ablations" in raw:
         renamed = [ABLATION_RENAMES.get(v, v) for v in raw["ablations"]["variants"]]
         assert list(result["ablations"]["variants"]) == renamed
@@ -53,12 +56,15 @@ def test_every_committed_result_loads_in_the_current_names_and_renders(path):
             assert [row[ABLATION_RENAMES.get(v, v)] for v in old_row] == list(old_row.values())
         assert {f"{v}-mcr" for v in renamed} == set(result["ablations"]["paired"])
     assert result["view_sets"] == raw["view_sets"]  # the numbers are untouched
-    assert report.markdown(result).startswith("# UCI Multiple Features multi-view benchmark")
+    assert {k: v for k, v in result.items() if k not in ("ablations", "setup")} == {
+        k: v for k, v in raw.items() if k not in ("ablations", "setup")
+    } | {"schema_version": SCHEMA_VERSION}
+    assert report.markdown(loaded).startswith("# UCI Multiple Features multi-view benchmark")
 
 
 def test_a_result_of_a_newer_schema_is_refused(tmp_path):
     path = tmp_path / "results.json"
-    path.write_text(json.dumps({**QUICK, "schema_version": SCHEMA_VERSION + 1}))
+    path.write_text(json.dumps({**to_json(QUICK), "schema_version": SCHEMA_VERSION + 1}))
     with pytest.raises(ValueError, match=f"schema version <= {SCHEMA_VERSION}, got"):
         load_results(path)
 
@@ -69,14 +75,16 @@ def test_the_report_command_rewrites_a_result_in_the_current_version(tmp_path, m
     monkeypatch.setattr(cost, "plot_cost", lambda result, path: path.write_bytes(b"png"))
     report.main([str(ROOT / "docs/examples/multiview-six-results.json"), "--out", str(tmp_path)])
     written = json.loads((tmp_path / "results.json").read_text())
-    assert written == json.loads(json.dumps(load_results(tmp_path / "results.json")))
+    assert written == json.loads(json.dumps(to_json(load_results(tmp_path / "results.json"))))
     assert written["schema_version"] == SCHEMA_VERSION
-    assert (tmp_path / "results.md").read_text() == report.markdown(written)
+    assert (tmp_path / "results.md").read_text() == report.markdown(
+        load_results(tmp_path / "results.json")
+    )
 
 
 def test_seeds_come_from_the_results_when_the_setup_is_missing():
-    bare = {k: v for k, v in QUICK.items() if k != "setup"}
-    assert report.seed_list(bare) == [0, 1]
+    bare = dataclasses.replace(QUICK, setup=None)
+    assert bare.seeds() == [0, 1]
     assert "quick run" not in report.markdown(bare).split("\n")[0]
 
 
@@ -128,7 +136,8 @@ def test_cost_rule_in_words_for_each_outcome():
 def test_two_views_are_one_cost_setting():
     assert cost.SETTINGS.count((2, "all")) == 1 and (2, "singletons") not in cost.SETTINGS
     # results written before hold both M = 2 modes: the table and the plot show one
-    old = QUICK["cost"]
+    old = QUICK.cost
+    assert old is not None
     assert {(r["M"], r["subsets"]) for r in old["rows"]} >= {(2, "all"), (2, "singletons")}
     assert (2, "singletons") not in cost.distinct_settings(old["rows"])
     table = [line for line in cost.markdown(old).splitlines() if line.startswith("| 2 |")]

@@ -8,68 +8,76 @@ from dataclasses import replace
 import pytest
 import torch
 
-from examples.multiview import run
-from examples.multiview.data import VIEWS, load_views
+from examples.common.probe import linear_probe
+from examples.multiview import jobs, run
+from examples.multiview.data import VIEWS, SplitSizes, load_views
 from examples.multiview.make_fixture import write_fixture
+from examples.multiview.protocol import ABLATIONS, build_parser, make_plan
+from examples.multiview.results import MethodResult, Probe, ViewSetResult
+from examples.multiview.summary import undertraining
+from examples.multiview.view_sets import ViewSet, methods_for, pairs, triples
+from tests.examples._helpers.entry_points import entry_point, run_entry_point
 from tests.examples._helpers.multiview_runs import tiny_argv, without_setup_or_times
 
 
 def test_pairs_are_the_fifteen_combinations():
-    pairs = run.pairs()
-    assert len(pairs) == 15 and len({p.views for p in pairs}) == 15
-    assert all(len(p.views) == 2 and p.kind == "pair" for p in pairs)
-    assert pairs[0].name == "fou+fac"
+    found = pairs()
+    assert len(found) == 15 and len({p.views for p in found}) == 15
+    assert all(len(p.views) == 2 and p.kind == "pair" for p in found)
+    assert found[0].name == "fou+fac"
 
 
 def test_triples_follow_the_preregistered_rule():
     # ranked: pix 0.97 > fac 0.96 > kar 0.95 > fou 0.80 > zer 0.79 > mor 0.70
     acc = {"fou": 0.80, "fac": 0.96, "kar": 0.95, "pix": 0.97, "zer": 0.79, "mor": 0.70}
-    weakest, strongest, mixed = run.triples(acc)
+    weakest, strongest, mixed = triples(acc)
     assert (weakest.kind, weakest.views) == ("weakest3", ("fou", "zer", "mor"))
     assert (strongest.kind, strongest.views) == ("strongest3", ("fac", "kar", "pix"))
     assert (mixed.kind, mixed.views) == ("mixed3", ("kar", "pix", "mor"))  # ranks 1, 3, 6
     with pytest.raises(ValueError, match="missing"):
-        run.triples({"fou": 0.5})
+        triples({"fou": 0.5})
 
 
 def test_triples_break_ties_by_view_order():
-    weakest, strongest, mixed = run.triples(dict.fromkeys(VIEWS, 0.5))
+    weakest, strongest, mixed = triples(dict.fromkeys(VIEWS, 0.5))
     assert strongest.views == ("fou", "fac", "kar") and weakest.views == ("pix", "zer", "mor")
     assert mixed.views == ("fou", "kar", "mor")
 
 
 def test_selection_uses_validation_only():
-    runs = [
-        [{"val": 0.5, "test": 0.99, "seconds": 1.0}, {"val": 0.5, "test": 0.99, "seconds": 1.0}],
-        [{"val": 0.9, "test": 0.10, "seconds": 1.0}, {"val": 0.7, "test": 0.20, "seconds": 1.0}],
-    ]
-    sel = run.select_trial(runs, [{"lr": 1}, {"lr": 2}])
-    assert sel["trial"] == {"lr": 2} and sel["per_seed"] == [0.10, 0.20]
-    assert sel["mean"] == pytest.approx(0.15) and sel["val_mean"] == pytest.approx(0.8)
+    def runs(val: float, test: float) -> jobs.RunResult:
+        return jobs.RunResult(val=val, test=test, epochs=1, seconds=1.0)
+
+    trials = [[runs(0.5, 0.99), runs(0.5, 0.99)], [runs(0.9, 0.10), runs(0.7, 0.20)]]
+    sel = jobs.select_trial(trials, [{"lr": 1}, {"lr": 2}])
+    assert sel.trial == {"lr": 2} and sel.per_seed == [0.10, 0.20]
+    assert sel.mean == pytest.approx(0.15) and sel.val_mean == pytest.approx(0.8)
 
 
-def test_linear_probe_separates_separable_latents_and_not_noise():
+def test_linear_probe_in_float32_separates_separable_latents_and_not_noise():
     g = torch.Generator().manual_seed(0)
     y = torch.arange(200) % 10
     means = torch.randn(10, 8, generator=g) * 5
     z = means[y] + torch.randn(200, 8, generator=g)
-    assert run.linear_probe(z[:100], y[:100], z[100:], y[100:]) > 0.95
-    noise = torch.randn(200, 8, generator=g)
-    assert run.linear_probe(noise[:100], y[:100], noise[100:], y[100:]) < 0.4
+
+    def probe(z: torch.Tensor) -> float:
+        return linear_probe(z[:100], y[:100], z[100:], y[100:], num_classes=10, dtype=torch.float32)
+
+    assert probe(z) > 0.95
+    assert probe(torch.randn(200, 8, generator=g)) < 0.4
 
 
 def test_undertraining_is_unimodal_probe_minus_joint_probe():
-    entry = {
-        "views": ["a", "b"],
-        "methods": {
-            "ensemble": {"probe": {"a": {"mean": 0.9}, "b": {"mean": 0.8}}},
-            "joint": {"probe": {"a": {"mean": 0.85}, "b": {"mean": 0.8}}},
-        },
-    }
-    gap = run.undertraining(entry, "joint")
-    assert gap["per_view"] == pytest.approx({"a": 0.05, "b": 0.0})
-    assert gap["mean"] == pytest.approx(0.025) and gap["max"] == pytest.approx(0.05)
-    assert run.undertraining(entry, "mcr") is None
+    def method(a: float, b: float) -> MethodResult:
+        probe = {"a": Probe(a, [a]), "b": Probe(b, [b])}
+        return MethodResult(a, 0.0, [a], a, {}, [a], 1.0, probe=probe)
+
+    entry = ViewSetResult("a+b", ["a", "b"], "pair")
+    entry.methods = {"ensemble": method(0.9, 0.8), "joint": method(0.85, 0.8)}
+    gap = undertraining(entry, "joint")
+    assert gap is not None and gap.per_view == pytest.approx({"a": 0.05, "b": 0.0})
+    assert gap.mean == pytest.approx(0.025) and gap.max == pytest.approx(0.05)
+    assert undertraining(entry, "mcr") is None
 
 
 @pytest.mark.slow
@@ -144,19 +152,21 @@ def test_smoke_run_with_mcr_ablations_and_paired_tests(tmp_path):
         *("--ablations", "--ablation-seeds", "1"),
     )
     result = run.main(argv)
-    assert [vs["name"] for vs in result["view_sets"]] == ["fou+mor", "pix+zer"]
-    paired = result["paired"]["mcr-joint"]
-    assert paired["n"] == 4 and paired["wins"] + paired["ties"] + paired["losses"] == 4
-    assert set(result["paired"]) == {"mcr-joint", "mcr-ensemble"}
-    assert result["paired_by_kind"]["pair"] == result["paired"]  # only pairs here
-    abl = result["ablations"]
-    assert set(abl["variants"]) == set(run.ABLATIONS) and abl["seeds"] == [0]
-    for row in abl["per_view_set"].values():
-        assert set(row) == {"mcr", *run.ABLATIONS} and len(row["mcr"]["per_seed"]) == 1
-    assert {f"{v}-mcr" for v in run.ABLATIONS} == set(abl["paired"])
-    rows = result["gain_vs_undertraining"]["rows"]
-    assert [r["view_set"] for r in rows] == ["fou+mor", "pix+zer"]
-    assert "mcr" in result["view_sets"][0]["undertraining"]
+    assert [vs.name for vs in result.view_sets] == ["fou+mor", "pix+zer"]
+    paired = result.paired["mcr-joint"]
+    assert paired.n == 4 and paired.wins + paired.ties + paired.losses == 4
+    assert set(result.paired) == {"mcr-joint", "mcr-ensemble"}
+    assert result.paired_by_kind["pair"] == result.paired  # only pairs here
+    abl = result.ablations
+    assert abl is not None
+    assert set(abl.variants) == set(ABLATIONS) and abl.seeds == [0]
+    for row in abl.per_view_set.values():
+        assert set(row) == {"mcr", *ABLATIONS} and len(row["mcr"].per_seed) == 1
+    assert {f"{v}-mcr" for v in ABLATIONS} == set(abl.paired)
+    assert result.gain_vs_undertraining is not None
+    rows = result.gain_vs_undertraining.rows
+    assert [r.view_set for r in rows] == ["fou+mor", "pix+zer"]
+    assert "mcr" in (result.view_sets[0].undertraining or {})
     text = (out / "results.md").read_text()
     assert "mcr − joint" in text and "head_gradient_sum_and_supcon" in text
     assert (out / "gain_vs_undertraining.png").read_bytes()[:4] == b"\x89PNG"
@@ -164,43 +174,26 @@ def test_smoke_run_with_mcr_ablations_and_paired_tests(tmp_path):
 
 def test_bad_pairs_flag(tmp_path):
     with pytest.raises(ValueError, match="expected --pairs out of"):
-        run.make_plan(
-            run.build_parser().parse_args(["--data-root", "x", "--out", "y", "--pairs", "fou+xyz"])
+        make_plan(
+            build_parser().parse_args(["--data-root", "x", "--out", "y", "--pairs", "fou+xyz"])
         )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["file", "module"])
 def test_runner_runs_as_file_and_as_module(form, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[3]
     wheel = write_fixture(tmp_path / "data", "wheel", per_class=12)
-    target = ["examples/multiview/run.py"] if form == "file" else ["-m", "examples.multiview.run"]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            *target,
-            *tiny_argv(wheel, tmp_path / "o", "--methods", "joint", "ensemble"),
-            *("--pairs", "kar+mor", "--seeds", "1"),
-        ],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    proc = run_entry_point(
+        entry_point("examples/multiview/run.py", form),
+        *tiny_argv(wheel, tmp_path / "o", "--methods", "joint", "ensemble"),
+        *("--pairs", "kar+mor", "--seeds", "1"),
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     assert "kar+mor" in proc.stdout  # the per-view-set summary line and the table
     assert (tmp_path / "o" / "results.json").is_file()
 
 
 def test_mcr_singletons_only_on_six_views_and_no_pairs_flag():
-    args = run.build_parser().parse_args(
+    args = build_parser().parse_args(
         [
             "--data-root",
             "x",
@@ -215,12 +208,12 @@ def test_mcr_singletons_only_on_six_views_and_no_pairs_flag():
             "mcr_singletons",
         ]
     )
-    plan = run.make_plan(args)
+    plan = make_plan(args)
     assert plan.pairs == () and plan.six and not plan.ablations
-    six = run.ViewSet(VIEWS, "all6")
-    assert run.methods_for(six, plan.methods) == ["joint", "ensemble", "mcr_singletons"]
-    assert run.methods_for(run.pairs()[0], plan.methods) == ["joint", "ensemble"]
-    assert run.methods_for(six, ["joint", "mcr"]) == ["joint", "mcr", "mcr_singletons"]
+    six = ViewSet(VIEWS, "all6")
+    assert methods_for(six, plan.methods) == ["joint", "ensemble", "mcr_singletons"]
+    assert methods_for(pairs()[0], plan.methods) == ["joint", "ensemble"]
+    assert methods_for(six, ["joint", "mcr"]) == ["joint", "mcr", "mcr_singletons"]
 
 
 def _resume_argv(wheel, out) -> list[str]:
@@ -234,9 +227,9 @@ def test_a_stopped_benchmark_resumes_from_its_finished_runs(tmp_path, monkeypatc
     first = run.main(argv)
     files = sorted((out / "runs").glob("*.json"))
     assert len(files) == 2 * 2  # two methods x two seeds, one file per finished run
-    trained: list[run.Job] = []
-    real = run.train
-    monkeypatch.setattr(run, "train", lambda job: trained.append(job) or real(job))
+    trained: list[jobs.Job] = []
+    real = jobs.train
+    monkeypatch.setattr(jobs, "train", lambda job: trained.append(job) or real(job))
     assert without_setup_or_times(run.main(argv)) == without_setup_or_times(first)
     assert trained == []  # everything came from the finished runs
     files[0].unlink()  # as if the benchmark had stopped before this run finished
@@ -253,10 +246,10 @@ def test_a_stopped_benchmark_resumes_from_its_finished_runs(tmp_path, monkeypatc
 def test_run_specs_name_every_setting_and_the_data(tmp_path):
     from examples.common.runstore import spec_digest
 
-    job = run.Job("root", ("fou", "mor"), "mcr", {"mipd_weight": 0.1}, 0, data_digest="data")
+    job = jobs.Job("root", ("fou", "mor"), "mcr", {"mipd_weight": 0.1}, 0, data_digest="data")
 
-    def digest(j: run.Job) -> str:
-        return spec_digest(run.run_spec(j))
+    def digest(j: jobs.Job) -> str:
+        return spec_digest(jobs.run_spec(j))
 
     base = digest(job)
     assert digest(replace(job, root="elsewhere")) == base  # the path is not the data
@@ -267,12 +260,12 @@ def test_run_specs_name_every_setting_and_the_data(tmp_path):
         digest(replace(job, trial={"mipd_weight": 1.0})),
         digest(replace(job, seed=1)),
         digest(replace(job, budget=replace(job.budget, patience=3))),
-        digest(replace(job, sizes=run.SplitSizes(6, 3, 3))),
+        digest(replace(job, sizes=SplitSizes(6, 3, 3))),
         digest(replace(job, probe=True)),
     ]
     assert len({base, *others}) == 1 + len(others)
     wheel = write_fixture(tmp_path / "a", "wheel", per_class=12)
     data = load_views(wheel)
-    value = run.data_digest(data)
+    value = jobs.data_digest(data)
     data.features["mor"][0, 0] += 1.0
-    assert run.data_digest(data) != value
+    assert jobs.data_digest(data) != value

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from examples.multiview import train
 from examples.multiview.make_fixture import write_fixture
+from tests.examples._helpers.entry_points import entry_point, run_entry_point
 
-REPO = Path(__file__).resolve().parents[3]
 SMALL = ["--train-per-class", "6", "--val-per-class", "3", "--test-per-class", "3"]
 
 
@@ -76,19 +73,10 @@ def test_bad_views_and_missing_root(wheel, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["file", "module"])
 def test_entry_point_runs_as_file_and_as_module(form, wheel, tmp_path):
-    target = (
-        ["examples/multiview/train.py"] if form == "file" else ["-m", "examples.multiview.train"]
-    )
     out = tmp_path / form
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(
-        [sys.executable, *target, *_argv(wheel.parent, out, "pix,zer", "ensemble", "--smoke")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    run_entry_point(
+        entry_point("examples/multiview/train.py", form),
+        *_argv(wheel.parent, out, "pix,zer", "ensemble", "--smoke"),
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "ensemble" and set(metrics["test_unimodal"]) == {"pix", "zer"}

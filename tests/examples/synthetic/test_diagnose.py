@@ -38,7 +38,7 @@ def test_shares_of_late_fusion_add_up_to_the_output():
     from examples.common.methods import build_method
     from examples.common.methods.base import unimodal_outputs_from_fusion
     from examples.common.task import TaskSpec
-    from examples.synthetic.run import build_model
+    from examples.synthetic.training import build_model
 
     spec = diagnose.SyntheticSpec()
     m = build_method("joint", build_model(spec, diagnose.Budget()), TaskSpec("classification", 5))

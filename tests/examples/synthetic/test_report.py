@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from examples.synthetic import report, run
-from examples.synthetic.results import RULE_RENAMES, SCHEMA_VERSION, load_results
+from examples.common.result_files import to_json
+from examples.synthetic import report
+from examples.synthetic.protocol import ABLATIONS
+from examples.synthetic.results import RULE_RENAMES, SCHEMA_VERSION, load_results, upgrade
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMITTED = sorted((ROOT / "docs/examples").glob("synthetic-*.json"))
@@ -17,15 +19,17 @@ COMMITTED = sorted((ROOT / "docs/examples").glob("synthetic-*.json"))
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
 def test_every_committed_result_loads_in_the_current_names_and_renders(path: Path) -> None:
     raw = json.loads(path.read_text())
-    result = load_results(path)
-    assert result["schema_version"] == SCHEMA_VERSION
+    loaded = load_results(path)
+    assert loaded.schema_version == SCHEMA_VERSION
+    result = to_json(loaded)  # written back, it is the file in the current names
+    assert result == upgrade(raw)
     assert result["points"] == raw["points"]  # the numbers are untouched
     rules = raw.get("ablations", {}).get("rules")
     if rules is not None:
         assert list(result["ablations"]["rules"]) == [RULE_RENAMES.get(k, k) for k in rules]
         assert list(result["ablations"]["rules"].values()) == list(rules.values())
-        assert list(result["ablations"]["rules"]) == list(run.ABLATIONS["rules"])
-    text = report.markdown(result)
+        assert list(result["ablations"]["rules"]) == list(ABLATIONS["rules"])
+    text = report.markdown(loaded)
     assert text.startswith("## Test accuracy (%) along the U1/S sweep")
     assert not any(f"| {old} |" in text for old in RULE_RENAMES)
 
@@ -46,6 +50,6 @@ def test_the_report_command_rewrites_a_result_in_the_current_version(tmp_path: P
     source = ROOT / "docs/examples/synthetic-undertrained-quick-results.json"
     report.main([str(source), "--out", str(tmp_path)])
     written = json.loads((tmp_path / "results.json").read_text())
-    assert written == json.loads(json.dumps(load_results(source)))
-    assert (tmp_path / "results.md").read_text() == report.markdown(written)
+    assert written == json.loads(json.dumps(to_json(load_results(source))))
+    assert (tmp_path / "results.md").read_text() == report.markdown(load_results(source))
     assert (tmp_path / "accuracy_vs_ratio.png").read_bytes()[:4] == b"\x89PNG"

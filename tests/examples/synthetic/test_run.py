@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from examples.common.cli import METHODS
-from examples.synthetic import run
+from examples.common.result_files import to_json
+from examples.common.tuning import GRID, VARIANTS, Budget
+from examples.synthetic import run, summary, training
+from examples.synthetic.generator import SyntheticSpec
+from examples.synthetic.protocol import PREMISE_GAP, REGIMES
+from examples.synthetic.results import MethodResult, Point, SweepResult
 
 
 def tiny_args(out, *extra: str) -> list[str]:
@@ -49,59 +54,43 @@ def test_tiny_sweep_writes_results_markdown_and_plot(tmp_path):
 
 
 def test_selection_uses_validation_not_test():
-    runs = [
-        [
-            {
-                "val": 0.9,
-                "test": 0.1,
-                "per_category": {"shared": 1.0, "u1": None, "u2": 0.0},
-                "importance": None,
-                "probe": 0.5,
-                "seconds": 1.0,
-            }
-        ],
-        [
-            {
-                "val": 0.5,
-                "test": 0.9,
-                "per_category": {"shared": 1.0, "u1": None, "u2": 0.0},
-                "importance": None,
-                "probe": 0.5,
-                "seconds": 1.0,
-            }
-        ],
-    ]
-    chosen = run._select(runs, [{"lr": 1}, {"lr": 2}])
-    assert chosen["trial"] == {"lr": 1} and chosen["mean"] == 0.1
+    def run_result(val: float, test: float) -> training.RunResult:
+        per_category = {"shared": 1.0, "u1": None, "u2": 0.0}
+        return training.RunResult(
+            val=val, test=test, per_category=per_category, importance=None, probe=0.5,
+            pred=[], labels=[], seconds=1.0,
+        )  # fmt: skip
+
+    runs = [[run_result(0.9, 0.1)], [run_result(0.5, 0.9)]]
+    chosen, chosen_runs = summary.select_trial(runs, [{"lr": 1}, {"lr": 2}])
+    assert chosen.trial == {"lr": 1} and chosen.mean == 0.1 and chosen_runs == runs[0]
+    assert chosen.per_category == {"shared": 1.0, "u1": None, "u2": 0.0}
+
+
+def _method(mean: float, **fields) -> MethodResult:
+    base = {"std": 0.0, "val_mean": mean, "trial": {}, "trials_val_mean": [mean]}
+    base |= {"per_seed": [mean], "per_category": {}, "importance": None, "seconds": 0.0}
+    return MethodResult(mean=mean, **{**base, **fields})
+
+
+def _sweep(*points: tuple[float, dict[str, MethodResult]]) -> SweepResult:
+    return SweepResult(points=[Point(u1, round(0.8 - u1, 10), 0.2, 1.0, m) for u1, m in points])
 
 
 def test_claims_at_most_imbalanced_point():
-    result = {
-        "points": [
+    result = _sweep(
+        (0.1, {"joint": _method(0.9), "ensemble": _method(0.8), "mcr": _method(0.7)}),
+        (
+            0.7,
             {
-                "u1": 0.1,
-                "s": 0.7,
-                "u2": 0.2,
-                "methods": {
-                    "joint": {"mean": 0.9},
-                    "ensemble": {"mean": 0.8},
-                    "mcr": {"mean": 0.7},
-                },
+                "joint": _method(0.6),
+                "ensemble": _method(0.7),
+                "mcr": _method(0.75),
+                "mcr_uni_pre": _method(0.8),
             },
-            {
-                "u1": 0.7,
-                "s": 0.1,
-                "u2": 0.2,
-                "methods": {
-                    "joint": {"mean": 0.6},
-                    "ensemble": {"mean": 0.7},
-                    "mcr": {"mean": 0.75},
-                    "mcr_uni_pre": {"mean": 0.8},
-                },
-            },
-        ]
-    }
-    claims = run.check_claims(result)
+        ),
+    )
+    claims = summary.check_claims(result)
     assert claims["point"]["u1"] == 0.7
     assert (
         claims["joint_below_ensemble"]
@@ -110,20 +99,20 @@ def test_claims_at_most_imbalanced_point():
         and claims["mcr_uni_pre_at_or_above_all"]
     )
     assert claims["mcr_best_other"] == "ensemble"
-    result["points"][1]["methods"]["multiloss"] = {"mean": 0.77}
-    claims = run.check_claims(result)
+    result.points[1].methods["multiloss"] = _method(0.77)
+    claims = summary.check_claims(result)
     assert not claims["mcr_at_or_above_all"] and claims["mcr_best_other"] == "multiloss"
     assert claims["mcr_uni_pre_at_or_above_all"]
 
 
 def test_variant_key_trains_the_registered_method_with_its_fixed_options():
-    spec = run.SyntheticSpec(u1=0.7, s=0.1, u2=0.2, n_train=40, n_val=20, n_test=20)
-    budget = run.replace(run.Budget(), max_epochs=1, patience=1)
-    result = run.train_one(spec, budget, "mcr_uni_pre", {"mipd_weight": 0.1}, 0)
-    hits = sum(p == y for p, y in zip(result["pred"], result["labels"], strict=True))
-    assert result["test"] == pytest.approx(hits / len(result["labels"]))
-    assert run.VARIANTS["mcr_uni_pre"] == ("mcr", {"init": "unimodal"})
-    assert run.GRID["mcr_uni_pre"] == run.GRID["mcr"]  # same trials as plain MCR
+    spec = SyntheticSpec(u1=0.7, s=0.1, u2=0.2, n_train=40, n_val=20, n_test=20)
+    budget = Budget(max_epochs=1, patience=1)
+    result = training.train_one(spec, budget, "mcr_uni_pre", {"mipd_weight": 0.1}, 0)
+    hits = sum(p == y for p, y in zip(result.pred, result.labels, strict=True))
+    assert result.test == pytest.approx(hits / len(result.labels))
+    assert VARIANTS["mcr_uni_pre"] == ("mcr", {"init": "unimodal"})
+    assert GRID["mcr_uni_pre"] == GRID["mcr"]  # same trials as plain MCR
 
 
 def test_bad_sweep_raises():
@@ -134,8 +123,8 @@ def test_bad_sweep_raises():
             methods=["joint"],
             seeds=[0],
             grid_size=1,
-            spec=run.SyntheticSpec(),
-            budget=run.Budget(),
+            spec=SyntheticSpec(),
+            budget=Budget(),
             workers=1,
             ablations=False,
         )
@@ -169,54 +158,49 @@ def test_linear_probe_separable_and_shuffled_labels():
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 4, (400,), generator=g)
     x = torch.randn(400, 6, generator=g) + 10.0 * torch.nn.functional.one_hot(y, 6).float()
-    assert run.linear_probe(x[:300], y[:300], x[300:], y[300:]) == 1.0
+    assert training.linear_probe(x[:300], y[:300], x[300:], y[300:]) == 1.0
     shuffled = y[torch.randperm(400, generator=g)]  # no relation to x: about chance (0.25)
-    assert run.linear_probe(x[:300], shuffled[:300], x[300:], shuffled[300:]) < 0.45
+    assert training.linear_probe(x[:300], shuffled[:300], x[300:], shuffled[300:]) < 0.45
 
 
 def test_linear_probe_bad_shapes():
     with pytest.raises(
-        ValueError, match=r"\(N, D\) and \(M, D\) features, got \(5, 3\) and \(4, 2\)"
+        ValueError, match=r"\(N, D\) and \(M, D\) latents, got \(5, 3\) and \(4, 2\)"
     ):
-        run.linear_probe(
+        training.linear_probe(
             torch.zeros(5, 3), torch.zeros(5).long(), torch.zeros(4, 2), torch.zeros(4).long()
         )
     with pytest.raises(ValueError, match="one label per row, got 5 rows / 4 labels"):
-        run.linear_probe(
+        training.linear_probe(
             torch.zeros(5, 3), torch.zeros(4).long(), torch.zeros(4, 3), torch.zeros(4).long()
         )
 
 
 def test_probe_gaps_against_the_ensemble_per_seed():
-    point = {
-        "methods": {
-            "ensemble": {"probe_per_seed": [0.8, 0.7]},
-            "joint": {"probe_per_seed": [0.7, 0.65]},
-        }
+    point = Point(0.7, 0.1, 0.2, 7.0)
+    point.methods = {
+        "ensemble": _method(0.8, probe_per_seed=[0.8, 0.7]),
+        "joint": _method(0.7, probe_per_seed=[0.7, 0.65]),
     }
-    run._probe_gaps(point)
-    assert point["methods"]["joint"]["probe_gap_per_seed"] == pytest.approx([0.1, 0.05])
-    assert point["methods"]["joint"]["probe_gap"] == pytest.approx(0.075)
-    assert point["methods"]["ensemble"]["probe_gap"] == 0.0
-    lone = {"methods": {"joint": {"probe_per_seed": [0.7]}}}
-    run._probe_gaps(lone)
-    assert lone["methods"]["joint"]["probe_gap"] is None
+    summary.add_probe_gaps(point)
+    assert point.methods["joint"].probe_gap_per_seed == pytest.approx([0.1, 0.05])
+    assert point.methods["joint"].probe_gap == pytest.approx(0.075)
+    assert point.methods["ensemble"].probe_gap == 0.0
+    lone = Point(0.7, 0.1, 0.2, 7.0, {"joint": _method(0.7, probe_per_seed=[0.7])})
+    summary.add_probe_gaps(lone)
+    assert lone.methods["joint"].probe_gap is None
 
 
 def _premise_result(gaps, joint, ensemble):
-    return {
-        "points": [
+    return _sweep(
+        (
+            0.7,
             {
-                "u1": 0.7,
-                "s": 0.1,
-                "u2": 0.2,
-                "methods": {
-                    "joint": {"mean": joint, "probe_gap": 0.0, "probe_gap_per_seed": gaps},
-                    "ensemble": {"mean": ensemble, "probe_gap": 0.0},
-                },
-            }
-        ]
-    }
+                "joint": _method(joint, probe_gap=0.0, probe_gap_per_seed=gaps),
+                "ensemble": _method(ensemble, probe_gap=0.0),
+            },
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -229,9 +213,9 @@ def _premise_result(gaps, joint, ensemble):
     ],
 )
 def test_undertrained_premise(gaps, joint, ensemble, holds):
-    claims = run.check_claims(_premise_result(gaps, joint, ensemble))
+    claims = summary.check_claims(_premise_result(gaps, joint, ensemble))
     assert claims["undertrained_premise"] is holds
-    assert claims["seeds_with_joint_probe_gap_ge_3pt"] == sum(g >= run.PREMISE_GAP for g in gaps)
+    assert claims["seeds_with_joint_probe_gap_ge_3pt"] == sum(g >= PREMISE_GAP for g in gaps)
 
 
 @pytest.mark.slow
@@ -266,13 +250,13 @@ def test_a_stopped_sweep_resumes_from_its_finished_runs(tmp_path, monkeypatch):
     files = sorted((out / "runs").glob("*.json"))
     assert len(files) == 2 * 2 * 2  # points x methods x seeds (one trial)
     trained: list[str] = []
-    real = run.train_one
+    real = training.train_one
 
     def counting(*args):
         trained.append(args[2])
         return real(*args)
 
-    monkeypatch.setattr(run, "train_one", counting)
+    monkeypatch.setattr(training, "train_one", counting)
 
     def same(value):  # the results without the setup and the run times
         if isinstance(value, dict):
@@ -280,13 +264,13 @@ def test_a_stopped_sweep_resumes_from_its_finished_runs(tmp_path, monkeypatch):
             return {k: same(v) for k, v in value.items() if k not in drop}
         return [same(v) for v in value] if isinstance(value, list) else value
 
-    assert same(run.main(argv)) == same(first) and trained == []
+    assert same(to_json(run.main(argv))) == same(to_json(first)) and trained == []
     files[0].unlink()  # as if the sweep had stopped before this run finished
-    assert same(run.main(argv)) == same(first) and len(trained) == 1
+    assert same(to_json(run.main(argv))) == same(to_json(first)) and len(trained) == 1
     trained.clear()
     run.main([*argv, "--no-resume"])
     assert len(trained) == 8
-    spec = run.REGIMES["fusion"]
-    key = run.run_spec(spec, run.Budget(), "mcr", {"mipd_weight": 0.1}, 0)
-    assert key != run.run_spec(spec, run.Budget(), "mcr", {"mipd_weight": 0.1}, 1)
-    assert key != run.run_spec(spec, run.Budget(max_epochs=3), "mcr", {"mipd_weight": 0.1}, 0)
+    spec = REGIMES["fusion"]
+    key = training.run_spec(spec, Budget(), "mcr", {"mipd_weight": 0.1}, 0)
+    assert key != training.run_spec(spec, Budget(), "mcr", {"mipd_weight": 0.1}, 1)
+    assert key != training.run_spec(spec, Budget(max_epochs=3), "mcr", {"mipd_weight": 0.1}, 0)
