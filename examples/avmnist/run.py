@@ -47,7 +47,7 @@ from examples.avmnist.data import (
     load_source,
 )
 from examples.avmnist.model import build_model
-from examples.common.benchmark_run import fit_and_score
+from examples.common.benchmark_run import fit_with_budget
 from examples.common.checkpoint import atomic_write_json
 from examples.common.cli import METHODS as REGISTERED
 from examples.common.methods import Method, build_method
@@ -57,6 +57,8 @@ from examples.common.progress import run_jobs
 from examples.common.runstore import RunStore, add_resume_argument
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything
+from examples.common.tuning import QUICK_METHODS as SHARED_QUICK_METHODS
+from examples.common.tuning import TrainingBudget
 
 MODALITIES: tuple[str, ...] = ("image", "audio")
 
@@ -72,16 +74,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 METHOD_KEYS: tuple[str, ...] = (*REGISTERED, "mcr_uni_pre")
 MCR_KEYS: tuple[str, ...] = ("mcr", "mcr_uni_pre")
 REFERENCES: tuple[str, ...] = ("joint", "ensemble")
-#: ``--quick``: the two references, the two strongest baseline families of the synthetic
-#: benchmark, and MCR with and without unimodal initialisation.
-QUICK_METHODS: tuple[str, ...] = (
-    "joint",
-    "ensemble",
-    "multiloss",
-    "uni_pre_finetuned",
-    "mcr",
-    "mcr_uni_pre",
-)
+#: ``--quick``: the methods every tuned benchmark's quick run trains.
+QUICK_METHODS: tuple[str, ...] = SHARED_QUICK_METHODS
 #: Tuning trials per method, in order (``--grid G`` takes the first G): the values of the
 #: synthetic benchmark's first two trials; methods without a hyper-parameter of their own
 #: tune the learning rate.
@@ -104,14 +98,13 @@ PRIMARY_ALPHA = ALPHA / 4
 
 
 @dataclass(frozen=True)
-class Budget:
-    """The training budget of every run (equal for every method; per stage)."""
+class Budget(TrainingBudget):
+    """The training budget of every run (equal for every method; per stage) and the
+    encoders' size."""
 
     max_epochs: int = 30
     patience: int = 5
     batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
     channels: int = 6
     spec_size: int = 32
 
@@ -190,16 +183,7 @@ def train(job: Job) -> dict[str, Any]:
         name, model, TaskSpec("classification", num_classes=NUM_CLASSES), {**fixed, **trial}
     )
     method.set_seed(job.seed)
-    scores, _ = fit_and_score(
-        method,
-        datasets,
-        batch_size=job.budget.batch_size,
-        max_epochs=job.budget.max_epochs,
-        patience=job.budget.patience,
-        lr=lr,
-        weight_decay=job.budget.weight_decay,
-        seed=job.seed,
-    )
+    scores, _ = fit_with_budget(method, datasets, job.budget, lr=lr, seed=job.seed)
     res: dict[str, Any] = {**scores, **info}
     ztr, zte = _latents(method, datasets["train"]), _latents(method, datasets["test"])
     ytr, yte = datasets["train"].tensors["label"], datasets["test"].tensors["label"]

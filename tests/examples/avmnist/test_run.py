@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +10,8 @@ import torch
 
 from examples.avmnist import report, run, train
 from examples.avmnist.model import LeNetEncoder, build_model
+from tests.examples._helpers.entry_points import run_entry_point
 
-REPO = Path(__file__).resolve().parents[3]
 #: 3 / 1 / 2 pairs per class, one epoch, one trial, two seeds, one worker.
 TINY = ("--pairs", "3", "1", "2", "--max-epochs", "1", "--grid", "1", "--seeds", "2")
 
@@ -132,23 +129,13 @@ def test_train_says_what_data_it_needs():
 
 @pytest.mark.slow
 def test_one_mcr_run_from_the_command_line_as_a_file(tmp_path, avmnist_root):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = tmp_path / "mcr"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "examples/avmnist/train.py",
-            *("--data-root", str(avmnist_root), "--method", "mcr", "--out", str(out)),
-            *("--train-per-class", "3", "--val-per-class", "1", "--test-per-class", "2"),
-            *("--smoke", "--no-progress"),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_entry_point(
+        ["examples/avmnist/train.py"],
+        *("--data-root", str(avmnist_root), "--method", "mcr", "--out", str(out)),
+        *("--train-per-class", "3", "--val-per-class", "1", "--test-per-class", "2"),
+        *("--smoke", "--no-progress"),
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "mcr" and metrics["method_options"]["projection_dim"] == 64
     assert metrics["data"]["recordings"] == 120 and metrics["modalities"] == ["image", "audio"]
