@@ -10,14 +10,21 @@ this measures, side by side in one run:
   of the machine, and a proxy for kernel launches on a GPU;
 * forward + backward time of both, in interleaved rounds (CPU time of this process, which does
   not count waiting for a core; wall time too), median of the per-round ratio;
+* the peak of the memory the step allocates (from the profiler's allocation events, so it
+  counts tensors only, on any device);
 * the operations that take the most time in MCR's step.
+
+Cases: M = 2, 3 and 6 with P = 1 and 32 (``subsets="all"`` at M = 2 and 3, ``"singletons"``
+and ``"sampled"`` at M = 6, and ``"all"`` at M = 6 to show how that grows), a module head next
+to the plain function, and the ResNet-18 audio + video pair of the CREMA-D pipeline
+(``--resnet``; needs torchvision). ``--compile`` adds MCR's step under ``torch.compile``.
 
 MCR runs with ``check_values=False`` (the sync-free configuration the speed promises are made
 for) and the package defaults otherwise (greedy, contrastive and unimodal terms on).
 
 Usage::
 
-    python -m benchmarks.step_cost --out benchmarks/results/step_cost.json
+    python -m benchmarks.step_cost --resnet --out benchmarks/results/step_cost.json
     python -m benchmarks.step_cost --quick --out /tmp/s.json    # a smoke run, seconds
 """
 
@@ -33,6 +40,7 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +51,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.common import environment, paired_ratios, summarise, time_interleaved
+from benchmarks.common import (
+    ModelConfig,
+    Variant,
+    build_model,
+    build_variant,
+    environment,
+    make_batch,
+    paired_ratios,
+    summarise,
+    time_interleaved,
+)
 from mcr_reg import MCRRegularizer
 
 SCHEMA = "mcr-reg/step-cost/1"
@@ -67,9 +85,16 @@ CASES = (
     Case(2, "all", 1, "function"),
     Case(2, "all", 32, "function"),
     Case(2, "all", 32, "module"),
+    Case(3, "all", 1, "function"),
     Case(3, "all", 32, "function"),
+    Case(6, "singletons", 1, "function"),
     Case(6, "singletons", 32, "function"),
+    Case(6, "sampled", 32, "function"),
+    Case(6, "all", 32, "function"),
 )
+
+#: how many larger subsets ``subsets="sampled"`` draws per step (besides the singletons)
+SAMPLED_SUBSETS = 6
 
 
 class SmallModel(nn.Module):
@@ -99,9 +124,10 @@ class ConcatHead(nn.Module):
 
 
 def build_steps(
-    case: Case, *, batch: int, latent: int, seed: int = 0
+    case: Case, *, batch: int, latent: int, seed: int = 0, compiled: bool = False
 ) -> tuple[Callable[[], None], Callable[[], None]]:
-    """``(joint_step, mcr_step)``: forward + backward of one batch, gradients reset first."""
+    """``(joint_step, mcr_step)``: forward + backward of one batch, gradients reset first.
+    ``compiled``: the forward with MCR runs under ``torch.compile(fullgraph=True)``."""
     torch.manual_seed(seed)
     classes, in_dim = 10, 32
     model = SmallModel(case.modalities, in_dim, latent, classes)
@@ -111,7 +137,8 @@ def build_steps(
         num_classes=classes,
         latent_dims=(latent,) * case.modalities,
         num_permutations=case.draws,
-        subsets=case.subsets,
+        subsets=case.subsets,  # type: ignore[arg-type]
+        sampled_subsets=SAMPLED_SUBSETS,
         check_values=False,
         seed=seed,
     )
@@ -126,12 +153,17 @@ def build_steps(
         zs = [enc(x) for enc, x in zip(model.encoders, xs)]
         F.cross_entropy(model.fuse(*zs), y).backward()
 
+    def loss_with_mcr() -> Tensor:
+        zs = [enc(x) for enc, x in zip(model.encoders, xs)]
+        logits = model.fuse(*zs)
+        return F.cross_entropy(logits, y) + mcr(zs, y, logits).loss
+
+    forward = torch.compile(loss_with_mcr, fullgraph=True) if compiled else loss_with_mcr
+
     def with_mcr() -> None:
         for p in params:
             p.grad = None
-        zs = [enc(x) for enc, x in zip(model.encoders, xs)]
-        logits = model.fuse(*zs)
-        (F.cross_entropy(logits, y) + mcr(zs, y, logits).loss).backward()
+        forward().backward()
 
     return joint, with_mcr
 
@@ -151,10 +183,28 @@ def count_ops(step: Callable[[], None], top: int = 0) -> tuple[int, list[dict[st
     ]
 
 
-def measure(case: Case, args: argparse.Namespace) -> dict[str, Any]:
-    joint, with_mcr = build_steps(case, batch=args.batch, latent=args.latent)
+def peak_bytes(step: Callable[[], None]) -> int:
+    """The most memory held at once by the tensors one call of ``step`` allocates: the running
+    sum, in time order, of what the profiler attributes to each operation itself (allocations
+    minus releases) and of the releases outside any operation. Memory held before the call
+    (parameters, inputs) is not counted; a peak inside one operation counts at its net."""
+    step()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    held = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        held += int(event.self_cpu_memory_usage)
+        peak = max(peak, held)
+    return peak
+
+
+def measure_steps(
+    name: str, joint: Callable[[], None], with_mcr: Callable[[], None], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Operations, peak memory and interleaved times of one pair of steps."""
     joint_ops, _ = count_ops(joint)
     mcr_ops, top = count_ops(with_mcr, top=args.top)
+    memory = {"joint": peak_bytes(joint), "mcr": peak_bytes(with_mcr)}
     wall, cpu = time_interleaved(
         {"joint": joint, "mcr": with_mcr},
         repeats=args.repeats,
@@ -163,9 +213,9 @@ def measure(case: Case, args: argparse.Namespace) -> dict[str, Any]:
         device=torch.device("cpu"),
     )
     return {
-        "case": asdict(case),
-        "name": case.name,
+        "name": name,
         "ops": {"joint": joint_ops, "mcr": mcr_ops, "added": mcr_ops - joint_ops},
+        "peak_bytes": {**memory, "ratio": memory["mcr"] / max(memory["joint"], 1)},
         "cpu_seconds": {k: summarise(v) for k, v in cpu.items()},
         "wall_seconds": {k: summarise(v) for k, v in wall.items()},
         "cpu_ratio": paired_ratios(cpu["mcr"], cpu["joint"]),
@@ -174,17 +224,61 @@ def measure(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def measure(case: Case, args: argparse.Namespace) -> dict[str, Any]:
+    joint, with_mcr = build_steps(case, batch=args.batch, latent=args.latent)
+    return {"case": asdict(case), **measure_steps(case.name, joint, with_mcr, args)}
+
+
+def resnet_steps(draws: int, batch: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``(joint_step, mcr_step)`` of the CREMA-D ResNet-18 audio + video model (the shapes of
+    :meth:`benchmarks.common.ModelConfig.resnet18`), forward + backward."""
+    config = ModelConfig.resnet18(batch)
+    data = make_batch(config, torch.device("cpu"))
+
+    def step_of(spec: str) -> Callable[[], None]:
+        model = build_model(config, torch.device("cpu"))
+        method = build_variant(Variant.parse(spec), model, config)
+        method.begin_stage("joint")
+        method.set_seed(0)
+        method.begin_epoch("joint", 0)
+        method.set_train_mode("joint")
+        params = list(method.parameters())
+
+        def step() -> None:
+            for p in params:
+                p.grad = None
+            method.training_step(data, "joint").loss.backward()
+
+        return step
+
+    return step_of("joint"), step_of(f"mcr:{draws}")
+
+
+def compiled_mcr(case: Case, args: argparse.Namespace) -> dict[str, Any]:
+    """MCR's step eager (as "joint") and with its forward under ``torch.compile`` (inductor,
+    ``fullgraph=True``, so a graph break fails): operations, times, compile time."""
+    _, eager = build_steps(case, batch=args.batch, latent=args.latent)
+    _, compiled = build_steps(case, batch=args.batch, latent=args.latent, compiled=True)
+    started = time.perf_counter()
+    compiled()  # compiles, as one graph or not at all
+    compile_seconds = time.perf_counter() - started
+    result = measure_steps(f"{case.name}: compiled MCR step vs eager", eager, compiled, args)
+    return {"case": asdict(case), "compile_seconds": round(compile_seconds, 1), **result}
+
+
 def table(results: Sequence[dict[str, Any]]) -> str:
     lines = [
-        "| case | aten ops joint | + MCR | joint step (CPU ms) | MCR step (CPU ms) | ratio (CPU) | ratio (wall) |",
-        "|---|---|---|---|---|---|---|",
+        "| case | aten ops joint | + MCR | joint step (CPU ms) | MCR step (CPU ms) | ratio (CPU) "
+        "| ratio (wall) | peak memory, MCR / joint |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['name']} | {r['ops']['joint']} | +{r['ops']['added']} | "
+            f"| {r['name']} | {r['ops']['joint']} | {r['ops']['added']:+d} | "
             f"{1e3 * r['cpu_seconds']['joint']['median']:.2f} | "
             f"{1e3 * r['cpu_seconds']['mcr']['median']:.2f} | "
-            f"{r['cpu_ratio']['median']:.1f}x | {r['wall_ratio']['median']:.1f}x |"
+            f"{r['cpu_ratio']['median']:.2f}x | {r['wall_ratio']['median']:.2f}x | "
+            f"{r['peak_bytes']['ratio']:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -198,6 +292,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="steps per round (default 10, quick 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--top", type=int, default=8, help="top operations to list per case")
+    p.add_argument("--resnet", action="store_true", help="add the ResNet-18 pair (torchvision)")
+    p.add_argument("--resnet-batch", type=int, default=8)
+    p.add_argument("--compile", action="store_true", help="add eager vs compiled MCR (inductor)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/step_cost.json"))
     args = p.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 7)
@@ -213,9 +310,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for case in cases:
         print(f"measuring {case.name} ...", flush=True)
         results.append(measure(case, args))
+    if args.resnet:
+        for draws in (1, 32):
+            print(f"measuring ResNet-18 pair P={draws} ...", flush=True)
+            joint, with_mcr = resnet_steps(draws, args.resnet_batch)
+            name = f"ResNet-18 pair, B={args.resnet_batch}, P={draws}"
+            results.append(measure_steps(name, joint, with_mcr, args))
+    if args.compile:
+        print("measuring compiled MCR ...", flush=True)
+        results.append(compiled_mcr(CASES[1], args))
     report = {
         "schema": SCHEMA,
-        "command": "python -m benchmarks.step_cost " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m benchmarks.step_cost "
+        + shlex.join(sys.argv[1:] if argv is None else argv),
         "environment": environment(torch.device("cpu"), args.threads),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "results": results,

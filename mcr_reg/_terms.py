@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -17,15 +17,36 @@ __all__ = ["MCROutput"]
 
 
 def cross_entropy(pred: Tensor, labels: Tensor) -> Tensor:
-    return F.cross_entropy(pred.to(MF._compute_dtype(pred.dtype)), labels)
+    return F.cross_entropy(MF._in_compute_dtype(pred), labels)
 
 
 def one_output_loss(loss: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
     def task_loss(pred: Tensor, labels: Tensor) -> Tensor:
-        dtype = MF._compute_dtype(pred.dtype)  # float32, or float64 for float64 predictions
-        return loss(pred.reshape(-1).to(dtype), labels.to(dtype))
+        pred = MF._in_compute_dtype(pred.reshape(-1))  # float32, or float64 for float64
+        return loss(pred, MF._as_dtype(labels, pred.dtype))
 
     return task_loss
+
+
+def linear_per_modality(
+    layers: Sequence[nn.Linear], inputs: Sequence[Tensor]
+) -> tuple[tuple[Tensor, ...], Tensor | None]:
+    """``layers[m](inputs[m])`` for every modality, and the ``(M, B, C)`` tensor they are slices
+    of when they come from one batched matrix product (None otherwise). The batched product is
+    taken when the layers and the ``(B, D)`` inputs all have one shape and dtype (the common
+    case of MCR's own unimodal heads): a handful of operations instead of a linear layer each."""
+    first, x0 = layers[0], inputs[0]
+    alike = len(layers) > 1 and all(
+        x.dim() == 2 and x.shape == x0.shape and x.dtype == first.weight.dtype
+        and layer.weight.shape == first.weight.shape and layer.bias is not None
+        for layer, x in zip(layers, inputs)
+    )  # fmt: skip
+    if not alike:
+        return tuple(layer(x) for layer, x in zip(layers, inputs)), None
+    weight = torch.stack([layer.weight for layer in layers])  # (M, C, D)
+    bias = torch.stack([cast(Tensor, layer.bias) for layer in layers])  # (M, C)
+    out = torch.baddbmm(bias.unsqueeze(1), torch.stack(list(inputs)), weight.transpose(1, 2))
+    return out.unbind(0), out  # M x (B, C), (M, B, C)
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,17 @@ TASK_RULES: dict[str, TaskRule] = {
         "squared_error", True, one_output_loss(F.l1_loss), lambda y: torch.round(y).long()
     ),
 }
+
+
+def importance_of(per_subset: Tensor, subsets: Sequence[tuple[int, ...]], m: int) -> Tensor:
+    """``(M,)``: each modality's singleton divergence (NaN where its singleton was not among
+    the perturbed subsets); the first M entries when the subsets start with the singletons."""
+    if tuple(subsets[:m]) == tuple((i,) for i in range(m)):
+        return per_subset[:m]
+    missing = per_subset.new_full((1,), float("nan"))
+    singles = [subsets.index((i,)) if (i,) in subsets else len(subsets) for i in range(m)]
+    picked = torch.tensor(singles, device=per_subset.device)
+    return torch.cat([per_subset, missing]).index_select(0, picked)
 
 
 @dataclass(frozen=True)

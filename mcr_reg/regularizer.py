@@ -55,7 +55,7 @@ from mcr_reg._randomness import (
     draw_perturbations,
     generator_for,
 )
-from mcr_reg._terms import TASK_RULES, CEBHead, MCROutput
+from mcr_reg._terms import TASK_RULES, CEBHead, MCROutput, importance_of, linear_per_modality
 from mcr_reg.capture import FusionInputs
 from mcr_reg.distributed import gather_with_grad
 
@@ -442,7 +442,7 @@ class MCRRegularizer(nn.Module):
             unimodal_logits = self._check_unimodal_logits(unimodal_logits, len(zs), batch)
         pooled = [MF.pool_latent(z, self.feature_axis) for z in zs]
         terms: dict[str, Tensor] = {}
-        importance = torch.full((len(zs),), float("nan"), device=zs[0].device)
+        importance: Tensor | None = None
         reference: Tensor | None = None
         if self.mipd_weight > 0:  # L_MIPD (eq. 8-10) with the game (section 3.2)
             per_subset, reference = self._mipd_term(zs, labels, subsets, extra, permutations)
@@ -455,22 +455,22 @@ class MCRRegularizer(nn.Module):
                 if weight == 1.0
                 else per_subset[:m].sum() + weight * per_subset[m:].sum()
             )
-            singles = [subsets.index((i,)) if (i,) in subsets else -1 for i in range(len(zs))]
-            importance = torch.stack(
-                [per_subset[j].detach() if j >= 0 else importance[i] for i, j in enumerate(singles)]
-            )
+            importance = importance_of(per_subset.detach(), subsets, m)
         if self.contrastive_weight > 0:  # L_Con (eq. 11/15)
             terms["contrastive"] = self._contrastive(pooled, labels, names)
         if self.ceb_head is not None:  # L_CEB (eq. 13)
             terms["ceb"] = self._ceb(zs, pooled, logits if logits is not None else reference)
         own_uni = None
         if self.unimodal_weight > 0:  # L_uni (Algorithm 1, line 4)
-            own_uni = self._own_unimodal(pooled)
+            stacked = None
+            if self.unimodal_heads is not None:
+                heads = cast(Sequence[nn.Linear], self.unimodal_heads)
+                own_uni, stacked = linear_per_modality(heads, pooled)
             predictions = own_uni if own_uni is not None else unimodal_logits
             if predictions is not None:
-                terms["unimodal"] = torch.stack(
-                    [self._task_loss(p, labels) for p in predictions]
-                ).sum()
+                terms["unimodal"] = self._unimodal_loss(predictions, stacked, labels)
+        if importance is None:
+            importance = torch.full((len(zs),), float("nan"), device=zs[0].device)
         return self._output(terms, zs[0], importance, names, own_uni)
 
     # ------------------------------------------------------------------ the terms
@@ -539,7 +539,7 @@ class MCRRegularizer(nn.Module):
             feats = [gather_with_grad(f) for f in feats]
             con_labels = gather_with_grad(con_labels)
         stacked = torch.cat(feats)  # (M*B, D): [z_1; ...; z_M]
-        tiled = con_labels.repeat(len(feats))  # (M*B,)
+        tiled = torch.cat([con_labels] * len(feats))  # (M*B,)
         loss_fn = (
             MF.contrastive_ntxent if self.contrastive == "ntxent" else MF.supervised_contrastive
         )
@@ -557,10 +557,15 @@ class MCRRegularizer(nn.Module):
         head_dtype = next(self.ceb_head.parameters()).dtype
         return MF.ceb_reconstruction(self.ceb_head(source.to(head_dtype)), pooled)
 
-    def _own_unimodal(self, pooled: Sequence[Tensor]) -> tuple[Tensor, ...] | None:
-        if self.unimodal_heads is None:
-            return None
-        return tuple(h(p) for h, p in zip(self.unimodal_heads, pooled))
+    def _unimodal_loss(
+        self, predictions: Sequence[Tensor], stacked: Tensor | None, labels: Tensor
+    ) -> Tensor:
+        """Σ_m of the task loss of modality m's prediction; from the ``(M, B, C)`` outputs of one
+        batched product, as M times the mean loss over all M·B rows."""
+        if stacked is not None:
+            tiled = torch.cat([labels] * len(predictions))
+            return self._task_loss(stacked.flatten(0, 1), tiled) * len(predictions)
+        return torch.stack([self._task_loss(p, labels) for p in predictions]).sum()
 
     def _output(
         self,
@@ -576,9 +581,13 @@ class MCRRegularizer(nn.Module):
             "ceb": self.ceb_weight,
             "unimodal": self.unimodal_weight,
         }
-        total = like.new_zeros((), dtype=torch.float32)
+        total: Tensor | None = None
         for name, value in terms.items():
-            total = total + weights[name] * value
+            weighted = value if weights[name] == 1.0 else weights[name] * value
+            total = weighted if total is None else total + weighted
+        if total is None or not total.dtype.is_floating_point or total.dtype.itemsize < 4:
+            zero = like.new_zeros((), dtype=torch.float32)
+            total = zero if total is None else total + zero
         if self._probe is not None:
             total = self._probe(total)
         return MCROutput(

@@ -9,8 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from benchmarks.step_cost import CASES, SCHEMA, build_steps, count_ops, main
+from benchmarks.step_cost import (
+    CASES,
+    SCHEMA,
+    build_steps,
+    count_ops,
+    main,
+    peak_bytes,
+    resnet_steps,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +36,9 @@ def test_quick_run_writes_ops_times_and_ratios(tmp_path: Path) -> None:
         assert len(r["cpu_ratio"]["values"]) == report["settings"]["repeats"]
         assert all(v > 0 for v in r["cpu_seconds"]["mcr"]["values"])
         assert r["top_ops"] and all(t["op"].startswith("aten::") for t in r["top_ops"])
+        memory = r["peak_bytes"]
+        assert 0 < memory["joint"] < memory["mcr"]
+        assert memory["ratio"] == memory["mcr"] / memory["joint"]
 
 
 def test_operation_counts_repeat_exactly() -> None:
@@ -41,3 +53,37 @@ def test_runs_as_a_file(tmp_path: Path) -> None:
     cmd = [sys.executable, "benchmarks/step_cost.py", "--quick", "--repeats", "1", "--steps", "1"]
     subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
     assert json.loads(out.read_text())["schema"] == SCHEMA
+
+
+def test_peak_bytes_is_the_most_held_at_once() -> None:
+    kept: list[torch.Tensor] = []
+
+    def step() -> None:
+        kept.clear()
+        a = torch.empty(1000)  # 4,000 bytes, released at the end of the step
+        kept.append(torch.empty(500))  # 2,000 bytes, still held
+        del a
+
+    assert 6000 <= peak_bytes(step) < 6000 + 1024
+
+
+def test_every_case_builds_and_its_mcr_step_does_more_than_joint() -> None:
+    for case in CASES:
+        joint, with_mcr = build_steps(case, batch=8, latent=4)
+        assert count_ops(joint)[0] < count_ops(with_mcr)[0], case.name
+
+
+def test_resnet_pair_steps_run_and_count() -> None:
+    pytest.importorskip("torchvision", reason="the ResNet-18 pair needs torchvision")
+    joint, with_mcr = resnet_steps(draws=1, batch=2)
+    assert 0 < count_ops(joint)[0] < count_ops(with_mcr)[0]
+
+
+@pytest.mark.slow
+def test_compiled_step_compiles_as_one_graph() -> None:
+    """The benchmark's compiled step (inductor, ``fullgraph=True``: a graph break raises) runs;
+    compiled and eager values agree in tests/mcr_reg/test_compile.py."""
+    joint, compiled = build_steps(CASES[1], batch=8, latent=4, compiled=True)
+    compiled()
+    compiled()
+    assert count_ops(joint)[0] > 0

@@ -428,3 +428,74 @@ def test_pool_latent_errors() -> None:
         MF.pool_latent(torch.randn(4))
     with pytest.raises(ValueError, match="cannot be the batch axis"):
         MF.pool_latent(torch.randn(4, 3), 0)
+
+
+# ------------------------------------------------------------------------- MIPD's block divergence
+
+
+class TestBlockJensenShannon:
+    """The mean JSD per subset that :func:`MF.mipd` takes from the head's stacked output, against
+    :func:`MF.jensen_shannon` on the same blocks."""
+
+    @staticmethod
+    def stacked(seed: int, n_ref: int, n_sub: int, draws: int, batch: int, dtype: torch.dtype):
+        out = logits_tensor(seed, ((n_ref + n_sub * draws) * batch, 5)).to(dtype)
+        return out.requires_grad_(True)
+
+    @staticmethod
+    def plain(out: torch.Tensor, layout, detach_reference: bool) -> torch.Tensor:
+        n_ref, n_sub, draws, batch = layout
+        ref = out[: n_ref * batch].unflatten(0, (n_ref, 1, batch))
+        if detach_reference:
+            ref = ref.detach()
+        pert = out[n_ref * batch :].unflatten(0, (n_sub, draws, batch))
+        return MF.jensen_shannon(ref, pert).mean(dim=(1, 2))
+
+    @pytest.mark.parametrize("detach_reference", [False, True])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+    def test_values_and_gradients_match_the_plain_divergence(self, detach_reference, dtype) -> None:
+        n_sub, draws, batch = 3, 4, 5
+        layout = (1 if detach_reference else n_sub, n_sub, draws, batch)
+        out = self.stacked(0, *layout, dtype)
+        weights = torch.tensor([1.0, -2.0, 0.5], dtype=dtype)
+        fast = MF._BlockJensenShannon.apply(out, layout, detach_reference, None)
+        (grad_fast,) = torch.autograd.grad((fast * weights).sum(), out)
+        slow = self.plain(out, layout, detach_reference)
+        (grad_slow,) = torch.autograd.grad((slow * weights).sum(), out)
+        tol = 1e-12 if dtype == torch.float64 else 1e-6
+        torch.testing.assert_close(fast, slow.to(fast.dtype), atol=tol, rtol=tol * 10)
+        torch.testing.assert_close(grad_fast, grad_slow, atol=tol, rtol=tol * 10)
+        if detach_reference:
+            assert bool((grad_fast[:batch] == 0).all())
+
+    def test_gradcheck_in_float64(self) -> None:
+        layout = (2, 2, 3, 4)
+        out = self.stacked(1, *layout, torch.float64)
+        assert torch.autograd.gradcheck(
+            lambda o: MF._BlockJensenShannon.apply(o, layout, False, None), (out,)
+        )
+
+    def test_identical_rows_give_exactly_zero(self) -> None:
+        batch = 4
+        ref = logits_tensor(2, (batch, 6))
+        out = torch.cat([ref, ref, ref, ref])  # one subset, reference then three draws of it
+        per_subset = MF._BlockJensenShannon.apply(out, (1, 1, 3, batch), False, None)
+        assert torch.equal(per_subset, torch.zeros(1))
+
+    def test_extreme_logits_stay_finite(self) -> None:
+        out = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]], requires_grad=True)
+        per_subset = MF._BlockJensenShannon.apply(out, (1, 1, 1, 1), False, None)
+        (grad,) = torch.autograd.grad(per_subset.sum(), out)
+        assert abs(float(per_subset) - LN2) < 1e-6
+        assert bool(torch.isfinite(grad).all())
+
+    def test_row_weights_give_the_weighted_mean(self) -> None:
+        layout = (2, 2, 3, 4)
+        out = self.stacked(3, *layout, torch.float64)
+        weights = (torch.arange(24, dtype=torch.float64).view(2, 3, 4) % 3 == 0).double()
+        fast = MF._BlockJensenShannon.apply(out, layout, False, weights)
+        ref = out[:8].unflatten(0, (2, 1, 4))
+        pert = out[8:].unflatten(0, (2, 3, 4))
+        div = MF.jensen_shannon(ref, pert)
+        expected = (div * weights).sum(dim=(1, 2)) / weights.sum(dim=(1, 2))
+        torch.testing.assert_close(fast, expected, atol=1e-12, rtol=1e-10)
