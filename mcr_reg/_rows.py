@@ -7,34 +7,39 @@ Which source row a stacked row takes depends only on the layout (subsets, draws,
 permutations of the step, and its gradient is scaled by the game's factor: 1 where ``i`` owns the
 block's subset, ``k`` where it does not (paper section 3.2).
 
-The layout part is computed once per layout and kept (``_plan``); a step then needs one ``cat``
-and one ``index_select`` to turn the permutations into indices, and one gather per modality whose
-backward is one ``index_add_`` of the scaled row gradients (:class:`_GatherRows`). This replaces
-per-block index pieces, concatenations and a gradient-scaled copy of each latent.
+The layout part (:class:`_Plan`) is a few tensor operations on an ownership table, kept for the
+last few layouts; a step then needs one ``cat`` and one ``take`` to turn the permutations into
+indices, and one gather per modality whose backward is one ``index_add_`` of the scaled row
+gradients (:class:`_GatherRows`). This replaces per-block index pieces, concatenations and a
+gradient-scaled copy of each latent.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 from torch import Tensor
 
+#: plans kept for the most recent layouts (fixed subsets hit it every step; sampled subsets
+#: build a plan per step, a few operations)
+_PLANS_KEPT = 8
+_plans: OrderedDict[tuple[object, ...], _Plan] = OrderedDict()
+
 
 @dataclass(frozen=True)
 class _Plan:
-    """Index layout of the stacked rows for one configuration.
+    """Index layout of the stacked rows of every modality.
 
-    ``positions[j]`` (for the j-th permuted modality) indexes the table ``[arange(B) ;
-    permutations.flatten()]``; ``fixed[i]`` is the complete index of a modality whose perturbed
-    rows come from given perturbed latents; ``factors[i]`` is the gradient factor of every row
-    (None where every factor is 1)."""
+    ``positions[i]`` is, for a permuted modality, a position in the table ``[arange(B) ;
+    permutations.flatten()]``, and for a modality with given perturbed latents the row of
+    ``[z_i ; perturbed rows]`` itself. ``factors[i]`` is the gradient factor of each row (None
+    when the game factor k is 1)."""
 
-    positions: Tensor | None  # (number of permuted modalities, rows), long
-    fixed: tuple[Tensor | None, ...]
-    factors: tuple[Tensor | None, ...]
+    positions: Tensor  # (M, rows), long
+    factors: tuple[Tensor | None, ...]  # M x (rows,)
     identity: Tensor  # arange(B), the first part of the table
 
 
@@ -51,49 +56,49 @@ def _build_plan(
 ) -> _Plan:
     """See :class:`_Plan`. Rows: the reference blocks (one if ``detach_reference``, else one per
     subset), then the ``draws`` perturbed blocks of each subset, subset by subset."""
-    b = torch.arange(batch)
-    refs = subsets[:1] if detach_reference else subsets
-    positions: list[Tensor] = []
-    fixed: list[Tensor | None] = []
-    factors: list[Tensor | None] = []
-    for i in range(modalities):
-        index: list[Tensor] = []
-        owner: list[bool] = []
-        for s in refs:
-            index.append(b)
-            owner.append(detach_reference or i in s)
-        for s in subsets:
-            if i not in s:
-                index.append(b.repeat(draws))
-            elif given[i]:  # the source is [z ; perturbed rows]: rows B + p * B + b
-                index.append(batch + torch.arange(draws * batch))
-            else:  # the table entry of permutations[p, i, b]
-                p = torch.arange(draws).unsqueeze(1)
-                index.append((batch + (p * modalities + i) * batch + b).reshape(-1))
-            owner.append(i in s)
-        full = torch.cat(index)
-        if given[i]:
-            fixed.append(full.to(device))
-        else:
-            positions.append(full)
-            fixed.append(None)
-        if k == 1.0 or all(owner):
-            factors.append(None)
-        else:
-            sizes = [batch] * len(refs) + [draws * batch] * len(subsets)
-            per_row = torch.cat(
-                [torch.full((n,), 1.0 if o else k, dtype=dtype) for n, o in zip(sizes, owner)]
-            )
-            factors.append(per_row.to(device))
-    return _Plan(
-        positions=torch.stack(positions).to(device) if positions else None,
-        fixed=tuple(fixed),
-        factors=tuple(factors),
-        identity=b.to(device),
+    m, n_sub = modalities, len(subsets)
+    n_ref = 1 if detach_reference else n_sub
+    owns = [[i in s for s in subsets] for i in range(m)]
+    owner = torch.tensor(owns, device=device)  # (M, S)
+    identity = torch.arange(batch, device=device)
+    p = torch.arange(draws, device=device).view(draws, 1)
+    i = torch.arange(m, device=device).view(m, 1, 1)
+    # the owner's perturbed row: a table position (permuted) or a row of [z ; perturbed rows]
+    table = batch + (p * m + i) * batch + identity  # (M, P, B)
+    rows = (batch + p * batch + identity).expand(m, draws, batch)
+    perturbed_at = torch.where(torch.tensor(given, device=device).view(m, 1, 1), rows, table)
+    perturbed = torch.where(owner.view(m, n_sub, 1, 1), perturbed_at.unsqueeze(1), identity)
+    positions = torch.cat(
+        [identity.expand(m, n_ref, batch).reshape(m, -1), perturbed.reshape(m, -1)], dim=1
     )
+    factors: tuple[Tensor | None, ...] = (None,) * m
+    if k != 1.0:
+        per_block = torch.where(owner, 1.0, k).to(dtype)  # (M, S)
+        ref = torch.ones(m, 1, dtype=dtype, device=device) if detach_reference else per_block
+        factors = torch.cat(
+            [
+                ref.unsqueeze(-1).expand(m, n_ref, batch).reshape(m, -1),
+                per_block.unsqueeze(-1).expand(m, n_sub, draws * batch).reshape(m, -1),
+            ],
+            dim=1,
+        ).unbind(0)
+    return _Plan(positions=positions, factors=factors, identity=identity)
 
 
-_cached_plan = lru_cache(maxsize=32)(_build_plan)
+def _plan(key: tuple[object, ...]) -> _Plan:
+    """The plan of ``key`` (the arguments of :func:`_build_plan`), kept for recent layouts;
+    under ``torch.compile`` it is built inside the graph and never kept."""
+    if torch.compiler.is_compiling():
+        return _build_plan(*key)  # type: ignore[arg-type]
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _build_plan(*key)  # type: ignore[arg-type]
+        _plans[key] = plan
+        if len(_plans) > _PLANS_KEPT:
+            _plans.popitem(last=False)
+    else:
+        _plans.move_to_end(key)
+    return plan
 
 
 def game_rows(
@@ -114,29 +119,29 @@ def game_rows(
     if permutations is None and not all(given):
         missing = given.index(False)
         raise ValueError(f"modality {missing} has neither permutations nor perturbed latents")
-    key = (
-        tuple(tuple(s) for s in subsets), len(latents), draws, batch, detach_reference,
-        given, float(k), device, z0.dtype,
+    plan = _plan(
+        (
+            tuple(tuple(s) for s in subsets), len(latents), draws, batch, detach_reference,
+            given, float(k), device, z0.dtype,
+        )
     )  # fmt: skip
-    # under torch.compile the plan is built inside the graph (constants), never cached
-    plan = _build_plan(*key) if torch.compiler.is_compiling() else _cached_plan(*key)
-    indices: list[Tensor] = []
-    if plan.positions is not None:
+    indices: Sequence[Tensor]
+    if all(given):
+        indices = plan.positions.unbind(0)
+    else:
         assert permutations is not None
         table = torch.cat([plan.identity, permutations.reshape(-1)])
-        indices = list(torch.take(table, plan.positions).unbind(0))
-    rows: list[Tensor] = []
-    for i, z in enumerate(latents):
-        extra = perturbed[i]
-        fixed = plan.fixed[i]
-        if extra is not None and fixed is not None:
-            source, index = torch.cat([z, extra.flatten(0, 1)]), fixed
+        if any(given):  # only the permuted modalities' positions are table positions
+            own = plan.positions.unbind(0)
+            indices = [p if g else torch.take(table, p) for p, g in zip(own, given)]
         else:
-            source, index = z, indices.pop(0)
-        factors = plan.factors[i]
-        if factors is not None and factors.dtype != source.dtype:
-            factors = factors.to(source.dtype)
-        rows.append(_GatherRows.apply(source, index, factors))
+            indices = torch.take(table, plan.positions).unbind(0)
+    rows: list[Tensor] = []
+    for z, extra, index, factor in zip(latents, perturbed, indices, plan.factors):
+        if factor is not None and factor.dtype != z.dtype:
+            factor = factor.to(z.dtype)
+        source = z if extra is None else torch.cat([z, extra.flatten(0, 1)])
+        rows.append(_GatherRows.apply(source, index, factor))
     return rows
 
 
