@@ -11,7 +11,8 @@ docs/examples/ensemble-gap.md::
         --mnist data/avmnist/mnist --fsdd data/avmnist/fsdd
     python -m benchmarks.ensemble_gap --settings synthetic undertrained --out runs/ensemble-gap
 
-Writes ``results.json`` and ``results.md`` to ``--out``; each trained model's outputs are kept
+``--report RESULTS_JSON`` prints the tables of a ``results.json`` again (for example
+docs/examples/ensemble-gap-results.json). Writes ``results.json`` and ``results.md`` to ``--out``; each trained model's outputs are kept
 in ``--out``/runs under a digest of its settings, so the same command after a stop trains only
 what is missing.
 """
@@ -25,6 +26,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -439,7 +441,14 @@ def markdown(result: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    p.add_argument("--out", type=Path, required=True, help="folder for results and runs/")
+    p.add_argument("--out", type=Path, help="folder for results and runs/ (required to run)")
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="print the tables of a results.json written before, and train nothing",
+    )
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     p.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
     p.add_argument("--mnist", default="", help="folder with MNIST's idx files (avmnist)")
@@ -498,6 +507,14 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
+    if args.report is not None:
+        if not args.report.is_file():
+            raise SystemExit(f"error: expected a results.json at {args.report}, found none")
+        stored: dict[str, Any] = json.loads(args.report.read_text(encoding="utf-8"))
+        print(markdown(stored))
+        return stored
+    if args.out is None:
+        raise SystemExit("error: expected --out (or --report RESULTS_JSON)")
     if args.workers < 1:
         raise SystemExit(f"error: expected --workers >= 1, got {args.workers}")
     t0 = time.time()

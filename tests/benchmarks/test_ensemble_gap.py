@@ -76,6 +76,7 @@ def test_synthetic_settings_run_report_and_resume(tmp_path):
     again = eg.main([*argv, *TINY_SYNTHETIC])
     assert [p.stat().st_mtime_ns for p in sorted((out / "runs").iterdir())] == stamps
     assert again["settings"] == result["settings"]
+    assert eg.main(["--report", str(out / "results.json")])["settings"] == result["settings"]
 
 
 def test_avmnist_runs_on_the_fixture(tmp_path):
@@ -93,11 +94,15 @@ def test_avmnist_runs_on_the_fixture(tmp_path):
     assert "per_category" not in s["predictors"]["mcr_fused"]
 
 
-def test_avmnist_without_its_files_is_a_clear_error(tmp_path):
+def test_bad_command_lines_are_clear_errors(tmp_path):
     with pytest.raises(SystemExit, match="needs --mnist and --fsdd"):
         eg.main(["--settings", "avmnist", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="distinct seeds"):
         eg.main(["--settings", "synthetic", "--seeds", "1", "1", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="expected --out"):
+        eg.main(["--settings", "synthetic"])
+    with pytest.raises(SystemExit, match=r"expected a results\.json"):
+        eg.main(["--report", str(tmp_path / "missing.json")])
 
 
 def test_the_rule_needs_a_win_on_every_setting_with_enough_seeds():
