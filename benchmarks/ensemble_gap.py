@@ -206,6 +206,7 @@ def train(job: Job) -> dict[str, Any]:
         "scores": scores,
         "val": model_outputs(method, datasets["val"]),
         "test": model_outputs(method, datasets["test"]),
+        "train": model_outputs(method, datasets["train"]),
         "modalities": list(method.model.modalities),
         "seconds": time.time() - t0,
     }
@@ -259,6 +260,33 @@ def predictors(mcr: dict[str, Any], ens: dict[str, Any], num_classes: int) -> di
     return out
 
 
+def training_fit(mcr: dict[str, Any], ens: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """How each trained part fits the training split: accuracy and mean top probability,
+    overall and per kind of point where the data has kinds (synthetic)."""
+    mods, train = mcr["modalities"], mcr["train"]
+    logits = {"mcr_fused": train["logits"]}
+    logits.update({f"mcr_head_{m}": train["unimodal"][m] for m in mods})
+    logits.update({f"ensemble_{m}": ens["train"]["unimodal"][m] for m in mods})
+    probs = {k: v.softmax(-1) for k, v in logits.items()}
+    probs["ensemble"] = gap.average_probabilities([ens["train"]["unimodal"][m] for m in mods])
+    labels = train["labels"]
+    kinds = {"all": torch.ones_like(labels, dtype=torch.bool)}
+    if "category" in train:
+        kinds.update({n: train["category"] == c for c, n in enumerate(("shared", "u1", "u2"))})
+    out: dict[str, dict[str, Any]] = {}
+    for k, p in probs.items():
+        conf, pred = p.max(dim=-1)
+        out[k] = {
+            kind: {
+                "accuracy": float((pred[mask] == labels[mask]).float().mean()),
+                "confidence": float(conf[mask].mean()),
+            }
+            for kind, mask in kinds.items()
+            if bool(mask.any())
+        }
+    return out
+
+
 def analyse_seed(mcr: dict[str, Any], ens: dict[str, Any]) -> dict[str, Any]:
     """Accuracy, calibration, reliance and error overlap of one seed's predictors."""
     labels = mcr["test"]["labels"]
@@ -298,13 +326,16 @@ def analyse_seed(mcr: dict[str, Any], ens: dict[str, Any]) -> dict[str, Any]:
     }
     ensemble_only = right["ensemble"] & ~right["mcr_fused"]
     recoverable = {k: int((right[k] & ensemble_only).sum()) for k in probs}
-    return {
+    result = {
         "scores": scores,
         "reliance": reliance,
         "overlap_with_mcr_fused": overlap,
         "ensemble_right_mcr_fused_wrong": int(ensemble_only.sum()),
         "of_those_right": recoverable,
     }
+    if "train" in mcr and "train" in ens:  # runs stored before the training split was kept lack it
+        result["training_fit"] = training_fit(mcr, ens)
+    return result
 
 
 # --------------------------------------------------------------------------- summary
@@ -340,7 +371,7 @@ def summarise_setting(per_seed: list[dict[str, Any]], seeds: Sequence[int]) -> d
         k: {c: sum(s["overlap_with_mcr_fused"][k][c] for s in per_seed) for c in counts}
         for k, counts in per_seed[0]["overlap_with_mcr_fused"].items()
     }
-    return {
+    summary: dict[str, Any] = {
         "seeds": list(seeds),
         "predictors": table,
         "tests": tests,
@@ -351,6 +382,19 @@ def summarise_setting(per_seed: list[dict[str, Any]], seeds: Sequence[int]) -> d
         ),
         "of_those_right": {k: sum(s["of_those_right"][k] for s in per_seed) for k in names},
     }
+    if all("training_fit" in s for s in per_seed):
+        first = per_seed[0]["training_fit"]
+        summary["training_fit"] = {
+            k: {
+                kind: {
+                    m: statistics.fmean(s["training_fit"][k][kind][m] for s in per_seed)
+                    for m in values
+                }
+                for kind, values in kinds.items()
+            }
+            for k, kinds in first.items()
+        }
+    return summary
 
 
 def decide(settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -422,6 +466,17 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {k} | {o['both_wrong']} | {o['only_a_wrong']} | {o['only_b_wrong']} | "
                 f"{s['of_those_right'][k]} |"
             )
+        if "training_fit" in s:
+            fit = s["training_fit"]
+            kinds = list(next(iter(fit.values())))
+            lines += ["", "Training split, accuracy % (mean top probability):", ""]
+            lines += [f"| predictor | {' | '.join(kinds)} |", "|---|" + "---|" * len(kinds)]
+            for k, per_kind in fit.items():
+                cells = [
+                    f"{_pct(per_kind[c]['accuracy'])} ({per_kind[c]['confidence']:.2f})"
+                    for c in kinds
+                ]
+                lines.append(f"| {k} | {' | '.join(cells)} |")
         lines.append("")
     d = result["decision"]
     lines += [

@@ -64,6 +64,19 @@ def test_synthetic_settings_run_report_and_resume(tmp_path):
     assert overlap["n"] == 2 * 50
     assert s["of_those_right"]["ensemble"] == s["ensemble_right_mcr_fused_wrong"]
     assert s["of_those_right"]["mcr_fused"] == 0
+    fit = s["training_fit"]
+    assert set(fit) == {
+        "mcr_fused",
+        "mcr_head_m1",
+        "mcr_head_m2",
+        "ensemble_m1",
+        "ensemble_m2",
+        "ensemble",
+    }
+    assert set(fit["ensemble"]) == {"all", "shared", "u1", "u2"}
+    for per_kind in fit.values():
+        for values in per_kind.values():
+            assert 0.0 <= values["accuracy"] <= 1.0 and 0.2 <= values["confidence"] <= 1.0
     # two settings and two seeds: no remedy can become a default
     assert result["decision"]["all_settings_measured"] is False
     assert not any(r["becomes_default"] for r in result["decision"]["remedies"].values())
