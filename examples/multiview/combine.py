@@ -32,7 +32,10 @@ from examples.multiview.report import markdown, write_outputs
 from examples.multiview.results import (
     Ablations,
     BenchmarkResult,
+    Part,
+    PlanRecord,
     SeedAccuracies,
+    Setup,
     ViewSetResult,
     load_results,
 )
@@ -42,6 +45,23 @@ from examples.multiview.view_sets import TRIPLE_RANKS, ViewSet, methods_for, pai
 #: Setup entries that must be equal in every part (they define the protocol).
 PROTOCOL_KEYS: tuple[str, ...] = ("budget", "split_per_class")
 PLAN_KEYS: tuple[str, ...] = ("seeds", "grid")
+
+
+def _setup(part: BenchmarkResult, name: str) -> tuple[Setup, PlanRecord]:
+    """The setup and plan of a single full-protocol run.
+
+    Raises:
+        CombineError: for a part without them, or a ``--quick`` run.
+    """
+    if part.setup is None:
+        raise CombineError(f"{name}: expected a results.json with 'setup', it has none")
+    if part.quick:
+        raise CombineError(f"{name}: expected a run of the full protocol, got a --quick run")
+    if part.setup.plan is None:
+        raise CombineError(f"{name}: expected a single run's results.json with a plan, got none")
+    return part.setup, part.setup.plan
+
+
 #: Fields of a result that differ between identical runs (wall-clock time).
 TIMING_KEYS: frozenset[str] = frozenset({"seconds"})
 
@@ -70,18 +90,15 @@ def _agree(what: str, a: Any, b: Any, names: tuple[str, str]) -> None:
 
 def _check_protocols(parts: Sequence[BenchmarkResult], names: Sequence[str]) -> None:
     """Every part is a full-protocol run with the same budget, split, seeds and grid."""
-    for part, name in zip(parts, names, strict=True):
-        if part.setup is None:
-            raise CombineError(f"{name}: expected a results.json with 'setup', it has none")
-        if part.quick:
-            raise CombineError(f"{name}: expected a run of the full protocol, got a --quick run")
-    first, first_name = parts[0], names[0]
-    for part, name in zip(parts[1:], names[1:], strict=True):
-        a, b = first.setup or {}, part.setup or {}
+    setups = [_setup(part, name) for part, name in zip(parts, names, strict=True)]
+    (first, first_plan), first_name = setups[0], names[0]
+    for (setup, plan), name in zip(setups[1:], names[1:], strict=True):
         for key in PROTOCOL_KEYS:
-            _agree(f"setup {key}", a[key], b[key], (first_name, name))
+            a, b = getattr(first, key), getattr(setup, key)
+            _agree(f"setup {key}", a, b, (first_name, name))
         for key in PLAN_KEYS:
-            _agree(f"plan {key}", a["plan"][key], b["plan"][key], (first_name, name))
+            a, b = getattr(first_plan, key), getattr(plan, key)
+            _agree(f"plan {key}", a, b, (first_name, name))
 
 
 def _merge_view_sets(parts: Sequence[BenchmarkResult], names: Sequence[str]) -> list[ViewSetResult]:
@@ -176,14 +193,14 @@ def combine(parts: Sequence[BenchmarkResult], names: Sequence[str]) -> Benchmark
         )
     if costs:
         result.cost = costs[0][0]
-    first = parts[0].setup or {}
-    result.setup = {
-        "combined_from": [{"file": n, "setup": p.setup} for p, n in zip(parts, names, strict=True)],
-        "budget": first["budget"],
-        "split_per_class": first["split_per_class"],
-        "seeds": first["plan"]["seeds"],
-        "grid": first["plan"]["grid"],
-    }
+    first, plan = _setup(parts[0], names[0])
+    result.setup = Setup(
+        combined_from=[Part(n, s) for p, n in zip(parts, names, strict=True) if (s := p.setup)],
+        budget=first.budget,
+        split_per_class=first.split_per_class,
+        seeds=plan.seeds,
+        grid=plan.grid,
+    )
     return result
 
 
@@ -227,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
             raise SystemExit(str(exc)) from exc
     result = combine(parts, [str(p) for p in args.results])
     gaps = coverage(result)
-    (result.setup or {})["missing_from_the_protocol"] = gaps
+    if result.setup is not None:
+        result.setup.missing_from_the_protocol = gaps
     write_outputs(result, args.out)
     print(markdown(result))
     print(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from examples.common.tuning import QUICK_METHODS as SHARED_QUICK_METHODS
 from examples.common.tuning import VARIANTS as SHARED_VARIANTS
 from examples.common.tuning import Budget
 from examples.multiview.data import SplitSizes
+from examples.multiview.results import PlanRecord, Setup
 from examples.multiview.view_sets import pairs
 
 #: Benchmark keys that are a registered method with fixed options (not tuned).
@@ -68,10 +69,18 @@ class Plan:
     store: RunStore | None = None  # finished runs (resume); not part of the protocol
     data_digest: str = ""
 
-    def protocol(self) -> dict[str, Any]:
-        """The plan's fields that define the protocol (as ``results.json`` records them)."""
-        skip = ("budget", "sizes", "store", "data_digest")
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip}
+    def record(self) -> PlanRecord:
+        """What ``results.json`` records of the plan (the budget and sizes are kept apart)."""
+        return PlanRecord(
+            seeds=list(self.seeds),
+            grid=self.grid,
+            methods=list(self.methods),
+            triples=self.triples,
+            six=self.six,
+            ablations=self.ablations,
+            ablation_seeds=list(self.ablation_seeds),
+            pairs=list(self.pairs) if self.pairs is not None else None,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,4 +179,20 @@ def make_plan(args: argparse.Namespace) -> Plan:
         ablation_seeds=tuple(range(n_abl)),
         budget=budget,
         sizes=sizes,
+    )
+
+
+def setup_record(plan: Plan, quick: bool, source: str, seconds: float) -> Setup:
+    """``results.json``'s ``setup`` of a run of ``plan`` on the data read from ``source``: the
+    plan, the budget, the trials, the ablations and ``seconds`` of training."""
+    return Setup(
+        data=source,
+        plan=plan.record(),
+        budget=asdict(plan.budget),
+        split_per_class=asdict(plan.sizes),
+        grid={k: GRID[k][: plan.grid] for k in (*plan.methods, "mcr_singletons") if k in GRID},
+        ablations=ABLATIONS if plan.ablations else None,
+        quick=quick,
+        training_wall_time_s=seconds,
+        load_average=list(os.getloadavg()),
     )

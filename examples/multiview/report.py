@@ -78,7 +78,6 @@ QUICK_CAVEAT = (
 def protocol_lines(result: BenchmarkResult) -> list[str]:
     """The head of results.md: which protocol ran, on which view sets, methods and seeds, and
     what a quick run's numbers are (not) evidence of."""
-    setup = result.setup or {}
     kinds = [kind_group(vs.kind) for vs in result.view_sets]
     counts = [
         f"{kinds.count(k)} {name}"
@@ -86,7 +85,7 @@ def protocol_lines(result: BenchmarkResult) -> list[str]:
         if k in kinds
     ]
     seeds = result.seeds()
-    grid = setup.get("plan", {}).get("grid", setup.get("grid"))
+    grid = result.trials_per_method()
     trials = f"; {grid} tuning trial{'s' if grid != 1 else ''} each, selected on validation."
     # (a combination of parts reads as the single run would: combine.py's promise)
     name = (
@@ -102,7 +101,7 @@ def protocol_lines(result: BenchmarkResult) -> list[str]:
         f"- Seeds: {_seeds_text(seeds)} ({len(seeds)} per view set and method): every entry below "
         "is the mean ± std over them, and a paired test has one pair per (view set, seed).",
     ]
-    budget = setup.get("budget", {})
+    budget = result.setup.budget if result.setup is not None else {}
     parts = [
         text.format(budget[key])
         for key, text in (

@@ -195,11 +195,55 @@ class Ablations:
 
 
 @dataclass
+class PlanRecord:
+    """What a single run trained (:class:`examples.multiview.protocol.Plan` without its
+    budget, split sizes and run store)."""
+
+    seeds: list[int]
+    grid: int
+    methods: list[str]
+    triples: bool
+    six: bool
+    ablations: bool
+    ablation_seeds: list[int]
+    pairs: list[str] | None  # None: all 15
+
+
+@dataclass(kw_only=True)
+class Setup:
+    """The settings a result was made with. A single run records ``data``, ``plan``, the
+    trials (``grid``: method -> trials), the ablations' overrides, ``quick`` and its times; a
+    combination of parts records ``combined_from`` (each part's file and setup), the shared
+    ``seeds`` and ``grid`` (trials per method) and what the protocol still lacks."""
+
+    data: str | None = None
+    plan: PlanRecord | None = None
+    budget: dict[str, Any]  # :class:`examples.common.tuning.Budget` as a mapping
+    split_per_class: dict[str, int]
+    grid: dict[str, list[dict[str, Any]]] | int
+    ablations: dict[str, dict[str, Any]] | None = None
+    quick: bool | None = None
+    training_wall_time_s: float | None = None
+    load_average: list[float] | None = None
+    wall_time_s: float | None = None
+    combined_from: list[Part] | None = None
+    seeds: list[int] | None = None
+    missing_from_the_protocol: list[str] | None = None
+
+
+@dataclass
+class Part:
+    """One part of a combined result: its file and its setup."""
+
+    file: str
+    setup: Setup
+
+
+@dataclass
 class BenchmarkResult:
     """The whole benchmark: what ``results.json`` holds.
 
-    ``setup`` is the run's settings as written (a single run's plan, or the parts a
-    combination came from); ``cost`` the cost run's measurement (:mod:`examples.multiview.cost`).
+    ``cost`` is the cost run's measurement (:mod:`examples.multiview.cost`).
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -210,7 +254,7 @@ class BenchmarkResult:
     gain_vs_undertraining: GainVsUndertraining | None = None
     ablations: Ablations | None = None
     cost: dict[str, Any] | None = None
-    setup: dict[str, Any] | None = None
+    setup: Setup | None = None
 
     def view_set(self, name: str) -> ViewSetResult:
         """The view set called ``name``."""
@@ -229,14 +273,23 @@ class BenchmarkResult:
 
     def seeds(self) -> list[int]:
         """The seeds of the main runs (from the setup; else 0..n-1 from the per-seed results)."""
-        setup = self.setup or {}
-        seeds = setup.get("plan", {}).get("seeds", setup.get("seeds"))
-        if seeds is not None:
-            return list(seeds)
+        if self.setup is not None:
+            plan = self.setup.plan
+            seeds = plan.seeds if plan is not None else self.setup.seeds
+            if seeds is not None:
+                return list(seeds)
         first = next(iter(self.view_sets[0].methods.values()))
         return list(range(len(first.per_seed)))
 
     @property
     def quick(self) -> bool:
         """Whether the result is a ``--quick`` run."""
-        return bool((self.setup or {}).get("quick"))
+        return self.setup is not None and bool(self.setup.quick)
+
+    def trials_per_method(self) -> int | None:
+        """The number of tuning trials of every method (``None``: not recorded)."""
+        if self.setup is None:
+            return None
+        if self.setup.plan is not None:
+            return self.setup.plan.grid
+        return self.setup.grid if isinstance(self.setup.grid, int) else None

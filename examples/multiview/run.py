@@ -28,12 +28,11 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import os
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,15 @@ from examples.multiview.jobs import (
     select_trial,
     train_one,
 )
-from examples.multiview.protocol import ABLATIONS, GRID, PROBED, Plan, build_parser, make_plan
+from examples.multiview.protocol import (
+    ABLATIONS,
+    GRID,
+    PROBED,
+    Plan,
+    build_parser,
+    make_plan,
+    setup_record,
+)
 from examples.multiview.report import markdown, write_outputs
 from examples.multiview.results import (
     Ablations,
@@ -262,21 +269,6 @@ def run_benchmark(
     return result
 
 
-def setup_record(args: Any, plan: Plan, source: str, seconds: float) -> dict[str, Any]:
-    """``results.json``'s ``setup``: the data, the plan, the budget, the trials, the times."""
-    return {
-        "data": source,
-        "plan": plan.protocol(),
-        "budget": asdict(plan.budget),
-        "split_per_class": asdict(plan.sizes),
-        "grid": {k: GRID[k][: plan.grid] for k in (*plan.methods, "mcr_singletons") if k in GRID},
-        "ablations": ABLATIONS if plan.ablations else None,
-        "quick": bool(args.quick),
-        "training_wall_time_s": seconds,
-        "load_average": os.getloadavg(),
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
     args = build_parser().parse_args(argv)
     plan = make_plan(args)
@@ -297,12 +289,12 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
         progress=bars,
         checkpoint=lambda r: atomic_write_json(to_json(r), out / "results.partial.json"),
     )
-    result.setup = setup_record(args, plan, data.source, time.time() - t0)
+    result.setup = setup = setup_record(plan, bool(args.quick), data.source, time.time() - t0)
     if args.cost:
         from examples.multiview.cost import measure_cost
 
         result.cost = measure_cost(quick=bool(args.quick), progress=bars, log=print)
-    result.setup["wall_time_s"] = time.time() - t0
+    setup.wall_time_s = time.time() - t0  # with the cost run
     write_outputs(result, out)
     (out / "results.partial.json").unlink(missing_ok=True)  # the snapshot of a run in progress
     print(markdown(result))

@@ -159,7 +159,7 @@ def plot(result: SweepResult, path: Path) -> None:
         ax.set_xlabel("U1 / S")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, ncol=2)
-    regime = (result.setup or {}).get("regime", "fusion")
+    regime = (result.setup.regime if result.setup is not None else None) or "fusion"
     fig.suptitle(f"Synthetic competition benchmark, regime {regime} (U2 = {points[0].u2:.2f})")
     reporting.save_figure(fig, path)
 

@@ -113,16 +113,31 @@ class Ablations:
     families: dict[str, dict[str, AblationVariant]] = field(default_factory=dict, metadata=REST)
 
 
+@dataclass(kw_only=True)
+class Setup:
+    """The settings of a sweep: the data regime and generator settings, the budget, the number
+    of seeds, the trials per method, and the times."""
+
+    regime: str | None = None  # not recorded before the regimes existed: "fusion"
+    spec: dict[str, Any]  # :class:`examples.synthetic.generator.SyntheticSpec` as a mapping
+    budget: dict[str, Any]  # :class:`examples.common.tuning.Budget` as a mapping
+    seeds: int
+    grid: dict[str, list[dict[str, Any]]]
+    quick: bool
+    wall_time_s: float
+    cpu_seconds: float | None = None  # single-thread CPU time of all training runs
+
+
 @dataclass
 class SweepResult:
     """The whole sweep: what ``results.json`` holds (``claims``: :func:`check_claims` of
-    :mod:`examples.synthetic.summary`; ``setup``: the run's settings as written)."""
+    :mod:`examples.synthetic.summary`)."""
 
     schema_version: int = SCHEMA_VERSION
     points: list[Point] = field(default_factory=list)
     ablations: Ablations | None = None
     claims: dict[str, Any] | None = None
-    setup: dict[str, Any] | None = None
+    setup: Setup | None = None
 
     def most_imbalanced(self) -> Point:
         """The point with the largest U1."""

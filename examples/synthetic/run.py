@@ -50,7 +50,7 @@ from examples.common.tuning import GRID, Budget
 from examples.synthetic.generator import SyntheticSpec
 from examples.synthetic.protocol import ABLATIONS, BENCHMARK_METHODS, REGIMES
 from examples.synthetic.report import markdown, write_outputs
-from examples.synthetic.results import Ablations, AblationVariant, Point, SweepResult
+from examples.synthetic.results import Ablations, AblationVariant, Point, Setup, SweepResult
 from examples.synthetic.summary import add_probe_gaps, check_claims, error_matrices, select_trial
 from examples.synthetic.training import Job, RunResult, run_job, run_spec
 
@@ -290,16 +290,16 @@ def main(argv: Sequence[str] | None = None) -> SweepResult:
         store=RunStore(str(out / "runs"), reuse=args.resume),
     )
     result.claims = check_claims(result)
-    result.setup = {
-        "regime": args.regime,
-        "spec": asdict(spec),
-        "budget": asdict(budget),
-        "seeds": args.seeds,
-        "grid": {m: GRID[m][:grid] for m in args.methods},
-        "quick": args.quick,
-        "wall_time_s": time.time() - t0,
-        "cpu_seconds": cpu_seconds(result),
-    }
+    result.setup = Setup(
+        regime=args.regime,
+        spec=asdict(spec),
+        budget=asdict(budget),
+        seeds=args.seeds,
+        grid={m: GRID[m][:grid] for m in args.methods},
+        quick=args.quick,
+        wall_time_s=time.time() - t0,
+        cpu_seconds=cpu_seconds(result),
+    )
     write_outputs(result, out)
     print(markdown(result))
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy_vs_ratio.png'}")
