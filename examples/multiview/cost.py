@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,10 +30,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from examples.common.methods import Method, build_method
+from examples.common.reporting import pyplot, save_figure, table
 from examples.common.task import TaskSpec
 from examples.common.timing import make_step, paired_ratios, summarise, time_interleaved
 from examples.multiview.data import NUM_CLASSES, VIEW_DIMS, VIEWS
 from examples.multiview.model import build_model
+from examples.multiview.results import CostResult, CostRow, TimeRatio
 
 #: Step-time ratio up to which MCR's cost counts as negligible.
 NEGLIGIBLE = 1.10
@@ -53,10 +56,10 @@ def setting_label(m: int, subsets: str) -> str:
     return f"M={m} all (= singletons)" if m == 2 else f"M={m} {subsets}"
 
 
-def distinct_settings(rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+def distinct_settings(rows: list[CostRow]) -> list[tuple[int, str]]:
     """The (M, subsets) of ``rows`` in order, without M = 2 ``"singletons"`` next to M = 2
     ``"all"`` (results written before M = 2 was measured once hold both)."""
-    found = sorted({(r["M"], r["subsets"]) for r in rows})
+    found = sorted({(r.M, r.subsets) for r in rows})
     return [(m, s) for m, s in found if not (m == 2 and s == "singletons" and (2, "all") in found)]
 
 
@@ -100,7 +103,7 @@ def _memory(method: Method, batch: Mapping[str, Tensor]) -> int:
 
 def measure_setting(
     m: int, subsets: str, ps: Sequence[int], batch: int, repeats: int, steps: int
-) -> tuple[list[dict[str, Any]], int | None]:
+) -> tuple[list[CostRow], int | None]:
     """One (M, subsets) setting: a row per P (step time against joint's, saved-tensor memory)
     and the smallest P whose median step-time ratio is above :data:`NEGLIGIBLE` (or None)."""
     views = COST_VIEWS[m]
@@ -121,18 +124,18 @@ def measure_setting(
         key = f"mcr:{p}"
         ratio = paired_ratios(cpu[key], cpu["joint"])
         rows.append(
-            {
-                "M": m,
-                "views": list(views),
-                "subsets": subsets,
-                "P": p,
-                "time_s": summarise(cpu[key])["median"],
-                "joint_time_s": summarise(cpu["joint"])["median"],
-                "time_ratio": {k: ratio[k] for k in ("median", "q1", "q3")},
-                "saved_bytes": mem[key],
-                "joint_saved_bytes": mem["joint"],
-                "memory_ratio": mem[key] / mem["joint"],
-            }
+            CostRow(
+                M=m,
+                views=list(views),
+                subsets=subsets,
+                P=p,
+                time_s=summarise(cpu[key])["median"],
+                joint_time_s=summarise(cpu["joint"])["median"],
+                time_ratio=TimeRatio(ratio["median"], ratio["q1"], ratio["q3"]),
+                saved_bytes=mem[key],
+                joint_saved_bytes=mem["joint"],
+                memory_ratio=mem[key] / mem["joint"],
+            )
         )
         if star is None and ratio["median"] > NEGLIGIBLE:
             star = p
@@ -148,20 +151,20 @@ def measure_cost(
     steps: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> CostResult:
     """Step time and saved-tensor memory of MCR / joint for M = 2, 3, 6 and both subset modes.
 
     ``progress`` draws a bar over the :data:`SETTINGS` on stderr; ``log`` gets one line when
     the run starts and one per finished setting (what a log file shows).
 
-    Returns a dict with ``rows`` (one per M, subsets, P: ``time_ratio`` median and quartiles,
-    ``memory_ratio``, the absolute numbers), ``p_star`` per (M, subsets) and the settings.
+    Returns the settings, ``rows`` (one per M, subsets, P: ``time_ratio`` median and
+    quartiles, ``memory_ratio``, the absolute numbers) and ``p_star`` per (M, subsets).
     """
     torch.set_num_threads(1)
     ps = ps or ((1, 32) if quick else (1, 4, 16, 32, 64))
     repeats = repeats or (3 if quick else 7)
     steps = steps or (3 if quick else 5)
-    rows: list[dict[str, Any]] = []
+    rows: list[CostRow] = []
     p_star: dict[str, int | None] = {}
     say = log or (lambda line: None)
     say(
@@ -173,7 +176,7 @@ def measure_cost(
     for i, (m, subsets) in enumerate(bar):
         setting_rows, star = measure_setting(m, subsets, ps, batch, repeats, steps)
         rows += setting_rows
-        ratios = [f"{r['time_ratio']['median']:.1f}x at P={r['P']}" for r in setting_rows]
+        ratios = [f"{r.time_ratio.median:.1f}x at P={r.P}" for r in setting_rows]
         p_star[f"M={m} {subsets}"] = star
         line = (
             f"cost [{i + 1}/{len(SETTINGS)}, {time.time() - t0:.0f} s] "
@@ -184,105 +187,98 @@ def measure_cost(
         else:
             say(line)
     bar.close()
-    return {
-        "batch": batch,
-        "P": list(ps),
-        "repeats": repeats,
-        "steps_per_repeat": steps,
-        "clock": "CPU time of the process (time.process_time), 1 thread",
-        "memory": "bytes of distinct storages saved for backward in one training step",
-        "negligible_ratio": NEGLIGIBLE,
-        "rows": rows,
-        "p_star": p_star,
-    }
+    return CostResult(
+        batch=batch,
+        P=list(ps),
+        repeats=repeats,
+        steps_per_repeat=steps,
+        clock="CPU time of the process (time.process_time), 1 thread",
+        memory="bytes of distinct storages saved for backward in one training step",
+        negligible_ratio=NEGLIGIBLE,
+        rows=rows,
+        p_star=p_star,
+    )
 
 
-def verdict(cost: dict[str, Any], m: int, subsets: str) -> str:
+def verdict(cost: CostResult, m: int, subsets: str) -> str:
     """The pre-registered rule's answer for one setting, in words."""
-    rows = [r for r in cost["rows"] if r["M"] == m and r["subsets"] == subsets]
-    star = cost["p_star"].get(f"M={m} {subsets}")
-    limit = f"{cost['negligible_ratio']:.2f}x joint's step time"
+    rows = cost.setting(m, subsets)
+    star = cost.p_star.get(f"M={m} {subsets}")
+    limit = f"{cost.negligible_ratio:.2f}x joint's step time"
     if star is None:
         return f"negligible (at most {limit}) at every P measured"
     first = rows[0]
-    if star == first["P"]:
+    if star == first.P:
         return (
             f"above {limit} at every P measured, already "
-            f"{first['time_ratio']['median']:.1f}x at P = {first['P']}"
+            f"{first.time_ratio.median:.1f}x at P = {first.P}"
         )
-    below = max(r["P"] for r in rows if r["P"] < star)
-    ratio = next(r["time_ratio"]["median"] for r in rows if r["P"] == star)
+    below = max(r.P for r in rows if star > r.P)
+    ratio = next(r.time_ratio.median for r in rows if star == r.P)
     return f"negligible up to P = {below}; above {limit} from P = {star} ({ratio:.1f}x)"
 
 
-def markdown(cost: dict[str, Any]) -> str:
+def markdown(cost: CostResult) -> str:
     """The cost table of results.md, and the pre-registered rule's answer per setting."""
+    header = ["M", "subsets", "P", "step time MCR / joint (median [q1, q3])"]
+    header += ["saved-tensor memory MCR / joint", "joint step (ms)"]
+    settings = distinct_settings(cost.rows)
+    rows = []
+    for m, subsets in settings:
+        for r in cost.setting(m, subsets):
+            t = r.time_ratio
+            label = "all (= singletons)" if m == 2 else subsets
+            ratio = f"{t.median:.2f} [{t.q1:.2f}, {t.q3:.2f}]"
+            rows.append([str(m), label, str(r.P), ratio, f"{r.memory_ratio:.2f}"])
+            rows[-1].append(f"{1e3 * r.joint_time_s:.2f}")
     lines = [
-        f"## Cost of MCR against joint (batch {cost['batch']}, {cost['clock']})",
+        f"## Cost of MCR against joint (batch {cost.batch}, {cost.clock})",
         "",
-        f"Median of {cost['repeats']} interleaved rounds of {cost['steps_per_repeat']} training "
+        f"Median of {cost.repeats} interleaved rounds of {cost.steps_per_repeat} training "
         "steps; with two views `all` and `singletons` are the same two subsets.",
         "",
-        "| M | subsets | P | step time MCR / joint (median [q1, q3]) | saved-tensor memory MCR / joint | joint step (ms) |",
-        "|---|---|---|---|---|---|",
-    ]
-    settings = distinct_settings(cost["rows"])
-    for m, subsets in settings:
-        for r in (r for r in cost["rows"] if (r["M"], r["subsets"]) == (m, subsets)):
-            t = r["time_ratio"]
-            label = "all (= singletons)" if m == 2 else subsets
-            lines.append(
-                f"| {m} | {label} | {r['P']} | {t['median']:.2f} [{t['q1']:.2f}, "
-                f"{t['q3']:.2f}] | {r['memory_ratio']:.2f} | {1e3 * r['joint_time_s']:.2f} |"
-            )
-    lines += [
+        *table(header, rows),
         "",
         f"Is MCR's cost negligible? The pre-registered rule: yes while its step time is at most "
-        f"{cost['negligible_ratio']:.2f}x joint's (P* = the smallest measured P above that).",
+        f"{cost.negligible_ratio:.2f}x joint's (P* = the smallest measured P above that).",
         "",
     ]
     lines += [f"- {setting_label(m, s)}: {verdict(cost, m, s)}" for m, s in settings]
     return "\n".join(lines)
 
 
-def plot_cost(cost: dict[str, Any], path: Any) -> None:
+def plot_cost(cost: CostResult, path: Path) -> None:
     """Step-time ratio MCR / joint against P, one line per distinct (M, subsets), with the
     quartiles of the rounds as bars and the negligible-cost limit labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.8))
-    for m, subsets in distinct_settings(cost["rows"]):
-        rows = [r for r in cost["rows"] if r["M"] == m and r["subsets"] == subsets]
-        med = [r["time_ratio"]["median"] for r in rows]
+    for m, subsets in distinct_settings(cost.rows):
+        rows = cost.setting(m, subsets)
+        med = [r.time_ratio.median for r in rows]
         ax.errorbar(
-            [r["P"] for r in rows],
+            [r.P for r in rows],
             med,
             yerr=[
-                [x - r["time_ratio"]["q1"] for x, r in zip(med, rows, strict=True)],
-                [r["time_ratio"]["q3"] - x for x, r in zip(med, rows, strict=True)],
+                [x - r.time_ratio.q1 for x, r in zip(med, rows, strict=True)],
+                [r.time_ratio.q3 - x for x, r in zip(med, rows, strict=True)],
             ],
             marker="o",
             capsize=3,
             ls="-" if subsets == "all" else "--",
             label=setting_label(m, subsets),
         )
-    limit = cost["negligible_ratio"]
+    limit = cost.negligible_ratio
     ax.axhline(limit, color="grey", lw=1.0, ls=":", label=f"negligible-cost limit ({limit:.2f}x)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("permutation draws P")
     ax.set_ylabel("step time MCR / joint (ratio of CPU times)")
     ax.set_title(
-        f"Cost of one training step, MCR against joint (batch {cost['batch']})\n"
-        f"median of {cost['repeats']} rounds of {cost['steps_per_repeat']} steps; "
+        f"Cost of one training step, MCR against joint (batch {cost.batch})\n"
+        f"median of {cost.repeats} rounds of {cost.steps_per_repeat} steps; "
         "bars: quartiles of the rounds",
         fontsize=10,
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

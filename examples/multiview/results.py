@@ -195,6 +195,51 @@ class Ablations:
 
 
 @dataclass
+class TimeRatio:
+    """MCR's step time over joint's: the median and quartiles over the timing rounds."""
+
+    median: float
+    q1: float
+    q3: float
+
+
+@dataclass
+class CostRow:
+    """One measured setting of the cost run: ``M`` views, the subset mode and ``P`` draws."""
+
+    M: int
+    views: list[str]
+    subsets: str
+    P: int
+    time_s: float  # MCR's median step time
+    joint_time_s: float
+    time_ratio: TimeRatio
+    saved_bytes: int  # saved for backward in one step
+    joint_saved_bytes: int
+    memory_ratio: float
+
+
+@dataclass
+class CostResult:
+    """The cost run of :mod:`examples.multiview.cost`: its settings, one row per measured
+    (M, subsets, P), and per (M, subsets) the smallest P above the negligible-cost limit."""
+
+    batch: int
+    P: list[int]
+    repeats: int
+    steps_per_repeat: int
+    clock: str
+    memory: str
+    negligible_ratio: float
+    rows: list[CostRow]
+    p_star: dict[str, int | None]  # "M=3 all" -> P* (None: negligible at every P)
+
+    def setting(self, m: int, subsets: str) -> list[CostRow]:
+        """The rows of one (M, subsets) setting, in the order of P."""
+        return [r for r in self.rows if (r.M, r.subsets) == (m, subsets)]
+
+
+@dataclass
 class PlanRecord:
     """What a single run trained (:class:`examples.multiview.protocol.Plan` without its
     budget, split sizes and run store)."""
@@ -241,10 +286,7 @@ class Part:
 
 @dataclass
 class BenchmarkResult:
-    """The whole benchmark: what ``results.json`` holds.
-
-    ``cost`` is the cost run's measurement (:mod:`examples.multiview.cost`).
-    """
+    """The whole benchmark: what ``results.json`` holds."""
 
     schema_version: int = SCHEMA_VERSION
     view_sets: list[ViewSetResult] = field(default_factory=list)
@@ -253,7 +295,7 @@ class BenchmarkResult:
     paired_by_kind: dict[str, dict[str, PairedTest]] = field(default_factory=dict)
     gain_vs_undertraining: GainVsUndertraining | None = None
     ablations: Ablations | None = None
-    cost: dict[str, Any] | None = None
+    cost: CostResult | None = None
     setup: Setup | None = None
 
     def view_set(self, name: str) -> ViewSetResult:

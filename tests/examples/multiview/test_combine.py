@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from examples.common.result_files import to_json
 from examples.multiview import combine, run
 from examples.multiview.make_fixture import write_fixture
 from examples.multiview.protocol import ABLATIONS, METHODS
@@ -132,12 +133,14 @@ def test_parts_of_different_protocols_are_refused(change, message):
 
 def test_one_cost_measurement_at_most():
     a = _part([_entry("pix+zer", "pair", {"joint": _method([0.9, 0.8])})])
-    a["cost"] = {"rows": []}
+    a["cost"] = {"batch": 64, "P": [1], "repeats": 1, "steps_per_repeat": 1, "clock": "CPU"}
+    a["cost"] |= {"memory": "bytes", "negligible_ratio": 1.1, "rows": [], "p_star": {}}
     b = copy.deepcopy(a)
     with pytest.raises(combine.CombineError, match="cost measurement in at most one part"):
         _combine([a, b], ["a", "b"])
     del b["cost"]
-    assert _combine([a, b], ["a", "b"]).cost == {"rows": []}
+    combined = _combine([a, b], ["a", "b"]).cost
+    assert combined is not None and to_json(combined) == a["cost"]
 
 
 def test_ablations_must_start_from_the_main_mcr_runs():

@@ -25,17 +25,17 @@ def test_saved_tensor_bytes_on_hand_computed_graphs():
 def test_measure_cost_schema_and_markdown(tmp_path):
     lines: list[str] = []
     res = cost.measure_cost(ps=(1, 2), repeats=1, steps=1, batch=8, log=lines.append)
-    assert {(r["M"], r["subsets"], r["P"]) for r in res["rows"]} == {
+    assert {(r.M, r.subsets, r.P) for r in res.rows} == {
         (m, s, p) for m, s in cost.SETTINGS for p in (1, 2)
     }
     # one line when the run starts and one per finished setting: progress in a log file
     assert len(lines) == 1 + len(cost.SETTINGS) and lines[0].startswith("cost run:")
     assert lines[-1].startswith("cost [5/5") and "M=6 singletons" in lines[-1]
-    for r in res["rows"]:
-        assert r["time_ratio"]["median"] > 0 and r["memory_ratio"] > 1.0  # MCR saves more
-    six = {r["subsets"]: r["saved_bytes"] for r in res["rows"] if r["M"] == 6 and r["P"] == 2}
+    for r in res.rows:
+        assert r.time_ratio.median > 0 and r.memory_ratio > 1.0  # MCR saves more
+    six = {r.subsets: r.saved_bytes for r in res.rows if (r.M, r.P) == (6, 2)}
     assert six["all"] > six["singletons"]  # 62 subsets against 6
-    assert set(res["p_star"]) == {f"M={m} {s}" for m, s in cost.SETTINGS}
+    assert set(res.p_star) == {f"M={m} {s}" for m, s in cost.SETTINGS}
     text = cost.markdown(res)
     assert "| 6 | all | 2 |" in text
     cost.plot_cost(res, tmp_path / "cost.png")

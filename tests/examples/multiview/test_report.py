@@ -12,7 +12,14 @@ import pytest
 
 from examples.common.result_files import to_json
 from examples.multiview import cost, report, run
-from examples.multiview.results import ABLATION_RENAMES, SCHEMA_VERSION, load_results
+from examples.multiview.results import (
+    ABLATION_RENAMES,
+    SCHEMA_VERSION,
+    CostResult,
+    CostRow,
+    TimeRatio,
+    load_results,
+)
 from tests.examples._helpers.multiview_runs import TINY_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -88,27 +95,33 @@ def test_seeds_come_from_the_results_when_the_setup_is_missing():
     assert "quick run" not in report.markdown(bare).split("\n")[0]
 
 
-def _cost(rows):
-    return {
-        "batch": 64,
-        "clock": "CPU",
-        "repeats": 3,
-        "steps_per_repeat": 3,
-        "negligible_ratio": 1.1,
-        "rows": rows,
-        "p_star": {},
-    }
+def _cost(rows: list[CostRow], p_star: dict[str, int | None]) -> CostResult:
+    return CostResult(
+        batch=64,
+        P=sorted({r.P for r in rows}),
+        repeats=3,
+        steps_per_repeat=3,
+        clock="CPU",
+        memory="saved bytes",
+        negligible_ratio=1.1,
+        rows=rows,
+        p_star=p_star,
+    )
 
 
-def _row(m, subsets, p, ratio):
-    return {
-        "M": m,
-        "subsets": subsets,
-        "P": p,
-        "time_ratio": {"median": ratio, "q1": ratio * 0.9, "q3": ratio * 1.1},
-        "memory_ratio": 2.0,
-        "joint_time_s": 1e-3,
-    }
+def _row(m: int, subsets: str, p: int, ratio: float) -> CostRow:
+    return CostRow(
+        M=m,
+        views=[],
+        subsets=subsets,
+        P=p,
+        time_s=ratio * 1e-3,
+        joint_time_s=1e-3,
+        time_ratio=TimeRatio(ratio, ratio * 0.9, ratio * 1.1),
+        saved_bytes=2,
+        joint_saved_bytes=1,
+        memory_ratio=2.0,
+    )
 
 
 def test_cost_rule_in_words_for_each_outcome():
@@ -120,9 +133,9 @@ def test_cost_rule_in_words_for_each_outcome():
             _row(6, "all", 1, 3.0),
             _row(6, "all", 4, 5.0),
             _row(6, "singletons", 1, 1.0),
-        ]
+        ],
+        {"M=3 all": 16, "M=6 all": 1, "M=6 singletons": None},
     )
-    c["p_star"] = {"M=3 all": 16, "M=6 all": 1, "M=6 singletons": None}
     assert cost.verdict(c, 3, "all") == (
         "negligible up to P = 4; above 1.10x joint's step time from P = 16 (1.4x)"
     )
@@ -138,11 +151,11 @@ def test_two_views_are_one_cost_setting():
     # results written before hold both M = 2 modes: the table and the plot show one
     old = QUICK.cost
     assert old is not None
-    assert {(r["M"], r["subsets"]) for r in old["rows"]} >= {(2, "all"), (2, "singletons")}
-    assert (2, "singletons") not in cost.distinct_settings(old["rows"])
+    assert {(r.M, r.subsets) for r in old.rows} >= {(2, "all"), (2, "singletons")}
+    assert (2, "singletons") not in cost.distinct_settings(old.rows)
     table = [line for line in cost.markdown(old).splitlines() if line.startswith("| 2 |")]
     assert table and all("all (= singletons)" in line for line in table)
-    assert len(table) == len(old["P"])
+    assert len(table) == len(old.P)
 
 
 def _titles_and_labels(monkeypatch):
