@@ -55,18 +55,18 @@ def _build_plan(
     dtype: torch.dtype,
 ) -> _Plan:
     """See :class:`_Plan`. Rows: the reference blocks (one if ``detach_reference``, else one per
-    subset), then the ``draws`` perturbed blocks of each subset, subset by subset."""
+    subset), then the ``draws`` perturbed blocks of each subset, subset by subset. Built on the
+    CPU and copied to ``device`` without a host synchronisation (:func:`_to_device`)."""
     m, n_sub = modalities, len(subsets)
     n_ref = 1 if detach_reference else n_sub
-    owns = [[i in s for s in subsets] for i in range(m)]
-    owner = torch.tensor(owns, device=device)  # (M, S)
-    identity = torch.arange(batch, device=device)
-    p = torch.arange(draws, device=device).view(draws, 1)
-    i = torch.arange(m, device=device).view(m, 1, 1)
+    owner = torch.tensor([[i in s for s in subsets] for i in range(m)])  # (M, S)
+    identity = torch.arange(batch)
+    p = torch.arange(draws).view(draws, 1)
+    i = torch.arange(m).view(m, 1, 1)
     # the owner's perturbed row: a table position (permuted) or a row of [z ; perturbed rows]
     table = batch + (p * m + i) * batch + identity  # (M, P, B)
     rows = (batch + p * batch + identity).expand(m, draws, batch)
-    perturbed_at = torch.where(torch.tensor(given, device=device).view(m, 1, 1), rows, table)
+    perturbed_at = torch.where(torch.tensor(given).view(m, 1, 1), rows, table)
     perturbed = torch.where(owner.view(m, n_sub, 1, 1), perturbed_at.unsqueeze(1), identity)
     positions = torch.cat(
         [identity.expand(m, n_ref, batch).reshape(m, -1), perturbed.reshape(m, -1)], dim=1
@@ -74,15 +74,28 @@ def _build_plan(
     factors: tuple[Tensor | None, ...] = (None,) * m
     if k != 1.0:
         per_block = torch.where(owner, 1.0, k).to(dtype)  # (M, S)
-        ref = torch.ones(m, 1, dtype=dtype, device=device) if detach_reference else per_block
-        factors = torch.cat(
+        ref = torch.ones(m, 1, dtype=dtype) if detach_reference else per_block
+        all_factors = torch.cat(
             [
                 ref.unsqueeze(-1).expand(m, n_ref, batch).reshape(m, -1),
                 per_block.unsqueeze(-1).expand(m, n_sub, draws * batch).reshape(m, -1),
             ],
             dim=1,
-        ).unbind(0)
-    return _Plan(positions=positions, factors=factors, identity=identity)
+        )
+        factors = _to_device(all_factors, device).unbind(0)
+    return _Plan(
+        positions=_to_device(positions, device),
+        factors=factors,
+        identity=_to_device(identity, device),
+    )
+
+
+def _to_device(cpu: Tensor, device: torch.device) -> Tensor:
+    """``cpu`` on ``device``; to a CUDA device through pinned memory and a non-blocking copy, so
+    that the host does not wait for the device (sampled subsets build a plan every step)."""
+    if device.type != "cuda" or torch.compiler.is_compiling():
+        return cpu.to(device)
+    return cpu.pin_memory().to(device, non_blocking=True)
 
 
 def _plan(key: tuple[object, ...]) -> _Plan:
