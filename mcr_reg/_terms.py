@@ -70,6 +70,14 @@ TASK_RULES: dict[str, TaskRule] = {
 }
 
 
+def subset_sum(per_subset: Tensor, m: int, weight: float) -> Tensor:
+    """``Σ_S`` of the per-subset divergences; with sampled subsets (``weight != 1``) the M
+    singletons count once and each drawn larger subset ``weight`` times."""
+    if weight == 1.0:
+        return per_subset.sum()
+    return per_subset[:m].sum() + weight * per_subset[m:].sum()
+
+
 def importance_of(per_subset: Tensor, subsets: Sequence[tuple[int, ...]], m: int) -> Tensor:
     """``(M,)``: each modality's singleton divergence (NaN where its singleton was not among
     the perturbed subsets); the first M entries when the subsets start with the singletons."""

@@ -842,20 +842,15 @@ def mipd(
 
     For every subset S and draw p the latents of S are replaced by their perturbed version
     (``z_i[π_{p,i}]`` or ``perturbed[i][p]``) and the fusion head's prediction is compared with the
-    unperturbed one (paper eq. 8-10; ``L_S = -mean_{p,b} D``). All reference and perturbed
-    passes go through ``fusion_head`` in **one** call stacked on the batch axis (``batched``),
-    or one call per block of B rows otherwise.
+    unperturbed one (paper eq. 8-10; ``L_S = -mean_{p,b} D``), all blocks stacked on the batch
+    axis in one head call (``batched``) or one call per block of B rows.
 
-    Gradients follow the game (paper section 3.2, Figure 3; docs/semantics.md, "The game"): in
-    the term of S, every use of ``z_i`` is scaled by 1 if ``i ∈ S`` (owner) and by ``k``
-    otherwise, so that ``∇θ_i = Σ_{S∋i} ∇θ_i L_S + k Σ_{S∌i} ∇θ_i L_S``. This is done by
-    gathering rows from ``[z_i ; perturbed rows ; scale_grad(z_i, k)]``: owner rows index the
-    first part, non-owner rows the last. The head's parameters get ``Σ_S c(S) ∇θ_c L_S`` with
-    ``c = head_share`` (:func:`head_factors`), or the plain sum when ``head_share`` is None.
-    For an ``nn.Module`` head with one factor for every subset, the head runs once with its
-    parameters wrapped in :func:`scale_grad` (``torch.func.functional_call``); otherwise a
-    second pass of the head on the *detached* stacked latents carries ``c(S) - 1`` times the
-    gradient to the parameters, leaving the forward value and the latents' gradient unchanged.
+    Gradients follow the game (paper section 3.2; docs/semantics.md, "The game"): in the term of
+    S, every use of ``z_i`` is scaled by 1 if ``i ∈ S`` (owner) and by ``k`` otherwise (one gather
+    per modality whose backward scales each row, ``mcr_reg._rows``). The head's parameters get
+    ``Σ_S c(S) ∇θ_c L_S`` with ``c = head_share`` (:func:`head_factors`; None: the plain sum):
+    a module head with one factor runs once with scaled parameters, otherwise a second pass on
+    the detached rows carries ``c(S) - 1`` times the gradient to the parameters.
 
     Args:
         fusion_head: ``fusion_head(z_1, ..., z_M) -> predictions (N, ...)``.
@@ -866,20 +861,16 @@ def mipd(
             re-encoded perturbed inputs); ``None`` entries use ``permutations``.
         k: the strategy factor for non-owners (:func:`strategy_factor`).
         divergence: ``"jsd"``, ``"binary_jsd"`` or ``"squared_error"``.
-        detach_reference: stop gradients through the unperturbed prediction (one shared
-            reference pass instead of one per subset).
-        batched: one fusion-head call for everything (False: per block, for heads with
-            batch-dependent layers such as BatchNorm in training mode).
-        head_share: ``c(S)`` per subset, the factor of the head's parameter gradient in the
-            term of S (:func:`head_factors`); None: 1 for every subset (the plain sum).
-        row_weights: optional ``(len(subsets), P, B)`` weights of the perturbed rows: each
-            subset's divergence is then ``Σ w D / Σ w`` (0 where every weight is 0) instead of
-            the mean, e.g. 0/1 masks from :func:`permutation_row_mask`.
+        detach_reference: no gradient through the unperturbed prediction (one reference pass).
+        batched: one fusion-head call for everything (False: per block of B rows, for heads
+            with batch-dependent layers such as BatchNorm in training mode).
+        head_share: ``c(S)`` per subset (:func:`head_factors`); None: 1 for every subset.
+        row_weights: optional ``(len(subsets), P, B)`` weights of the perturbed rows (e.g. masks
+            from :func:`permutation_row_mask`): each subset's ``Σ w D / Σ w`` (0 if all are 0).
 
     Returns:
-        ``(per_subset, reference)``: ``per_subset`` is ``(len(subsets),)``, the mean divergence
-        of each subset (``L_S`` is its negative); ``reference`` is the detached unperturbed
-        prediction ``(B, ...)``.
+        ``(per_subset, reference)``: the mean divergence of each subset ``(len(subsets),)``
+        (``L_S`` is its negative) and the detached unperturbed prediction ``(B, ...)``.
 
     Example:
         >>> head = torch.nn.Linear(8, 3)
@@ -892,23 +883,15 @@ def mipd(
     """
     names, zs = split_latents(list(latents))
     batch, device = check_latents(names, zs)
-    m_count = len(zs)
     if permutations is not None:
-        check_permutations(permutations, m_count, batch, device, values=False)
+        check_permutations(permutations, len(zs), batch, device, values=False)
     perturbed = check_perturbed_latents(perturbed, names, zs)
     draws = _count_draws(permutations, perturbed)
     n_sub = len(subsets)
     n_ref = 1 if detach_reference else n_sub
     rows = game_rows(zs, subsets, permutations, perturbed, k, detach_reference, draws)
-    n_rows = (n_ref + n_sub * draws) * batch
-    # (rows, c(S)) of every block: the reference blocks (no gradient when detached), then the
-    # perturbed blocks, subset by subset
-    shares = [1.0] * n_sub if head_share is None else [float(c) for c in head_share]
-    if len(shares) != n_sub:
-        raise ValueError(f"expected {n_sub} head_share factors, got {len(shares)}")
-    blocks = [(batch, 1.0 if detach_reference else c) for c in shares[:n_ref]]
-    blocks += [(draws * batch, c) for c in shares]
-    out = _head_with_share(fusion_head, rows, batch, batched, shares, blocks, n_rows)
+    shares, blocks = _head_blocks(head_share, n_sub, n_ref, draws, batch, detach_reference)
+    out = _head_with_share(fusion_head, rows, batch, batched, shares, blocks)
     if divergence == "jsd" and out.dim() == 2:  # the common case, in one autograd function
         layout = (n_ref, n_sub, draws, batch)
         per_subset = _BlockJensenShannon.apply(out, layout, detach_reference, row_weights)
@@ -920,8 +903,25 @@ def mipd(
         ref = ref.detach()
     pert = out[n_ref * batch :].unflatten(0, (n_sub, draws, batch))  # (S, P, B, ...)
     div = divergence_fn(divergence)(ref, pert)  # (S, P, B)
-    per_subset = _mean_over_rows(div, row_weights)
-    return per_subset, ref[0, 0].detach()
+    return _mean_over_rows(div, row_weights), ref[0, 0].detach()
+
+
+def _head_blocks(
+    head_share: Sequence[float] | None,
+    n_sub: int,
+    n_ref: int,
+    draws: int,
+    batch: int,
+    detach_reference: bool,
+) -> tuple[list[float], list[tuple[int, float]]]:
+    """``(c(S) per subset, (rows, c) of every block)``: the reference blocks (no gradient when
+    detached), then the perturbed blocks, subset by subset."""
+    shares = [1.0] * n_sub if head_share is None else [float(c) for c in head_share]
+    if len(shares) != n_sub:
+        raise ValueError(f"expected {n_sub} head_share factors, got {len(shares)}")
+    blocks = [(batch, 1.0 if detach_reference else c) for c in shares[:n_ref]]
+    blocks += [(draws * batch, c) for c in shares]
+    return shares, blocks
 
 
 def _head_with_share(
@@ -931,12 +931,11 @@ def _head_with_share(
     batched: bool,
     shares: Sequence[float],
     blocks: Sequence[tuple[int, float]],
-    n_rows: int,
 ) -> Tensor:
     """The head on the stacked rows, its parameters receiving ``c`` times the gradient of each
     block (``blocks``: ``(rows, c)``): one scaled-parameter pass for a module head with one c
     (when the substitution reaches its parameters), else a second pass on detached rows."""
-    device = rows[0].device
+    device, n_rows = rows[0].device, sum(n for n, _ in blocks)
     uniform = len(set(shares)) == 1
     scaled = uniform and shares[0] != 1.0 and isinstance(fusion_head, torch.nn.Module)
     # whether calling the module through functional_call reaches its parameters (False where a

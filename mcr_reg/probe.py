@@ -143,23 +143,7 @@ def check_gradient_path(
     if not parameters:
         raise RuntimeError("expected modules with trainable parameters, got none")
     recorder = _Recorder(parameters)
-    device = parameters[0].device
-    devices = [device] if device.type == "cuda" else []
-    state = torch.get_rng_state()
-    cuda_state = torch.cuda.get_rng_state(device) if devices else None
-    finals: list[list[Tensor | None]] = []
-    with _kept_state(mcr, parameters):
-        rng = mcr.get_extra_state()
-        for mute in (True, False):
-            mcr.set_extra_state(rng)
-            recorder.mute = mute
-            mcr._probe = recorder
-            with torch.random.fork_rng(devices=devices, device_type=device.type):
-                torch.set_rng_state(state)
-                if cuda_state is not None:
-                    torch.cuda.set_rng_state(cuda_state, device)
-                step()
-            finals.append([p.grad.clone() if p.grad is not None else None for p in parameters])
+    finals = _run_twice(step, mcr, recorder, parameters)
     if recorder.gradients is None:
         raise RuntimeError(
             "the step did not call MCR (or MCR's loss had no gradient): check_gradient_path "
@@ -177,6 +161,34 @@ def check_gradient_path(
         report[name] = _judge(name, change, own, threshold)
         start = stop
     return report
+
+
+def _run_twice(
+    step: Callable[[], object],
+    mcr: MCRRegularizer,
+    recorder: _Recorder,
+    parameters: list[Tensor],
+) -> list[list[Tensor | None]]:
+    """The parameters' final gradients after ``step`` with MCR's loss muted, then as written,
+    both from the current random state (of torch and of MCR), which is restored afterwards."""
+    device = parameters[0].device
+    devices = [device] if device.type == "cuda" else []
+    state = torch.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state(device) if devices else None
+    finals: list[list[Tensor | None]] = []
+    with _kept_state(mcr, parameters):
+        rng = mcr.get_extra_state()
+        for mute in (True, False):
+            mcr.set_extra_state(rng)
+            recorder.mute = mute
+            mcr._probe = recorder
+            with torch.random.fork_rng(devices=devices, device_type=device.type):
+                torch.set_rng_state(state)
+                if cuda_state is not None:
+                    torch.cuda.set_rng_state(cuda_state, device)
+                step()
+            finals.append([p.grad.clone() if p.grad is not None else None for p in parameters])
+    return finals
 
 
 def _judge(name: str, change: Tensor, own: Tensor, threshold: float) -> GradientPath:

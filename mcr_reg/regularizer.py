@@ -55,7 +55,14 @@ from mcr_reg._randomness import (
     draw_perturbations,
     generator_for,
 )
-from mcr_reg._terms import TASK_RULES, CEBHead, MCROutput, importance_of, linear_per_modality
+from mcr_reg._terms import (
+    TASK_RULES,
+    CEBHead,
+    MCROutput,
+    importance_of,
+    linear_per_modality,
+    subset_sum,
+)
 from mcr_reg.capture import FusionInputs
 from mcr_reg.distributed import gather_with_grad
 
@@ -229,13 +236,7 @@ class MCRRegularizer(nn.Module):
         self.num_permutations = cast(
             int, check_int(num_permutations, "num_permutations", minimum=1)
         )
-        self.subsets_spec = subsets
-        self._subsets: dict[int, tuple[tuple[int, ...], ...]] = {}
-        self.sampled_subsets = cast(int, check_int(sampled_subsets, "sampled_subsets", minimum=1))
-        if self.latent_dims is not None and subsets != "sampled":
-            self.subsets_for(len(self.latent_dims))  # validate now
-        else:
-            check_subsets_spec(subsets)
+        self._set_subsets(subsets, sampled_subsets)
         self.mipd_weight = check_weight(mipd_weight, "mipd_weight")
         self.contrastive_weight = check_weight(contrastive_weight, "contrastive_weight")
         self.ceb_weight = check_weight(ceb_weight, "ceb_weight")
@@ -255,15 +256,23 @@ class MCRRegularizer(nn.Module):
         self.check_values, self.check_finite = bool(check_values), bool(check_finite)
         self.feature_axis = feature_axis
         self.contrastive_labels = contrastive_labels
-        self._warned_logits = False
-        self._warned_nonfinite = False
+        self._warned_logits = self._warned_nonfinite = False
         self._updates = UpdateWatch()
         # set by mcr_reg.check_gradient_path while it runs the user's step
         self._probe: Callable[[Tensor], Tensor] | None = None
-
         self._build_own_heads(projection_dim, ceb_hidden_dim)
 
     # ------------------------------------------------------------------ settings helpers
+
+    def _set_subsets(self, subsets: MF.SubsetSpec, sampled_subsets: int) -> None:
+        """The perturbed subsets' setting, checked now where the number of modalities is known."""
+        self.subsets_spec = subsets
+        self._subsets: dict[int, tuple[tuple[int, ...], ...]] = {}
+        self.sampled_subsets = cast(int, check_int(sampled_subsets, "sampled_subsets", minimum=1))
+        if self.latent_dims is not None and subsets != "sampled":
+            self.subsets_for(len(self.latent_dims))  # validate now
+        else:
+            check_subsets_spec(subsets)
 
     def _build_own_heads(self, projection_dim: int | None, ceb_hidden_dim: int) -> None:
         """MCR's own parameters, created here so that an optimizer built next is complete:
@@ -449,13 +458,8 @@ class MCRRegularizer(nn.Module):
             check_head_output(reference, self.task, out_dim)
             if logits is not None:
                 self._compare_logits(logits, reference)
-            m = len(zs)  # with sampled subsets, each drawn larger subset stands for `weight`
-            terms["mipd"] = -(
-                per_subset.sum()
-                if weight == 1.0
-                else per_subset[:m].sum() + weight * per_subset[m:].sum()
-            )
-            importance = importance_of(per_subset.detach(), subsets, m)
+            terms["mipd"] = -subset_sum(per_subset, len(zs), weight)
+            importance = importance_of(per_subset.detach(), subsets, len(zs))
         if self.contrastive_weight > 0:  # L_Con (eq. 11/15)
             terms["contrastive"] = self._contrastive(pooled, labels, names)
         if self.ceb_head is not None:  # L_CEB (eq. 13)
