@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from benchmarks.common import environment
 from examples.common import ensemble_gap as gap
 from examples.common.benchmark_run import fit_and_score
 from examples.common.checkpoint import atomic_write_json
@@ -493,6 +494,35 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- code state
+#: The code a run's numbers depend on (MCR, the shared training loop, the pipelines, this file).
+CODE_PATHS: tuple[str, ...] = ("mcr_reg", "examples", "benchmarks")
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def code_state(root: Path = REPOSITORY) -> dict[str, Any]:
+    """The commit the code is at and the files under :data:`CODE_PATHS` that differ from it.
+
+    A run made with uncommitted changes cannot be reproduced from a commit; the runner records
+    this and warns. ``{"commit": None, ...}`` outside a git checkout.
+    """
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout
+
+    head = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--", *CODE_PATHS)
+    changed = sorted(line[3:] for line in (status or "").splitlines() if line.strip())
+    return {"commit": head.strip() if head else None, "uncommitted": changed}
+
+
 # --------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
@@ -573,6 +603,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.workers < 1:
         raise SystemExit(f"error: expected --workers >= 1, got {args.workers}")
     t0 = time.time()
+    code = code_state()
+    if code["uncommitted"]:
+        print(
+            "warning: uncommitted changes to the code these runs depend on ("
+            + ", ".join(code["uncommitted"][:5])
+            + ("" if len(code["uncommitted"]) <= 5 else ", ...")
+            + "); the results will not be reproducible from a commit",
+            file=sys.stderr,
+        )
     try:
         jobs = make_jobs(args)
     except ValueError as err:
@@ -603,6 +642,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "command": "python -m benchmarks.ensemble_gap "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "wall_seconds": time.time() - t0,
+        "code_at_start": code,
+        "environment": environment(torch.device("cpu"), threads=1),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, args.out / "results.json")

@@ -77,6 +77,8 @@ def test_synthetic_settings_run_report_and_resume(tmp_path):
     for per_kind in fit.values():
         for values in per_kind.values():
             assert 0.0 <= values["accuracy"] <= 1.0 and 0.2 <= values["confidence"] <= 1.0
+    assert set(result["code_at_start"]) == {"commit", "uncommitted"}
+    assert result["environment"]["torch_threads"] == 1
     # two settings and two seeds: no remedy can become a default
     assert result["decision"]["all_settings_measured"] is False
     assert not any(r["becomes_default"] for r in result["decision"]["remedies"].values())
@@ -135,3 +137,22 @@ def test_mcr_and_the_ensemble_must_share_their_test_points():
     labels = torch.tensor([0, 1])
     with pytest.raises(ValueError, match="same points"):
         eg.analyse_seed({"test": {"labels": labels}}, {"test": {"labels": labels.flip(0)}})
+
+
+def test_the_code_state_names_the_commit_and_the_uncommitted_files(tmp_path):
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "mcr_reg").mkdir()
+    (tmp_path / "mcr_reg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("not code\n")
+    git("add", "mcr_reg/a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    assert eg.code_state(tmp_path)["uncommitted"] == []
+    (tmp_path / "mcr_reg" / "a.py").write_text("x = 2\n")
+    state = eg.code_state(tmp_path)
+    assert state["uncommitted"] == ["mcr_reg/a.py"] and len(state["commit"]) == 40
+    assert eg.code_state(tmp_path / "mcr_reg" / "missing")["commit"] is None
