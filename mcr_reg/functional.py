@@ -664,7 +664,8 @@ def enumerate_subsets(
             raise ValueError(
                 f"subsets='all' gives 2^{m} - 2 = {2**m - 2} terms for {m} modalities; "
                 f"expected at most {MAX_MODALITIES_FOR_ALL} modalities. Use "
-                "subsets='singletons' or an explicit list"
+                "subsets='sampled' (a bounded, unbiased estimate of 'all'), 'singletons' "
+                "or an explicit list"
             )
         return tuple(c for size in range(1, m) for c in combinations(range(m), size))
     out: list[tuple[int, ...]] = []
