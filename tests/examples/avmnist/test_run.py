@@ -122,6 +122,52 @@ def test_report_refuses_a_file_that_is_not_a_benchmark_result(tmp_path):
         report.main([str(other), "--out", str(tmp_path / "o")])
 
 
+@pytest.mark.slow
+def test_parts_joined_equal_one_run_of_all_their_methods(tmp_path, avmnist_root):
+    whole = run.main(
+        _argv(avmnist_root, tmp_path / "whole", "--methods", "joint", "ensemble", "mcr")
+    )
+    run.main(_argv(avmnist_root, tmp_path / "a", "--methods", "joint", "ensemble"))
+    run.main(_argv(avmnist_root, tmp_path / "b", "--methods", "mcr"))
+    parts = [str(tmp_path / name / "results.json") for name in ("a", "b")]
+    report.main([*parts, "--out", str(tmp_path / "joined")])
+    joined = json.loads((tmp_path / "joined" / "results.json").read_text())
+    expected = json.loads(json.dumps(whole))
+    for entry in (*joined["methods"].values(), *expected["methods"].values()):
+        assert entry.pop("seconds") > 0  # training time: the only thing that differs
+    for key in ("methods", "premise", "repair", "paired"):
+        assert joined[key] == expected[key], key
+    assert [p["file"] for p in joined["setup"]["parts"]] == parts
+    assert joined["setup"]["plan"]["methods"] == ["joint", "ensemble", "mcr"]
+    text = (tmp_path / "joined" / "results.md").read_text()
+    assert "mcr − ensemble" in text and "## Premise" in text
+
+
+def test_joining_refuses_parts_of_different_protocols(tmp_path):
+    def part(methods, seeds, digest="d"):
+        setup = {"data_digest": digest, "budget": {}, "pairs_per_class": {}, "quick": False}
+        setup.update(plan={"seeds": seeds, "grid": 2, "methods": methods}, grid={})
+        entry = {"per_seed": [0.5] * len(seeds), "probe": {}}
+        return {"methods": {m: entry for m in methods}, "paired": {}, "setup": setup}
+
+    paths = []
+    for name, value in {
+        "a": part(["joint"], [0, 1]),
+        "b": part(["mcr"], [0, 1, 2]),
+        "c": part(["joint"], [0, 1]),
+        "d": part(["mcr"], [0, 1], digest="other"),
+    }.items():
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(value))
+    a, b, c, d = (str(x) for x in paths)
+    with pytest.raises(SystemExit, match=r"b\.json: expected the same seeds .*\[0, 1\]"):
+        report.main([a, b, "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match="method 'joint' is already in an earlier part"):
+        report.main([a, c, "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match=r"d\.json: expected the same data"):
+        report.main([a, d, "--out", str(tmp_path / "o")])
+
+
 def test_train_says_what_data_it_needs():
     with pytest.raises(ValueError, match="expected --data-root"):
         train.main(["--method", "joint"])
