@@ -197,7 +197,7 @@ def test_every_plot_is_readable_alone(tmp_path, monkeypatch):
     assert "standard deviation" in accuracy["title"] and "points" in accuracy["ylabel"]
     assert accuracy["errorbars"] == 5  # the five methods other than joint
     assert "joint (reference)" in accuracy["legend"]
-    assert "Spearman ρ = +0.30" in gain["title"] and "15 view sets" in gain["title"]
+    assert "Spearman ρ = +0.31" in gain["title"] and "15 view sets" in gain["title"]
     assert gain["errorbars"] == 15 and "points" in gain["xlabel"] and "points" in gain["ylabel"]
     assert cost_plot["title"] and "quartiles" in cost_plot["title"]
     assert "negligible-cost limit (1.10x)" in cost_plot["legend"]
