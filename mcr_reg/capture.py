@@ -336,6 +336,23 @@ class FusionInputs:
         self._local.taken = record
         return latents, self._local.output
 
+    # ------------------------------------------------------------------ copies
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a pickle or a deep copy keeps: the settings and the hooks, not the record.
+
+        The record (the latents of the latest call, per thread) belongs to one step of one
+        process; a copy of a model that holds this object (``torch.save(model)``,
+        ``copy.deepcopy(model)``) starts with no record, as after :meth:`clear`, and its hooks
+        stay on the copied module."""
+        state = dict(self.__dict__)
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
     def __repr__(self) -> str:
         state = "removed" if self._handle is None else "on"
         return f"FusionInputs({type(self.module).__name__}, names={self.names}, hook {state})"
