@@ -39,7 +39,7 @@ from benchmarks.common import environment
 from benchmarks.ensemble_gap import code_state, synthetic_spec
 from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
-from examples.common.paired_stats import item_resolution, mean_std, paired_comparison, verdict
+from examples.common.paired_stats import mean_std, paired_comparison, verdict
 from examples.common.probe import linear_probe
 from examples.common.progress import run_jobs
 from examples.common.reporting import pyplot, save_figure, table
@@ -292,7 +292,7 @@ def select_trials(
 
 
 def _compare(a: Sequence[float], b: Sequence[float], items: int, alpha: float) -> dict[str, Any]:
-    comp = paired_comparison(a, b, resolution=item_resolution(items))
+    comp = paired_comparison(a, b, resolution=1.0 / items)  # one test item
     comp["verdict"] = verdict(comp, alpha)
     return comp
 
