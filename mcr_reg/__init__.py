@@ -7,13 +7,16 @@ Kontras et al., "Balancing Multimodal Training Through Game-Theoretic Regulariza
 
 from mcr_reg import functional
 from mcr_reg._version import __version__
-from mcr_reg.capture import Concatenated, FusionInputs
+from mcr_reg.calls import FusionCall
+from mcr_reg.capture import Composed, Concatenated, FusionInputs
 from mcr_reg.diagnostics import ImportanceTracker
 from mcr_reg.probe import GradientPath, check_gradient_path
 from mcr_reg.regularizer import MCROutput, MCRRegularizer
 
 __all__ = [
+    "Composed",
     "Concatenated",
+    "FusionCall",
     "FusionInputs",
     "GradientPath",
     "ImportanceTracker",

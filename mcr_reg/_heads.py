@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from mcr_reg._checks import shape_of
 from mcr_reg._messages import warn_batch_dependent_head
+from mcr_reg.calls import BoundCall, signature_error
 from mcr_reg.capture import mcr_internal_calls
 from mcr_reg.functional import head_parameters_seen
 
@@ -141,14 +142,17 @@ def select_output(value: object, output: Output, width: int | None) -> Tensor:
 class HeadCall(nn.Module):
     """An ``nn.Module`` head as MCR calls it: its calls marked as MCR's own (FusionInputs skips
     them) and the prediction selected from its output. A module itself, so that
-    ``torch.func.functional_call`` reaches the head's parameters."""
+    ``torch.func.functional_call`` reaches the head's parameters. While a step reads a fusion
+    call's arguments (:func:`bound`), the head is called like that call."""
+
+    binding: BoundCall | None = None
 
     def __init__(self, head: nn.Module, output: Output, width: int | None) -> None:
         super().__init__()
         self.head, self.output, self.width = head, output, width
 
     def forward(self, *latents: Tensor) -> Tensor:
-        return call_selected(self.head, self.output, self.width, latents)
+        return call_selected(self.head, self.output, self.width, latents, self.binding)
 
 
 class ModulesOfFunctionHead(nn.Module):
@@ -171,20 +175,57 @@ class FunctionHeadCall:
     """The same for a head that is a plain callable (a function, a bound method); picklable
     whenever the head is."""
 
+    binding: BoundCall | None = None
+
     def __init__(self, head: Callable[..., object], output: Output, width: int | None) -> None:
         self.head, self.output, self.width = head, output, width
 
     def __call__(self, *latents: Tensor) -> Tensor:
-        return call_selected(self.head, self.output, self.width, latents)
+        return call_selected(self.head, self.output, self.width, latents, self.binding)
 
 
 def call_selected(
-    head: Callable[..., object], output: Output, width: int | None, latents: Sequence[Tensor]
+    head: Callable[..., object],
+    output: Output,
+    width: int | None,
+    latents: Sequence[Tensor],
+    binding: BoundCall | None = None,
 ) -> Tensor:
-    """``head(*latents)`` marked as MCR's own call, with the prediction selected."""
+    """``head(*latents)`` marked as MCR's own call, with the prediction selected; with a
+    ``binding``, the head is called like the fusion call it read, the latents replaced by the
+    rows. A head whose signature cannot take the latents gets a message saying how to adapt it
+    instead of Python's argument-count error."""
     with mcr_internal_calls():
-        value = head(*latents)
+        if binding is not None:
+            value = binding.call(head, latents)
+        else:
+            try:
+                value = head(*latents)
+            except TypeError as err:
+                better = signature_error(head, len(latents))
+                if better is None:
+                    raise
+                raise better from err
     return select_output(value, output, width)
+
+
+@contextmanager
+def bound(call: Callable[..., Tensor], binding: BoundCall | None) -> Iterator[None]:
+    """Calls of ``call`` (a :class:`HeadCall` or :class:`FunctionHeadCall`) in the block are
+    made like the fusion call ``binding`` read. Nothing is set without a binding."""
+    if binding is None:
+        yield
+        return
+    object.__setattr__(call, "binding", binding)
+    try:
+        yield
+    finally:
+        object.__setattr__(call, "binding", None)
+
+
+def current_binding(call: Callable[..., Tensor]) -> BoundCall | None:
+    """The binding :func:`bound` set on ``call``, if any."""
+    return getattr(call, "binding", None)
 
 
 def head_call(

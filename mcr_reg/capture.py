@@ -56,7 +56,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Concatenated", "FusionInputs", "in_mcr_call", "mcr_internal_calls"]
+from mcr_reg.calls import CallRecord, FusionCall
+
+__all__ = ["Composed", "Concatenated", "FusionInputs", "in_mcr_call", "mcr_internal_calls"]
 
 
 class _ThreadState(threading.local):
@@ -113,6 +115,19 @@ class Concatenated(nn.Module):
         return self.head(torch.cat(latents, dim=self.dim))
 
 
+class Composed(nn.Module):
+    """A fusion module followed by a separate classifier, as one head:
+    ``Composed(fusion, classifier)(*args, **kwargs) == classifier(fusion(*args, **kwargs))``
+    (:attr:`FusionInputs.head` with ``then=``)."""
+
+    def __init__(self, fusion: nn.Module, then: nn.Module) -> None:
+        super().__init__()
+        self.fusion, self.then = fusion, then
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.then(self.fusion(*args, **kwargs))
+
+
 class FusionInputs:
     """Capture the inputs of a fusion module through a forward pre-hook.
 
@@ -144,6 +159,14 @@ class FusionInputs:
             gradients reach the encoders) and :attr:`head` calls the module on their
             concatenation.
         split_dim: the axis of the concatenation (default: the last).
+        then: a module the model calls on the fusion module's output to get the prediction (a
+            separate classifier): :attr:`head` is then the two in sequence and :attr:`logits`
+            the classifier's output.
+        latents, layout, follows, per_sample, unchanged: how to read a call that is not
+            ``module(z_1, ..., z_M)`` with batch-first latents (a list or dict of latents,
+            keyword arguments, masks, sequence-first layouts): see
+            :class:`~mcr_reg.calls.FusionCall`. A call of any form is read when this object is
+            passed to MCR, ``mcr(fusion_inputs, y)``.
 
     The hook also keeps the module's output (:attr:`logits`), so that the training step can pass
     this object itself to MCR: ``mcr(fusion_inputs, y)`` reads the latents and the logits of the
@@ -161,6 +184,12 @@ class FusionInputs:
         names: Sequence[str] | None = None,
         split: Sequence[int] | None = None,
         split_dim: int = -1,
+        then: nn.Module | None = None,
+        latents: Sequence[str] | None = None,
+        layout: str | dict[str, str] | None = None,
+        follows: dict[str, str] | None = None,
+        per_sample: Sequence[str] = (),
+        unchanged: Sequence[str] = (),
     ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(
@@ -186,11 +215,26 @@ class FusionInputs:
                 )
             self.split = widths
         self.split_dim = int(split_dim)
-        self._head = Concatenated(module, self.split_dim) if self.split is not None else module
+        self.reading = FusionCall(
+            latents=latents, names=names, layout=layout, follows=follows,
+            per_sample=per_sample, unchanged=unchanged,
+        )  # fmt: skip
+        if self.split is not None and not self.reading.plain:
+            raise ValueError(
+                "split= reads one concatenated tensor; latents=, layout=, follows=, per_sample= "
+                "and unchanged= read a call of another form: give one or the other"
+            )
+        if then is not None and not isinstance(then, nn.Module):
+            raise TypeError(f"expected then= to be an nn.Module, got {type(then).__name__}")
+        self.then = then
+        head: nn.Module = module if then is None else Composed(module, then)
+        self._head = Concatenated(head, self.split_dim) if self.split is not None else head
         self._local = threading.local()
         self._count = 0  # calls recorded so far (all threads)
         self._handle: Any = module.register_forward_pre_hook(self._hook, with_kwargs=True)
-        self._output_handle: Any = module.register_forward_hook(self._output_hook)
+        self._output_handle: Any = (then if then is not None else module).register_forward_hook(
+            self._output_hook
+        )
 
     # ------------------------------------------------------------------ recording
 
@@ -201,7 +245,7 @@ class FusionInputs:
             return None
         self._count += 1
         self._local.args = args
-        self._local.kwargs = tuple(kwargs)
+        self._local.kwargs = dict(kwargs)
         self._local.output = None
         self._local.training = module.training
         self._local.record = self._count
@@ -216,7 +260,7 @@ class FusionInputs:
     def clear(self) -> None:
         """Forget the recorded call (of the current thread)."""
         self._local.args = None
-        self._local.kwargs = ()
+        self._local.kwargs = {}
         self._local.output = None
         self._local.record = None
 
@@ -267,16 +311,23 @@ class FusionInputs:
                 "other threads: return the latents from forward instead (see the integration "
                 "guide)"
             )
-        kwargs = getattr(self._local, "kwargs", ())
+        kwargs = getattr(self._local, "kwargs", {})
+        whole = "; pass this object itself to MCR, mcr(fusion_inputs, y), which reads a call of any form"
         if kwargs:
             raise RuntimeError(
-                f"the {what} was called with keyword arguments {list(kwargs)}; MCR calls the "
-                "fusion head as fusion_head(*latents), so pass the latents positionally"
+                f"the {what} was called with keyword arguments {list(kwargs)}: .latents gives "
+                f"the positional latents of a call fusion(z_1, ..., z_M) only{whole}"
             )
         bad = [f"{i}: {type(a).__name__}" for i, a in enumerate(args) if not isinstance(a, Tensor)]
         if bad:
             raise RuntimeError(
-                f"expected the {what}'s inputs to be tensors (the latents), got {', '.join(bad)}"
+                f"expected the {what}'s inputs to be tensors (the latents), got "
+                f"{', '.join(bad)}{whole}"
+            )
+        if not self.reading.plain:
+            raise RuntimeError(
+                f"FusionInputs was given latents=, layout=, follows=, per_sample= or unchanged=, "
+                f"which MCR applies when it reads the call{whole}"
             )
         if self.split is not None:
             args = self._split(args, what)
@@ -313,8 +364,28 @@ class FusionInputs:
             self.latents  # nothing recorded: raises, saying why  # noqa: B018
         return getattr(self._local, "output", None)
 
-    def take(self) -> tuple[tuple[Tensor, ...] | dict[str, Tensor], Any]:
+    def plain_record(self) -> bool:
+        """The latest call is ``module(z_1, ..., z_M)`` on tensors (or ``split=`` reads it) and no
+        option asks for more: :attr:`latents` gives its latents as they are."""
+        args = getattr(self._local, "args", None)
+        if args is None or self.split is not None:
+            return True
+        return (
+            self.reading.plain
+            and not getattr(self._local, "kwargs", {})
+            and all(isinstance(a, Tensor) for a in args)
+        )
+
+    def record(self) -> CallRecord:
+        """The latest call's arguments, positional and keyword, read as this object's options
+        say (:class:`~mcr_reg.calls.FusionCall`)."""
+        if getattr(self._local, "args", None) is None:
+            self.latents  # nothing recorded: raises, saying why  # noqa: B018
+        return self.reading.of(*self._local.args, **self._local.kwargs)
+
+    def take(self) -> tuple[tuple[Tensor, ...] | dict[str, Tensor] | CallRecord, Any]:
         """The latents and output of the latest call, once: what ``mcr(fusion_inputs, y)`` reads.
+        A call of another form than ``module(z_1, ..., z_M)`` comes as its :meth:`record`.
 
         Raises:
             RuntimeError: the record was already taken (no call of the module since; a stale
@@ -332,7 +403,7 @@ class FusionInputs:
                 f"the latest call of the {what} was made in eval mode: MCR adds training losses; "
                 "call model.train() before the training step's forward"
             )
-        latents = self.latents
+        latents = self.latents if self.plain_record() else self.record()
         self._local.taken = record
         return latents, self._local.output
 

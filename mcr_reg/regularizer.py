@@ -40,6 +40,8 @@ from mcr_reg._heads import (
     FusionHead,
     ManyOutputsError,
     Output,
+    bound,
+    current_binding,
     random_in_training,
     select_output,
 )
@@ -63,6 +65,7 @@ from mcr_reg._terms import (
     linear_per_modality,
     subset_sum,
 )
+from mcr_reg.calls import CallRecord, batch_axis_hint, batch_of
 from mcr_reg.capture import FusionInputs
 from mcr_reg.distributed import gather_with_grad
 
@@ -401,7 +404,7 @@ class MCRRegularizer(nn.Module):
 
     def forward(
         self,
-        latents: Latents | FusionInputs,
+        latents: Latents | FusionInputs | CallRecord,
         labels: Tensor,
         logits: Tensor | None = None,
         *,
@@ -415,7 +418,10 @@ class MCRRegularizer(nn.Module):
             latents: ``[z_1, ..., z_M]`` or ``{name: z_m}``, each batch-first with batch B >= 2,
                 in the order the fusion head takes them; or a :class:`~mcr_reg.FusionInputs`
                 on the fusion module, whose latest call in this training step gives the latents
-                and (unless ``logits`` is passed) the logits: ``mcr(fusion_inputs, y)``.
+                and (unless ``logits`` is passed) the logits: ``mcr(fusion_inputs, y)``; or the
+                arguments of a fusion call of any form, ``FusionCall(...).of(*args,
+                **kwargs)`` (:mod:`mcr_reg.calls`): MCR permutes the latents among them and
+                passes the other arguments through.
             labels: ``(B,)`` integer classes (classification); ``(B,)`` or ``(B, 1)`` floats
                 (regression) or 0/1 values (binary).
             logits: the fused prediction ``fusion_head(*latents)`` the task loss used; only read
@@ -441,6 +447,26 @@ class MCRRegularizer(nn.Module):
             latents, captured = latents.take()
             if logits is None and captured is not None:
                 logits = self._select(captured, None)
+        binding = None
+        if isinstance(latents, CallRecord):  # a fusion call of any form, read as a tree
+            binding = latents.bind(batch_of(labels), self.latent_dims)
+            latents = dict(zip(binding.names, binding.latents))
+        with bound(self._fusion.call, binding):
+            return self._terms(
+                latents, labels, logits, permutations, unimodal_logits,
+                perturbed_latents,
+            )  # fmt: skip
+
+    def _terms(
+        self,
+        latents: Latents,
+        labels: Tensor,
+        logits: Tensor | None,
+        permutations: Tensor | None,
+        unimodal_logits: Sequence[Tensor] | None,
+        perturbed_latents: Sequence[Tensor | None] | Mapping[str, Tensor] | None,
+    ) -> MCROutput:
+        """The terms of :meth:`forward`, once the latents are MCR's."""
         names, zs = split_latents(latents)
         batch, labels, out_dim = self._check_inputs(names, zs, labels, logits)
         subsets, weight = self._subsets_of_step(len(zs))
@@ -494,6 +520,10 @@ class MCRRegularizer(nn.Module):
             self.perturbation, zs, extra, permutations, self.num_permutations,
             self.noise_scale, generator,
         )  # fmt: skip
+        binding = current_binding(self._fusion.call)
+        permuting = perms is not None and all(p is None for p in perturbed)
+        if binding is not None and binding.has_followers and permuting:
+            zs = binding.pack(zs)  # arguments that follow a latent move with its rows
         row_weights = None
         if self.perturbed_rows != "all":
             if perms is None or any(e is not None for e in extra):
@@ -520,6 +550,9 @@ class MCRRegularizer(nn.Module):
             return self._fusion.run(mipd)
         except ManyOutputsError as err:
             raise many_outputs_error(err.what, err.hint, int(zs[0].shape[0])) from None
+        finally:
+            if binding is not None:
+                binding.packed = False
 
     def _contrastive(
         self, pooled: Sequence[Tensor], labels: Tensor, names: Sequence[str]
@@ -554,7 +587,7 @@ class MCRRegularizer(nn.Module):
         assert self.ceb_head is not None
         if source is None:
             with torch.no_grad():
-                source = self._select(self._fusion.head(*zs), int(zs[0].shape[0]))
+                source = self._fusion.call(*zs)
         source = source.detach()
         if source.dim() == 1:
             source = source.unsqueeze(-1)
@@ -627,6 +660,9 @@ class MCRRegularizer(nn.Module):
     ) -> tuple[int, Tensor, int | None]:
         """Latents, labels and logits: ``(batch, labels, output width)``; and the checks that
         run once per step (dtype of MCR's heads, NaN latents, parameters nobody updates)."""
+        hint = batch_axis_hint(names, zs, batch_of(labels))
+        if hint is not None:
+            raise ValueError(hint)
         batch, device = check_latents(names, zs)
         if self.latent_dims is not None:
             widths = [int(z.shape[MF.feature_axis_of(z, self.feature_axis)]) for z in zs]
