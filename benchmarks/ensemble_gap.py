@@ -45,8 +45,9 @@ from examples.common.benchmark_run import fit_and_score
 from examples.common.checkpoint import atomic_write_json
 from examples.common.methods import Method, build_method
 from examples.common.model import ConcatFusionHead, MultimodalModel
-from examples.common.paired_stats import mean_std, paired_comparison, verdict
+from examples.common.paired_stats import item_resolution, mean_std, paired_comparison, verdict
 from examples.common.progress import run_jobs
+from examples.common.provenance import git, provenance
 from examples.common.runstore import spec_digest
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything
@@ -328,6 +329,7 @@ def analyse_seed(mcr: dict[str, Any], ens: dict[str, Any]) -> dict[str, Any]:
     ensemble_only = right["ensemble"] & ~right["mcr_fused"]
     recoverable = {k: int((right[k] & ensemble_only).sum()) for k in probs}
     result = {
+        "n_test": int(labels.numel()),
         "scores": scores,
         "reliance": reliance,
         "overlap_with_mcr_fused": overlap,
@@ -340,6 +342,21 @@ def analyse_seed(mcr: dict[str, Any], ens: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- summary
+def paired_tests(acc: dict[str, list[float]], step: float) -> dict[str, dict[str, Any]]:
+    """The protocol's paired tests of each remedy (and MCR's own predictors) against the
+    ensemble and against MCR's fused prediction, over seeds; ``acc``: test accuracy per seed
+    of every predictor, ``step``: one test point as a fraction (differences round to it)."""
+    tests = {}
+    for k in (*REMEDIES, "mcr_fused", "mcr_heads_averaged"):
+        against = {"ensemble": paired_comparison(acc[k], acc["ensemble"], step)}
+        if k != "mcr_fused":
+            against["mcr_fused"] = paired_comparison(acc[k], acc["mcr_fused"], step)
+        for comp in against.values():
+            comp["verdict"] = verdict(comp, ALPHA)
+        tests[k] = against
+    return tests
+
+
 def summarise_setting(per_seed: list[dict[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
     """Means over seeds, the paired tests of the protocol and pooled error counts."""
     names = list(per_seed[0]["scores"])
@@ -355,14 +372,7 @@ def summarise_setting(per_seed: list[dict[str, Any]], seeds: Sequence[int]) -> d
                 for c in per_seed[0]["scores"][k]["per_category"]
             }
         table[k] = entry
-    tests = {}
-    for k in (*REMEDIES, "mcr_fused", "mcr_heads_averaged"):
-        against = {"ensemble": paired_comparison(acc[k], acc["ensemble"])}
-        if k != "mcr_fused":
-            against["mcr_fused"] = paired_comparison(acc[k], acc["mcr_fused"])
-        for comp in against.values():
-            comp["verdict"] = verdict(comp, ALPHA)
-        tests[k] = against
+    tests = paired_tests(acc, item_resolution(per_seed[0]["n_test"]))
     mods = list(per_seed[0]["reliance"]["mcr_fused"])
     reliance = {
         kind: {m: statistics.fmean(s["reliance"][kind][m] for s in per_seed) for m in mods}
@@ -374,6 +384,7 @@ def summarise_setting(per_seed: list[dict[str, Any]], seeds: Sequence[int]) -> d
     }
     summary: dict[str, Any] = {
         "seeds": list(seeds),
+        "n_test": per_seed[0]["n_test"],
         "predictors": table,
         "tests": tests,
         "reliance": reliance,
@@ -506,19 +517,8 @@ def code_state(root: Path = REPOSITORY) -> dict[str, Any]:
     A run made with uncommitted changes cannot be reproduced from a commit; the runner records
     this and warns. ``{"commit": None, ...}`` outside a git checkout.
     """
-    import subprocess
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=True
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout
-
-    head = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--", *CODE_PATHS)
+    head = git(root, "rev-parse", "HEAD")
+    status = git(root, "status", "--porcelain", "--", *CODE_PATHS)
     changed = sorted(line[3:] for line in (status or "").splitlines() if line.strip())
     return {"commit": head.strip() if head else None, "uncommitted": changed}
 
@@ -644,6 +644,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "wall_seconds": time.time() - t0,
         "code_at_start": code,
         "environment": environment(torch.device("cpu"), threads=1),
+        "provenance": provenance(t0, arguments=argv),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(result, args.out / "results.json")

@@ -58,6 +58,7 @@ from benchmarks.common import (
     make_step,
 )
 from benchmarks.overhead import bench_model, clock_name
+from examples.common.provenance import provenance
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
 
@@ -403,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         isinstance(report.get("timing"), dict) and "error" in report["timing"]
     )
     report["meta"]["wall_s"] = round(time.time() - started, 1)
+    report["provenance"] = provenance(started, arguments=argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=_json_default))
     print(summary(report))

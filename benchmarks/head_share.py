@@ -28,6 +28,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
 import argparse
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from benchmarks.common import (
     summarise,
     time_interleaved,
 )
+from examples.common.provenance import provenance
 
 SCHEMA = "mcr-reg/head-share/1"
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -66,6 +68,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    started = time.time()
     args = parse_args(argv)
     device = torch.device(args.device)
     quick = args.quick
@@ -114,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"{k} {result['modalities'][str(m)][k]['cpu_vs_sum']['median']:.3f}x" for k in VARIANTS
         )
         print(f"M = {m}: CPU time vs sum: {line}", flush=True)
+    result["provenance"] = provenance(started, arguments=argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return result

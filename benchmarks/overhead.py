@@ -54,6 +54,7 @@ from benchmarks.common import (
     summarise,
     time_interleaved,
 )
+from examples.common.provenance import provenance
 
 SCHEMA = "mcr-reg/overhead/1"
 #: (name, description, limit, "max" if the value must stay below the limit else "min")
@@ -476,6 +477,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result["targets"] = check_targets(result["models"])
     result["meta"]["wall_s"] = time.time() - started
     result["meta"]["load_average_end"] = environment(device).get("load_average")
+    result["provenance"] = provenance(started, arguments=argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     if args.plot is not None:

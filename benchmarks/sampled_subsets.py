@@ -32,14 +32,16 @@ import os
 import shlex
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from examples.common.paired_stats import mean_std, paired_comparison
-from examples.multiview.data import VIEWS, SplitSizes
+from examples.common.paired_stats import item_resolution, mean_std, paired_comparison
+from examples.common.provenance import provenance
+from examples.multiview.data import NUM_CLASSES, VIEWS, SplitSizes
 from examples.multiview.jobs import Job, RunResult, best_trial, train
 from examples.multiview.protocol import BUDGET, GRID
 
@@ -102,11 +104,13 @@ def verdict(comparison: dict[str, Any], differences: Sequence[float]) -> str:
 
 def summarise(runs: dict[str, dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     arms = {a: arm_summary(runs, a, args.trials, args.seeds) for a in ARMS}
+    sizes = SplitSizes(*args.per_class) if args.per_class else SplitSizes()
+    step = item_resolution(sizes.test * NUM_CLASSES, percent=True)  # one test item, in points
     reference = arms["all"]["test_per_seed"]
     against_all = {}
     for arm in ("sampled", "singletons"):
         values = arms[arm]["test_per_seed"]
-        comparison = paired_comparison(values, reference)
+        comparison = paired_comparison(values, reference, step)
         differences = [a - b for a, b in zip(values, reference)]
         against_all[arm] = {
             **comparison,
@@ -147,6 +151,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    started = time.time()
     args = parse_args(argv)
     stored = json.loads(args.out.read_text()) if args.out.exists() else {}
     runs: dict[str, dict[str, Any]] = dict(stored.get("runs", {}))
@@ -178,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"{key}: test {100 * runs[key]['test']:.1f} %", flush=True)
             save()
     report["summary"] = summarise(runs, args)
+    report["provenance"] = provenance(started, arguments=argv)
+    if stored.get("runs"):  # runs kept from earlier calls: their record stays beside this one
+        report["provenance"]["earlier_call"] = stored.get("provenance")
     save()
     print(table(report["summary"]))
     return report

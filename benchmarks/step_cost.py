@@ -62,6 +62,7 @@ from benchmarks.common import (
     summarise,
     time_interleaved,
 )
+from examples.common.provenance import provenance
 from mcr_reg import MCRRegularizer
 
 SCHEMA = "mcr-reg/step-cost/1"
@@ -303,6 +304,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    started = time.time()
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     cases = CASES[:2] if args.quick else CASES
@@ -326,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "environment": environment(torch.device("cpu"), args.threads),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "results": results,
+        "provenance": provenance(started, arguments=argv),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -4,11 +4,13 @@ or join the results of parts of one protocol run separately.
     python -m examples.avmnist.report runs/avmnist-quick/results.json --out runs/avmnist-quick
     python -m examples.avmnist.report PART1/results.json PART2/results.json --out JOINED
 
-No training: the tables and figures come from the stored results only. Parts are runs of the
+No training: the tables and figures come from the stored per-run results only; the probe gaps,
+premise, repair and paired tests are computed again from them by the current rules, and
+``results.json`` is written with them. Parts are runs of the
 same protocol (data, budget, pairs, seeds, number of trials) on different methods, for example
 the primary methods in one session and the context methods in another; the joined result has
 every method of every part, and its probe gaps, premise, repair tests and paired tests are
-computed again over all of them (``results.json`` of the join is written too). Each part's
+computed again over all of them. Each part's
 setup is kept under ``setup.parts``.
 """
 
@@ -22,12 +24,14 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
 import argparse
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from examples.avmnist.run import markdown, plot, summarise
+from examples.avmnist.run import markdown, plot, resolution, summarise
 from examples.common.checkpoint import atomic_write_json
+from examples.common.provenance import provenance
 
 
 def read_result(path: Path) -> dict[str, Any]:
@@ -77,8 +81,8 @@ def join(parts: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any
                 raise ValueError(f"{name}: method {key!r} is already in an earlier part")
             methods[key] = entry
     result: dict[str, Any] = {"methods": methods}
-    summarise(result)
     first = parts[0]["setup"]
+    summarise(result, resolution(first["pairs_per_class"]))
     setup = {k: v for k, v in first.items() if k not in ("wall_time_s", "load_average")}
     setup["plan"] = {**first["plan"], "methods": list(methods)}
     setup["grid"] = {k: v for p in parts for k, v in p["setup"]["grid"].items()}
@@ -94,21 +98,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="folder for results.md and the plots")
     args = p.parse_args(argv)
+    started = time.time()
     parts = [read_result(path) for path in args.results]
     if len(parts) == 1:
+        # the summaries are recomputed from the per-run results by the current rules
         result = parts[0]
+        summarise(result, resolution(result["setup"]["pairs_per_class"]))
     else:
         try:
             result = join(parts, [str(path) for path in args.results])
         except ValueError as err:
             raise SystemExit(str(err)) from None
+    if len(parts) == 1:
+        result["report_provenance"] = provenance(started)
+    else:
+        result["provenance"] = {
+            **provenance(started),
+            "parts": {str(p): part.get("provenance") for p, part in zip(args.results, parts)},
+        }
     args.out.mkdir(parents=True, exist_ok=True)
-    if len(parts) > 1:
-        atomic_write_json(result, args.out / "results.json")
+    atomic_write_json(result, args.out / "results.json")
     (args.out / "results.md").write_text(markdown(result))
     plot(result, args.out)
-    written = "results.json, " if len(parts) > 1 else ""
-    print(f"wrote {args.out}/{written}results.md, accuracy.png and probes.png")
+    print(f"wrote {args.out}/results.json, results.md, accuracy.png and probes.png")
 
 
 if __name__ == "__main__":

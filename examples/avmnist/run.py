@@ -51,9 +51,10 @@ from examples.common.benchmark_run import fit_with_budget
 from examples.common.checkpoint import atomic_write_json
 from examples.common.cli import METHODS as REGISTERED
 from examples.common.methods import Method, build_method
-from examples.common.paired_stats import mean_std, paired_comparison, verdict
+from examples.common.paired_stats import item_resolution, mean_std, paired_comparison, verdict
 from examples.common.probe import linear_probe
 from examples.common.progress import run_jobs
+from examples.common.provenance import provenance
 from examples.common.runstore import RunStore, add_resume_argument
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything
@@ -293,12 +294,19 @@ def run_benchmark(
         runs = [[by_key[(key, t, s)] for s in plan.seeds] for t in range(len(trials))]
         methods[key] = select_trial(runs, trials)
     result: dict[str, Any] = {"methods": methods}
-    summarise(result)
+    summarise(result, resolution(asdict(plan.counts)))
     return result
 
 
-def summarise(result: dict[str, Any]) -> None:
-    """Add probe gaps, the premise, and the paired tests to ``result``."""
+def resolution(pairs_per_class: dict[str, int]) -> float:
+    """One test pair as a fraction of the test split (``pairs_per_class["test"]`` pairs of
+    each digit): the step every test and probe accuracy moves by."""
+    return item_resolution(pairs_per_class["test"] * NUM_CLASSES)
+
+
+def summarise(result: dict[str, Any], step: float) -> None:
+    """Add probe gaps, the premise, and the paired tests to ``result`` (differences
+    rounded to ``step``, one test pair)."""
     m = result["methods"]
     if "ensemble" in m:
         ref = m["ensemble"]["probe"]
@@ -318,13 +326,13 @@ def summarise(result: dict[str, Any]) -> None:
     if "joint" in m and "ensemble" in m:
         result["premise"] = {
             "joint_minus_ensemble": paired_comparison(
-                m["joint"]["per_seed"], m["ensemble"]["per_seed"]
+                m["joint"]["per_seed"], m["ensemble"]["per_seed"], step
             ),
             "unimodal_test": m["ensemble"].get("unimodal_test"),
             "joint_probe_gap": m["joint"]["probe_gap"],
         }
     if "joint" in m and "ensemble" in m:
-        result["repair"] = repair_tests(m)
+        result["repair"] = repair_tests(m, step)
     paired: dict[str, Any] = {}
     for key in m:
         for ref in REFERENCES:
@@ -332,14 +340,14 @@ def summarise(result: dict[str, Any]) -> None:
                 continue
             if key not in MCR_KEYS and ref != "joint":
                 continue  # context tests: every baseline against joint only
-            c = paired_comparison(m[key]["per_seed"], m[ref]["per_seed"])
+            c = paired_comparison(m[key]["per_seed"], m[ref]["per_seed"], step)
             if key in MCR_KEYS:
                 c["verdict"] = verdict(c, PRIMARY_ALPHA)
             paired[f"{key}-{ref}"] = c
     result["paired"] = paired
 
 
-def repair_tests(m: dict[str, Any]) -> dict[str, Any]:
+def repair_tests(m: dict[str, Any], step: float) -> dict[str, Any]:
     """Question 2 of the protocol: does MCR repair the starved encoder?
 
     The starved modality has the larger probe gap under joint training. For each MCR key, its
@@ -354,8 +362,8 @@ def repair_tests(m: dict[str, Any]) -> dict[str, Any]:
         if key not in m:
             continue
         probe = m[key]["probe"][starved]["per_seed"]
-        vs_joint = paired_comparison(probe, m["joint"]["probe"][starved]["per_seed"])
-        vs_ens = paired_comparison(probe, m["ensemble"]["probe"][starved]["per_seed"])
+        vs_joint = paired_comparison(probe, m["joint"]["probe"][starved]["per_seed"], step)
+        vs_ens = paired_comparison(probe, m["ensemble"]["probe"][starved]["per_seed"], step)
         repaired = verdict(vs_joint, ALPHA) == "win"
         out[key] = {
             "vs_joint": vs_joint,
@@ -533,6 +541,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    started = time.time()
     args = build_parser().parse_args(argv)
     plan = make_plan(args)
     data = DataSpec(str(args.mnist), str(args.fsdd), args.image_file, plan.budget.spec_size)
@@ -563,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "wall_time_s": time.time() - t0,
         "load_average": os.getloadavg(),
     }
+    result["provenance"] = provenance(started, arguments=argv)
     write_outputs(result, out)
     print(markdown(result))
     print(f"wrote {out}/results.json, results.md and the plots in {time.time() - t0:.0f} s")

@@ -11,6 +11,7 @@ ones: the method's own unimodal heads, or those of another run given as
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +25,7 @@ from examples.common.config import TrainConfig
 from examples.common.importance import plot_importance
 from examples.common.methods import Method
 from examples.common.metrics import error_matrix
+from examples.common.provenance import provenance
 from examples.common.task import TaskSpec
 
 if TYPE_CHECKING:  # the trainer imports this module
@@ -155,6 +157,7 @@ def summarise(
             "config": {**settings, **config.flags},
             "data": dict(data_info) if data_info is not None else None,
             "wall_time_s": wall_time_s,
+            "provenance": provenance(time.time() - wall_time_s),
         }
     )
 

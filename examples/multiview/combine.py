@@ -22,10 +22,12 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import argparse
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from examples.common.provenance import provenance
 from examples.common.result_files import to_json
 from examples.multiview.protocol import METHODS
 from examples.multiview.report import markdown, write_outputs
@@ -39,7 +41,7 @@ from examples.multiview.results import (
     ViewSetResult,
     load_results,
 )
-from examples.multiview.summary import ablation_tests, summarise
+from examples.multiview.summary import ablation_tests, resolution, summarise
 from examples.multiview.view_sets import TRIPLE_RANKS, ViewSet, methods_for, pairs, report_order
 
 #: Setup entries that must be equal in every part (they define the protocol).
@@ -129,9 +131,13 @@ def _merge_view_sets(parts: Sequence[BenchmarkResult], names: Sequence[str]) -> 
 
 
 def _merge_ablations(
-    parts: Sequence[BenchmarkResult], names: Sequence[str], result: BenchmarkResult
+    parts: Sequence[BenchmarkResult],
+    names: Sequence[str],
+    result: BenchmarkResult,
+    step: float,
 ) -> Ablations | None:
-    """The parts' ablations on the union of their view sets, their tests recomputed."""
+    """The parts' ablations on the union of their view sets, their tests recomputed
+    (differences rounded to ``step``, one test item)."""
     found = [(p.ablations, n) for p, n in zip(parts, names, strict=True) if p.ablations]
     if not found:
         return None
@@ -158,7 +164,7 @@ def _merge_ablations(
         variants=base.variants,
         seeds=base.seeds,
         per_view_set=ordered,
-        paired=ablation_tests(ordered, list(base.variants)),
+        paired=ablation_tests(ordered, list(base.variants), step),
     )
 
 
@@ -183,8 +189,10 @@ def combine(parts: Sequence[BenchmarkResult], names: Sequence[str]) -> Benchmark
     result = BenchmarkResult(
         view_sets=_merge_view_sets(parts, names), triple_rule=_triple_rule(parts, names)
     )
-    summarise(result)
-    result.ablations = _merge_ablations(parts, names, result)
+    first, plan = _setup(parts[0], names[0])
+    step = resolution(first.split_per_class)
+    summarise(result, step)
+    result.ablations = _merge_ablations(parts, names, result, step)
     costs = [(p.cost, n) for p, n in zip(parts, names, strict=True) if p.cost is not None]
     if len(costs) > 1:
         raise CombineError(
@@ -193,7 +201,6 @@ def combine(parts: Sequence[BenchmarkResult], names: Sequence[str]) -> Benchmark
         )
     if costs:
         result.cost = costs[0][0]
-    first, plan = _setup(parts[0], names[0])
     result.setup = Setup(
         combined_from=[Part(n, s) for p, n in zip(parts, names, strict=True) if (s := p.setup)],
         budget=first.budget,
@@ -236,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
     p.add_argument("results", nargs="+", type=Path, help="results.json of each part")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     args = p.parse_args(argv)
+    started = time.time()
     parts = []
     for path in args.results:
         try:
@@ -246,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
     gaps = coverage(result)
     if result.setup is not None:
         result.setup.missing_from_the_protocol = gaps
+    result.provenance = {
+        **provenance(started, arguments=argv),
+        "parts": {str(path): part.provenance for path, part in zip(args.results, parts)},
+    }
     write_outputs(result, args.out)
     print(markdown(result))
     print(

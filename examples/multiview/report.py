@@ -4,8 +4,9 @@ plots, from a :class:`~examples.multiview.results.BenchmarkResult` of
 
     python -m examples.multiview.report RUN/results.json --out DIR
 
-reads a result of any schema version (:func:`examples.multiview.results.load_results`) and writes
-``results.json`` (in the current version), ``results.md`` and the plots into ``DIR``.
+reads a result of any schema version (:func:`examples.multiview.results.load_results`), computes
+its summaries and paired tests again from the per-run accuracies (:func:`load_and_recompute`)
+and writes ``results.json`` (in the current version), ``results.md`` and the plots into ``DIR``.
 ``results.md`` is written one section at a time (:data:`SECTIONS`).
 """
 
@@ -18,9 +19,11 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from examples.common.provenance import provenance
 from examples.common.reporting import (
     percent,
     pyplot,
@@ -40,6 +43,7 @@ from examples.multiview.results import (
     kind_group,
     load_results,
 )
+from examples.multiview.summary import ablation_tests, resolution, summarise
 
 
 def _pct(r: MethodResult | SeedAccuracies) -> str:
@@ -396,9 +400,24 @@ def write_outputs(result: BenchmarkResult, out: Path) -> None:
         plot_cost(result.cost, out / "cost.png")
 
 
+def load_and_recompute(path: str | Path) -> BenchmarkResult:
+    """A stored result with its summaries and paired tests computed again from its per-run
+    accuracies by the current rules, and the report's own provenance record."""
+    started = time.time()
+    result = load_results(path)
+    if result.setup is not None:
+        step = resolution(result.setup.split_per_class)
+        summarise(result, step)
+        if result.ablations is not None:
+            variants = list(result.ablations.variants)
+            result.ablations.paired = ablation_tests(result.ablations.per_view_set, variants, step)
+    result.report_provenance = provenance(started)
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
     description = (__doc__ or "").split("\n")[0]
-    return redraw_main(argv, description=description, load=load_results, write=write_outputs)
+    return redraw_main(argv, description=description, load=load_and_recompute, write=write_outputs)
 
 
 if __name__ == "__main__":

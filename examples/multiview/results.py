@@ -143,6 +143,7 @@ class PairedTest:
     sign_p: float
     wilcoxon_p: float
     wilcoxon_statistic: float | None
+    resolution: float | None = None  # one test item; None in files from before the rule
 
 
 @dataclass
@@ -297,6 +298,12 @@ class BenchmarkResult:
     ablations: Ablations | None = None
     cost: CostResult | None = None
     setup: Setup | None = None
+    #: :func:`examples.common.provenance.provenance` of the run that trained (a combination:
+    #: of the combining command, its parts' under ``parts``), or a record that the file is
+    #: kept from a run made before the record existed
+    provenance: dict[str, Any] | None = None
+    #: the record of the report command that last rewrote the file from its stored runs
+    report_provenance: dict[str, Any] | None = None
 
     def view_set(self, name: str) -> ViewSetResult:
         """The view set called ``name``."""

@@ -32,13 +32,14 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from examples.common.checkpoint import atomic_write_json
 from examples.common.paired_stats import mean_std
 from examples.common.progress import run_keyed_jobs
+from examples.common.provenance import provenance
 from examples.common.result_files import to_json
 from examples.common.runstore import RunStore
 from examples.multiview.data import VIEWS, load_views
@@ -68,7 +69,7 @@ from examples.multiview.results import (
     TripleRule,
     ViewSetResult,
 )
-from examples.multiview.summary import ablation_tests, summarise
+from examples.multiview.summary import ablation_tests, resolution, summarise
 from examples.multiview.view_sets import ViewSet, methods_for, pairs, ranked, triples
 
 Key = tuple[Any, ...]  # a job's place: (view set name, ...), grouped by its first entry
@@ -224,7 +225,7 @@ def run_ablations(
         variants=dict(ABLATIONS),
         seeds=list(plan.ablation_seeds),
         per_view_set=per_set,
-        paired=ablation_tests(per_set, list(ABLATIONS)),
+        paired=ablation_tests(per_set, list(ABLATIONS), resolution(asdict(plan.sizes))),
     )
 
 
@@ -261,7 +262,7 @@ def run_benchmark(
     sets += chosen if plan.triples else []
     rest = evaluate_view_sets(root, sets, plan, workers, progress, log)
     result.view_sets = rest + (first if plan.six else [])
-    summarise(result)
+    summarise(result, resolution(asdict(plan.sizes)))
     if checkpoint is not None:
         checkpoint(result)
     if plan.ablations and "mcr" in plan.methods:
@@ -270,6 +271,7 @@ def run_benchmark(
 
 
 def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
+    started = time.time()
     args = build_parser().parse_args(argv)
     plan = make_plan(args)
     root = str(args.data_root)
@@ -295,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
 
         result.cost = measure_cost(quick=bool(args.quick), progress=bars, log=print)
     setup.wall_time_s = time.time() - t0  # with the cost run
+    result.provenance = provenance(started, arguments=argv)
     write_outputs(result, out)
     (out / "results.partial.json").unlink(missing_ok=True)  # the snapshot of a run in progress
     print(markdown(result))

@@ -5,9 +5,10 @@ the ablations' tests. The runner and the combiner of parts both call :func:`summ
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from examples.common.paired_stats import paired_comparison
+from examples.common.paired_stats import item_resolution, paired_comparison
+from examples.multiview.data import NUM_CLASSES
 from examples.multiview.results import (
     MCR_KEYS,
     BenchmarkResult,
@@ -22,9 +23,16 @@ from examples.multiview.results import (
 from examples.multiview.stats import spearman
 
 
-def paired(a: Sequence[float], b: Sequence[float]) -> PairedTest:
-    """:func:`examples.common.paired_stats.paired_comparison` of ``a`` against ``b``."""
-    return PairedTest(**paired_comparison(a, b))
+def resolution(split_per_class: Mapping[str, int]) -> float:
+    """One test item as a fraction of the test split (``split_per_class["test"]`` items of
+    each of the ten digits): the step every test accuracy moves by."""
+    return item_resolution(split_per_class["test"] * NUM_CLASSES)
+
+
+def paired(a: Sequence[float], b: Sequence[float], step: float) -> PairedTest:
+    """:func:`examples.common.paired_stats.paired_comparison` of ``a`` against ``b``, the
+    differences rounded to ``step`` (one test item)."""
+    return PairedTest(**paired_comparison(a, b, resolution=step))
 
 
 def undertraining(entry: ViewSetResult, method: str = "joint") -> Undertraining | None:
@@ -45,8 +53,9 @@ def undertraining(entry: ViewSetResult, method: str = "joint") -> Undertraining 
     )
 
 
-def paired_tests(view_sets: Sequence[ViewSetResult]) -> dict[str, PairedTest]:
-    """MCR keys against joint and ensemble over every (view set, seed) pair."""
+def paired_tests(view_sets: Sequence[ViewSetResult], step: float) -> dict[str, PairedTest]:
+    """MCR keys against joint and ensemble over every (view set, seed) pair (differences
+    rounded to ``step``)."""
     out: dict[str, PairedTest] = {}
     for key in (*MCR_KEYS, "mcr_singletons"):
         for ref in ("joint", "ensemble"):
@@ -57,17 +66,19 @@ def paired_tests(view_sets: Sequence[ViewSetResult]) -> dict[str, PairedTest]:
                     a += vs.methods[key].per_seed
                     b += vs.methods[ref].per_seed
             if a:
-                out[f"{key}-{ref}"] = paired(a, b)
+                out[f"{key}-{ref}"] = paired(a, b, step)
     return out
 
 
-def paired_by_kind(view_sets: Sequence[ViewSetResult]) -> dict[str, dict[str, PairedTest]]:
+def paired_by_kind(
+    view_sets: Sequence[ViewSetResult], step: float
+) -> dict[str, dict[str, PairedTest]]:
     """:func:`paired_tests` within the pairs, the triples and the six-view set separately."""
     out = {}
     for group in ("pair", "triple", "six"):
         chosen = [vs for vs in view_sets if kind_group(vs.kind) == group]
         if chosen:
-            out[group] = paired_tests(chosen)
+            out[group] = paired_tests(chosen, step)
     return out
 
 
@@ -88,28 +99,29 @@ def gain_vs_undertraining(view_sets: Sequence[ViewSetResult]) -> GainVsUndertrai
     )
 
 
-def summarise(result: BenchmarkResult) -> None:
+def summarise(result: BenchmarkResult, step: float) -> None:
     """Fill in what is computed from the view sets' entries: under-training per method, each
-    view's unimodal accuracy, the paired tests (all, and per kind) and the gain against
-    under-training."""
+    view's unimodal accuracy, the paired tests (all, and per kind; differences rounded to
+    ``step``, one test item) and the gain against under-training."""
     for entry in result.view_sets:
         gaps = {key: undertraining(entry, key) for key in ("joint", *MCR_KEYS)}
         entry.undertraining = {k: g for k, g in gaps.items() if g is not None} or None
         ensemble = entry.methods.get("ensemble")
         if ensemble is not None and ensemble.unimodal_test is not None:
             entry.unimodal_test = ensemble.unimodal_test
-    result.paired = paired_tests(result.view_sets)
-    result.paired_by_kind = paired_by_kind(result.view_sets)
+    result.paired = paired_tests(result.view_sets, step)
+    result.paired_by_kind = paired_by_kind(result.view_sets, step)
     result.gain_vs_undertraining = gain_vs_undertraining(result.view_sets)
 
 
 def ablation_tests(
-    per_set: dict[str, dict[str, SeedAccuracies]], variants: Sequence[str]
+    per_set: dict[str, dict[str, SeedAccuracies]], variants: Sequence[str], step: float
 ) -> dict[str, PairedTest]:
-    """Each ablation variant against ``mcr`` over every (view set, seed) pair of ``per_set``."""
+    """Each ablation variant against ``mcr`` over every (view set, seed) pair of ``per_set``
+    (differences rounded to ``step``)."""
     tests = {}
     for variant in variants:
         a = [x for row in per_set.values() for x in row[variant].per_seed]
         b = [x for row in per_set.values() for x in row["mcr"].per_seed]
-        tests[f"{variant}-mcr"] = paired(a, b)
+        tests[f"{variant}-mcr"] = paired(a, b, step)
     return tests

@@ -16,11 +16,13 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from examples.common import reporting
+from examples.common.provenance import provenance
 from examples.common.reporting import table
 from examples.common.result_files import redraw_main, to_json
 from examples.synthetic.results import MCR_KEYS, MethodResult, SweepResult, load_results
@@ -170,9 +172,17 @@ def write_outputs(result: SweepResult, out: Path) -> None:
     plot(result, out / "accuracy_vs_ratio.png")
 
 
+def load_for_report(path: str | Path) -> SweepResult:
+    """A stored result with the report's own provenance record added."""
+    started = time.time()
+    result = load_results(path)
+    result.report_provenance = provenance(started)
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> SweepResult:
     description = (__doc__ or "").split("\n")[0]
-    return redraw_main(argv, description=description, load=load_results, write=write_outputs)
+    return redraw_main(argv, description=description, load=load_for_report, write=write_outputs)
 
 
 if __name__ == "__main__":

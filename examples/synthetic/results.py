@@ -138,6 +138,12 @@ class SweepResult:
     ablations: Ablations | None = None
     claims: dict[str, Any] | None = None
     setup: Setup | None = None
+    #: :func:`examples.common.provenance.provenance` of the run that trained (a combination:
+    #: of the combining command, its parts' under ``parts``), or a record that the file is
+    #: kept from a run made before the record existed
+    provenance: dict[str, Any] | None = None
+    #: the record of the report command that last rewrote the file from its stored runs
+    report_provenance: dict[str, Any] | None = None
 
     def most_imbalanced(self) -> Point:
         """The point with the largest U1."""

@@ -45,6 +45,7 @@ from typing import Any
 
 from examples.common.paired_stats import mean_std
 from examples.common.progress import run_keyed_jobs
+from examples.common.provenance import provenance
 from examples.common.runstore import RunStore, add_resume_argument
 from examples.common.tuning import GRID, Budget
 from examples.synthetic.generator import SyntheticSpec
@@ -265,6 +266,7 @@ def cpu_seconds(result: SweepResult) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> SweepResult:
+    started = time.time()
     args = build_parser().parse_args(argv)
     u1_values = args.u1 or ([0.1, 0.4, 0.7] if args.quick else [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     grid = args.grid or (2 if args.quick else 3)
@@ -300,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> SweepResult:
         wall_time_s=time.time() - t0,
         cpu_seconds=cpu_seconds(result),
     )
+    result.provenance = provenance(started, arguments=argv)
     write_outputs(result, out)
     print(markdown(result))
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy_vs_ratio.png'}")

@@ -26,11 +26,13 @@ import argparse
 import json
 import logging
 import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from examples.common.checkpoint import atomic_write_json
+from examples.common.provenance import provenance
 from examples.ucf import data, train
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ def run_splits(
     Returns:
         The content of ``OUT/summary.json``.
     """
+    started = time.time()
     args, rest = parse(argv)
     results: dict[int, Mapping[str, Any]] = {}
     for split in args.splits:
@@ -112,6 +115,7 @@ def run_splits(
         results[split] = train_main([*rest, "--split", str(split), "--out", str(out), *resume])
     summary = summarise(results)
     summary["method"] = next(iter(results.values())).get("method")
+    summary["provenance"] = provenance(started, arguments=argv)  # each split's is in its metrics
     atomic_write_json(summary, args.out / "summary.json")
     splits = ", ".join(map(str, summary["splits"]))
     for name, value in summary["mean"].items():

@@ -38,6 +38,7 @@ def tiny_argv(data_root: Path, out: Path, *extra: str) -> list[str]:
 
 def without_setup_or_times(result: Any) -> dict[str, Any]:
     """``result`` (a :class:`~examples.multiview.results.BenchmarkResult` or its JSON) without
-    its setup and training times: what two runs of the same benchmark (or a combination of its
-    parts) must agree on."""
-    return without_timing({k: v for k, v in to_json(result).items() if k != "setup"})
+    its setup, provenance records and training times: what two runs of the same benchmark (or
+    a combination of its parts) must agree on."""
+    skip = ("setup", "provenance", "report_provenance")
+    return without_timing({k: v for k, v in to_json(result).items() if k not in skip})

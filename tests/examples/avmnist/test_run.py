@@ -208,10 +208,10 @@ def test_repair_is_judged_on_the_modality_joint_training_starves():
             mod: {"mean": ens["probe"][mod]["mean"] - entry["probe"][mod]["mean"]}
             for mod in ("image", "audio")
         }
-    rep = run.repair_tests(m)
+    rep = run.repair_tests(m, 0.001)
     assert rep["starved"] == "image"
     assert rep["mcr"]["repaired"] and not rep["mcr"]["fully"]  # better than joint, below ensemble
     assert rep["mcr"]["vs_joint"]["wins"] == seeds
     assert rep["mcr_uni_pre"]["repaired"] and rep["mcr_uni_pre"]["fully"]
     m["mcr"] = _entry([0.50] * seeds, [0.99] * seeds)  # the audio probe does not count
-    assert not run.repair_tests(m)["mcr"]["repaired"]
+    assert not run.repair_tests(m, 0.001)["mcr"]["repaired"]

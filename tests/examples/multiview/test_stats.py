@@ -51,7 +51,7 @@ def test_wilcoxon_drops_zero_differences_and_handles_all_zero():
 def test_paired_comparison_counts_and_differences():
     a = [0.90, 0.80, 0.70, 0.75, 0.60]
     b = [0.85, 0.80, 0.72, 0.70, 0.50]
-    c = paired_comparison(a, b)
+    c = paired_comparison(a, b, resolution=0.01)
     # differences +0.05, 0, -0.02, +0.05, +0.10
     assert (c["wins"], c["ties"], c["losses"], c["n"]) == (3, 1, 1, 5)
     assert c["mean_diff"] == pytest.approx(0.18 / 5)

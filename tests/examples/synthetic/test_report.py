@@ -50,6 +50,8 @@ def test_the_report_command_rewrites_a_result_in_the_current_version(tmp_path: P
     source = ROOT / "docs/examples/synthetic-undertrained-quick-results.json"
     report.main([str(source), "--out", str(tmp_path)])
     written = json.loads((tmp_path / "results.json").read_text())
+    report_record = written.pop("report_provenance")
+    assert report_record["command"] and report_record["ended"] >= report_record["started"]
     assert written == json.loads(json.dumps(to_json(load_results(source))))
     assert (tmp_path / "results.md").read_text() == report.markdown(load_results(source))
     assert (tmp_path / "accuracy_vs_ratio.png").read_bytes()[:4] == b"\x89PNG"

@@ -258,9 +258,9 @@ def test_a_stopped_sweep_resumes_from_its_finished_runs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "train_one", counting)
 
-    def same(value):  # the results without the setup and the run times
+    def same(value):  # the results without the setup, the run times and the provenance
         if isinstance(value, dict):
-            drop = {"setup", "seconds", "cpu_seconds"}
+            drop = {"setup", "seconds", "cpu_seconds", "provenance"}
             return {k: same(v) for k, v in value.items() if k not in drop}
         return [same(v) for v in value] if isinstance(value, list) else value
 
