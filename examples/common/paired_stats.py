@@ -228,10 +228,16 @@ def paired_comparison(
     wins = sum(d > 0 for d in diffs)
     losses = sum(d < 0 for d in diffs)
     wil = wilcoxon_signed_rank(diffs, resolution)
+    steps = in_steps(diffs, resolution)
+    if steps is None or resolution is None:
+        mean, median = statistics.fmean(diffs), float(statistics.median(diffs))
+    else:  # on whole steps, so that equal differences average without float residue
+        mean = statistics.fmean(steps) * resolution
+        median = float(statistics.median(steps)) * resolution
     return {
         "n": len(diffs),
-        "mean_diff": statistics.fmean(diffs),
-        "median_diff": statistics.median(diffs),
+        "mean_diff": mean,
+        "median_diff": median,
         "wins": wins,
         "ties": len(diffs) - wins - losses,
         "losses": losses,
