@@ -23,7 +23,6 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
-import importlib.metadata
 import json
 import statistics
 import sys
@@ -35,13 +34,13 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import environment
-from benchmarks.ensemble_gap import code_state, synthetic_spec
+from benchmarks.ensemble_gap import synthetic_spec
 from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
-from examples.common.paired_stats import mean_std, paired_comparison, verdict
+from examples.common.paired_stats import item_resolution, mean_std, paired_comparison, verdict
 from examples.common.probe import linear_probe
 from examples.common.progress import run_jobs
+from examples.common.provenance import provenance
 from examples.common.reporting import pyplot, save_figure, table
 from examples.common.runstore import RunStore, add_resume_argument
 from examples.common.task import TaskSpec
@@ -292,7 +291,7 @@ def select_trials(
 
 
 def _compare(a: Sequence[float], b: Sequence[float], items: int, alpha: float) -> dict[str, Any]:
-    comp = paired_comparison(a, b, resolution=1.0 / items)  # one test item
+    comp = paired_comparison(a, b, resolution=item_resolution(items))
     comp["verdict"] = verdict(comp, alpha)
     return comp
 
@@ -530,26 +529,6 @@ def write_outputs(result: Mapping[str, Any], out: Path) -> None:
 
 
 # --------------------------------------------------------------------------- running
-def record_of_the_run(
-    argv: Sequence[str], started: float, code: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Command, commit and uncommitted changes at the start, package versions, machine."""
-    versions: dict[str, str | None] = {}
-    for dist in ("mcr-reg", "torch", "numpy", "scipy", "matplotlib"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "command": "python -m benchmarks.recipes " + " ".join(argv),
-        "code_at_start": dict(code),
-        "versions": versions,
-        "machine": environment(torch.device("cpu"), threads=1),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "wall_seconds": time.time() - started,
-    }
-
-
 def train_setting(
     name: str, args: argparse.Namespace, store: str
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], float]:
@@ -661,13 +640,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.out is None:
         raise SystemExit("error: expected --out (or --report RESULTS_JSON)")
     check_arguments(args)
-    started, code = time.time(), code_state()
-    if code["uncommitted"]:
-        print(
-            "warning: uncommitted changes to the code these runs depend on: "
-            + ", ".join(code["uncommitted"][:5]),
-            file=sys.stderr,
-        )
+    started = time.time()
     store = str(args.out / "runs")
     trained = {name: train_setting(name, args, store) for name in args.settings}
     if args.train_only:
@@ -685,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "tuning_seeds": list(args.tuning_seeds),
         "settings": settings,
         "decision": decide(settings, args.seeds),
-        "provenance": record_of_the_run(argv, started, code),
+        "provenance": provenance(started, arguments=argv),
     }
     write_outputs(result, args.out)
     print(markdown(result))
