@@ -10,7 +10,7 @@ from mcr_reg._version import __version__
 from mcr_reg.calls import FusionCall
 from mcr_reg.capture import Composed, Concatenated, FusionInputs
 from mcr_reg.diagnostics import ImportanceTracker
-from mcr_reg.probe import GradientPath, check_gradient_path
+from mcr_reg.probe import GradientPath, GradientPathReport, check_gradient_path
 from mcr_reg.regularizer import MCROutput, MCRRegularizer
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "FusionCall",
     "FusionInputs",
     "GradientPath",
+    "GradientPathReport",
     "ImportanceTracker",
     "MCROutput",
     "MCRRegularizer",

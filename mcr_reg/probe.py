@@ -22,7 +22,7 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from mcr_reg.regularizer import MCRRegularizer
 
-__all__ = ["GradientPath", "check_gradient_path"]
+__all__ = ["GradientPath", "GradientPathReport", "check_gradient_path"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,45 @@ class GradientPath:
 
     def __str__(self) -> str:
         return self.verdict
+
+
+class GradientPathReport(Mapping[str, GradientPath]):
+    """What :func:`check_gradient_path` found: one :class:`GradientPath` per checked module,
+    by name (``report["audio"].cosine``), read like a dictionary.
+
+    Attributes:
+        survives: whether MCR's gradient survives on every checked module.
+
+    ``str(report)`` gives the verdicts, one line per module.
+    """
+
+    def __init__(self, paths: Mapping[str, GradientPath]) -> None:
+        self._paths = dict(paths)
+
+    def __getitem__(self, name: str) -> GradientPath:
+        try:
+            return self._paths[name]
+        except KeyError:
+            raise KeyError(
+                f"expected the name of a checked module ({', '.join(map(repr, self._paths))}), "
+                f"got {name!r}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    @property
+    def survives(self) -> bool:
+        return all(path.survives for path in self._paths.values())
+
+    def __str__(self) -> str:
+        return "\n".join(path.verdict for path in self._paths.values())
+
+    def __repr__(self) -> str:
+        return f"GradientPathReport({self._paths!r})"
 
 
 class _Recorder:
@@ -95,7 +134,7 @@ def check_gradient_path(
     modules: Mapping[str, nn.Module],
     *,
     threshold: float = 0.9,
-) -> dict[str, GradientPath]:
+) -> GradientPathReport:
     """Check that MCR's gradient reaches the optimizer through your training step.
 
     ``step`` is your step up to, not including, ``optimizer.step()``: zero the gradients, run the
@@ -113,7 +152,9 @@ def check_gradient_path(
         threshold: the cosine above which MCR's gradient counts as surviving.
 
     Returns:
-        ``{name: GradientPath}``; ``str()`` of a value is its verdict.
+        A :class:`GradientPathReport`: ``report[name]`` is the module's :class:`GradientPath`
+        (``.survives``, ``.cosine``, ``.ratio``, ``.verdict``), ``report.survives`` whether
+        MCR's gradient survives on all of them, ``print(report)`` the verdicts.
 
     Raises:
         RuntimeError: ``step`` did not call ``mcr``, or left no gradient on a module.
@@ -132,8 +173,8 @@ def check_gradient_path(
         ...     logits = fuse(za, zv)
         ...     (F.cross_entropy(logits, y) + mcr([za, zv], y, logits).loss).backward()
         >>> report = check_gradient_path(step, mcr, {"audio": audio, "video": video})
-        >>> all(path.survives for path in report.values())
-        True
+        >>> report.survives, round(report["audio"].cosine, 3)
+        (True, 1.0)
     """
     names = list(modules)
     groups: list[list[Tensor]] = [
@@ -149,7 +190,7 @@ def check_gradient_path(
             "the step did not call MCR (or MCR's loss had no gradient): check_gradient_path "
             "needs the regularizer that the step calls"
         )
-    report: dict[str, GradientPath] = {}
+    paths: dict[str, GradientPath] = {}
     start = 0
     for name, group in zip(names, groups):
         stop = start + len(group)
@@ -158,9 +199,9 @@ def check_gradient_path(
             raise RuntimeError(f"the step left no gradient on module {name!r}")
         change = _flat(with_mcr, group) - _flat(without, group)  # type: ignore[arg-type]
         own = _flat(recorder.gradients[start:stop], group)
-        report[name] = _judge(name, change, own, threshold)
+        paths[name] = _judge(name, change, own, threshold)
         start = stop
-    return report
+    return GradientPathReport(paths)
 
 
 def _run_twice(

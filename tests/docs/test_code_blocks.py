@@ -1,10 +1,11 @@
-"""Every Python code block of the documentation runs, so the docs cannot rot.
+"""Every Python code block of the documentation runs as printed, so the docs cannot rot.
 
-The blocks of one page run in order in one namespace (a page may build on its earlier blocks),
-in a temporary working directory, with torch's global RNG restored afterwards. Blocks with a
-directive (see :mod:`tests.docs.blocks`) get their own tests: ``requires`` blocks run after the
-page's plain blocks when the module is importable; ``run: torchrun`` blocks are launched as
-scripts with two gloo processes; ``skip`` blocks are compiled and skipped with their reason.
+Each block runs alone, in a fresh namespace (what a reader who copies that one block gets), in
+a temporary working directory, with torch's global RNG restored afterwards. A block whose first
+line says ``# continues ...`` runs after the earlier blocks of its page, in one namespace.
+Blocks with a directive (see :mod:`tests.docs.blocks`) get their own tests: ``requires`` blocks
+run (alone) when the module is importable; ``run: torchrun`` blocks are launched as scripts
+with two gloo processes; ``skip`` blocks are compiled and skipped with their reason.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.docs.blocks import (
 )
 
 PAGES = {p: executable(parse_blocks(p)) for p in markdown_files()}
-PLAIN_PAGES = [p for p, bs in PAGES.items() if any(b.directive is None for b in bs)]
+PLAIN = [b for bs in PAGES.values() for b in bs if b.directive is None]
 SPECIAL = [b for bs in PAGES.values() for b in bs if b.directive is not None]
 
 
@@ -83,9 +84,28 @@ def test_directives_are_known_and_few() -> None:
             assert shlex.split(b.directive[1])[0] == "torchrun", b.where  # type: ignore[index]
 
 
-@pytest.mark.parametrize("page", PLAIN_PAGES, ids=_id)
-def test_page_code_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _run_page([b for b in PAGES[page] if b.directive is None], tmp_path, monkeypatch)
+def _earlier(block: Block) -> list[Block]:
+    """The plain blocks before ``block`` on its page, when ``block`` continues them."""
+    if not block.continues:
+        return []
+    return [b for b in PAGES[block.path] if b.directive is None and b.line < block.line]
+
+
+def _block_id(block: Block) -> str:
+    return block.where.replace(os.sep, "/")
+
+
+@pytest.mark.parametrize("block", PLAIN, ids=_block_id)
+def test_code_block_runs_as_printed(
+    block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run_page([*_earlier(block), block], tmp_path, monkeypatch)
+
+
+def test_a_first_block_continues_nothing() -> None:
+    for page, blocks in PAGES.items():
+        if blocks:
+            assert not blocks[0].continues, f"{_id(page)}: the first block continues nothing"
 
 
 def _special_id(block: Block) -> str:
@@ -103,8 +123,7 @@ def test_special_blocks(block: Block, tmp_path: Path, monkeypatch: pytest.Monkey
         pytest.skip(f"{block.where}: {arg}")
     if importlib.util.find_spec(arg) is None:
         pytest.skip(f"{block.where} needs {arg}, which is not installed (syntax checked)")
-    earlier = [b for b in PAGES[block.path] if b.directive is None and b.line < block.line]
-    _run_page([*earlier, block], tmp_path, monkeypatch)
+    _run_page([*_earlier(block), block], tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
