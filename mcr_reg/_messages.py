@@ -63,6 +63,63 @@ def warn_not_updated(count: int) -> None:
     )
 
 
+def _audit_warning(text: str) -> None:
+    warnings.warn(
+        f"{text} (First-step audit, warned once; MCRRegularizer(audit=False) turns it off.)",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
+def warn_detached_latents(names: list[str]) -> None:
+    _audit_warning(
+        f"the latents {names} require no gradient: they were computed under torch.no_grad(), "
+        "detached, or come from a frozen encoder, so MCR's terms cannot move their encoders. "
+        "Pass the tensors your encoders produced in this training step, with their graph (for "
+        "a model that hides them, mcr_reg.FusionInputs records the fusion call's inputs); if "
+        "the encoder is frozen on purpose, this is expected."
+    )
+
+
+def warn_loss_not_backpropagated() -> None:
+    _audit_warning(
+        "optimizer.step() ran, but MCR's loss of this step took part in no backward: "
+        "mcr(...).loss was added to a loss that is only logged, or computed after the backward. "
+        "Add it to the loss you call backward on (in a loop that takes per-loss gradients, to "
+        "the multimodal loss: docs/integration.md, 'Loops that rewrite gradients')."
+    )
+
+
+def warn_gradients_rewritten(count: int) -> None:
+    _audit_warning(
+        f"{count} of the encoders' parameters hold a gradient that changed between the "
+        "backward and optimizer.step(), other than by one common factor (gradient modulation, "
+        "surgery or Pareto mixing?). Whether MCR's part survives depends on which loss "
+        "mcr(...).loss joins: the loss whose gradient the method takes for the encoders. "
+        "Measure it once with mcr_reg.check_gradient_path(step, mcr, {name: encoder}) "
+        "(docs/integration.md, 'Loops that rewrite gradients')."
+    )
+
+
+def warn_not_in_optimizer() -> None:
+    _audit_warning(
+        "an optimizer stepped the model's parameters, but none holds MCR's own parameters "
+        "(its unimodal heads, projections, CEB head), which receive gradients: they never "
+        "train. Add mcr.parameters() to your optimizer, or attach MCR to your model (model.mcr "
+        "= mcr) before building it."
+    )
+
+
+def warn_grads_accumulate() -> None:
+    _audit_warning(
+        "in the second step the fusion head's gradients were cleared but MCR's own were "
+        "accumulated onto the first step's: MCR lives beside the model, so model.zero_grad() "
+        "(and gradient clipping of model.parameters()) does not reach it, and its gradients "
+        "grow step after step. Attach MCR to the model (model.mcr = mcr), or call "
+        "optimizer.zero_grad() on an optimizer that holds mcr.parameters()."
+    )
+
+
 def warn_logits_differ(diff: float, tol: float, dtype: object, output: object) -> None:
     warnings.warn(
         f"MCR's own unperturbed pass fusion_head(*latents) differs from the logits you "
@@ -117,3 +174,17 @@ class UpdateWatch:
         if self.head_updates_alone >= 3:
             self.warned = True
             warn_not_updated(self.head_updates_alone)
+
+
+def double_backward_message(k: float) -> str:
+    """Why a second-order backward through MIPD under the game is refused, and what to do."""
+    return (
+        f"double backward (create_graph=True) through MCR's MIPD term is not supported with the "
+        f"game's gradient factors (strategy k={k:g}, or a fusion-head share c(S) != 1): the game "
+        "scales each player's MIPD gradient (docs/semantics.md, 'The game'), which is not the "
+        "gradient of one loss, and autograd through that scaling would give a wrong second "
+        "derivative. For gradient penalties, Hessian-vector products or meta-learning, take the "
+        "second-order term on a loss without MIPD (the task loss, or an MCRRegularizer with "
+        "mipd_weight=0), or use strategy='collaborative' with head_gradient='mean' (k = 1: MIPD "
+        "is then an ordinary loss and double backward is exact)."
+    )

@@ -65,6 +65,7 @@ from mcr_reg._terms import (
     linear_per_modality,
     subset_sum,
 )
+from mcr_reg.audit import FirstStepAudit
 from mcr_reg.calls import CallRecord, batch_axis_hint, batch_of
 from mcr_reg.capture import FusionInputs
 from mcr_reg.distributed import gather_with_grad
@@ -168,6 +169,10 @@ class MCRRegularizer(nn.Module):
             (``str``) of the prediction in what it returns, e.g. ``-1`` for a head returning
             ``(out_audio, out_video, logits)``; ``None`` (default): the head returns the
             prediction itself.
+        audit: watch the first two training steps for the silent integration mistakes
+            (detached latents, MCR's loss in no backward, encoders' gradients rewritten after
+            the backward, MCR's parameters in no optimizer, MCR's gradients missed by
+            ``model.zero_grad()``) and warn once for each (:mod:`mcr_reg.audit`).
 
     Example:
         >>> import torch.nn.functional as F
@@ -219,6 +224,7 @@ class MCRRegularizer(nn.Module):
         output: Output = None,
         perturbed_rows: PerturbedRows = "all",
         sampled_subsets: int = 8,
+        audit: bool = True,
     ) -> None:
         super().__init__()
         self.output: Output = output
@@ -261,6 +267,7 @@ class MCRRegularizer(nn.Module):
         self.contrastive_labels = contrastive_labels
         self._warned_logits = self._warned_nonfinite = False
         self._updates = UpdateWatch()
+        self._audit = FirstStepAudit(bool(audit))
         # set by mcr_reg.check_gradient_path while it runs the user's step
         self._probe: Callable[[Tensor], Tensor] | None = None
         self._build_own_heads(projection_dim, ceb_hidden_dim)
@@ -501,7 +508,9 @@ class MCRRegularizer(nn.Module):
                 terms["unimodal"] = self._unimodal_loss(predictions, stacked, labels)
         if importance is None:
             importance = torch.full((len(zs),), float("nan"), device=zs[0].device)
-        return self._output(terms, zs[0], importance, names, own_uni)
+        out = self._output(terms, zs[0], importance, names, own_uni)
+        self._audit.observe(self, names, zs, out.loss)
+        return out
 
     # ------------------------------------------------------------------ the terms
 
