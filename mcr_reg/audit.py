@@ -48,7 +48,7 @@ def encoder_parameters(tensors: Sequence[Tensor]) -> list[Tensor]:
     """The trainable leaf tensors (the encoders' parameters) the ``tensors`` depend on, found by
     walking their autograd graph once."""
     found: dict[int, Tensor] = {}
-    stack = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    stack: list[Any] = [t.grad_fn for t in tensors if t.grad_fn is not None]
     seen: set[int] = set()
     while stack and len(seen) < _MAX_NODES:
         node = stack.pop()
