@@ -186,17 +186,41 @@ def count_ops(step: Callable[[], None], top: int = 0) -> tuple[int, list[dict[st
 
 def peak_bytes(step: Callable[[], None]) -> int:
     """The most memory held at once by the tensors one call of ``step`` allocates: the running
-    sum, in time order, of what the profiler attributes to each operation itself (allocations
-    minus releases) and of the releases outside any operation. Memory held before the call
-    (parameters, inputs) is not counted; a peak inside one operation counts at its net."""
+    sum, in time order, of the call's allocations and of the releases of memory the call itself
+    allocated. Memory held before the call (parameters, inputs, the previous step's gradients)
+    is not counted, and neither is its release during the call; the profiler may report such a
+    release with the size of whatever block last had that address, so it is left out by
+    address."""
     step()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
+    events = sorted(_allocations(prof), key=lambda e: e.start_time_ns)
+    live: dict[int, int] = {}  # address -> bytes, of blocks allocated during the call
     held = peak = 0
-    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-        held += int(event.self_cpu_memory_usage)
+    for event in events:
+        fields = event.extra_fields
+        if fields.alloc_size > 0:
+            live[fields.ptr] = fields.alloc_size
+            held += fields.alloc_size
+        else:
+            held -= live.pop(fields.ptr, 0)
         peak = max(peak, held)
     return peak
+
+
+def _allocations(prof: profile) -> list[Any]:
+    """The profiler's allocation and release events (each with ``extra_fields.ptr`` and
+    ``extra_fields.alloc_size``, negative for a release)."""
+    from torch._C._profiler import _EventType
+
+    found = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())  # type: ignore[union-attr]
+    while stack:
+        node = stack.pop()
+        if node.tag == _EventType.Allocation:
+            found.append(node)
+        stack.extend(node.children)
+    return found
 
 
 def measure_steps(

@@ -67,6 +67,25 @@ def test_peak_bytes_is_the_most_held_at_once() -> None:
     assert 6000 <= peak_bytes(step) < 6000 + 1024
 
 
+def test_peak_bytes_ignores_releasing_memory_held_before_the_call() -> None:
+    """The profiler reports the release of a block it saw allocated in an earlier profiling
+    session (or of a block at an address such a block had), a release the call's own
+    allocations do not cover: counted, it lowered the running sum and the peak, depending on
+    where the allocator put the tensors. Released here on purpose, it must not count."""
+    from torch.profiler import ProfilerActivity, profile
+
+    earlier: list[torch.Tensor] = []
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True):
+        earlier += [torch.empty(500), torch.empty(500)]  # 2,000 bytes each, sizes known
+
+    def step() -> None:
+        earlier.pop()  # releases 2,000 bytes allocated before the call (once per call)
+        a = torch.empty(1000)  # 4,000 bytes, released at the end of the step
+        del a
+
+    assert 4000 <= peak_bytes(step) < 4000 + 1024
+
+
 def test_every_case_builds_and_its_mcr_step_does_more_than_joint() -> None:
     for case in CASES:
         joint, with_mcr = build_steps(case, batch=8, latent=4)
