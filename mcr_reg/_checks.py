@@ -148,7 +148,10 @@ def split_latents(latents: object) -> tuple[tuple[str, ...], list[Tensor]]:
             f"expected at least two modalities, got {len(zs)}: {listing}. If the fusion module "
             "is called on one concatenated tensor, record it with FusionInputs(module, "
             "split=(d_1, ..., d_M)), which splits it into the modalities' latents, and give "
-            "MCR fusion_inputs.head, which calls the module on their concatenation"
+            "MCR fusion_inputs.head, which calls the module on their concatenation. If the "
+            "modalities meet in inline code of forward (no module or function takes the "
+            "latents), MCR needs the smallest model edit: move that code into a module "
+            "(docs/integration.md, 'When the fusion is inline code')"
         )
     return names, zs
 
@@ -185,6 +188,13 @@ def check_latent_widths(
 
 
 def check_class_labels(labels: Tensor, batch: int, num_classes: int | None, values: bool) -> Tensor:
+    if labels.dim() == 2 and labels.shape[0] == batch and labels.shape[1] > 1:
+        raise ValueError(
+            f"expected class labels of shape ({batch},), got {shape_of(labels)}: multi-label "
+            "targets (one 0/1 column per label). MCR's tasks are 'classification' (one class "
+            "per sample), 'binary' (one logit) and 'regression'; a multi-label head is not "
+            "supported (docs/integration.md, 'Multi-label heads')"
+        )
     if labels.shape != (batch,):
         raise ValueError(f"expected class labels of shape ({batch},), got {shape_of(labels)}")
     if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():

@@ -542,3 +542,16 @@ def batch_of(labels: object) -> int:
     if isinstance(labels, Tensor) and labels.dim() >= 1:
         return int(labels.shape[0])
     return -1
+
+
+def check_captured_output(logits: Tensor, width: int | None) -> None:
+    """What a recorded fusion module returned must be the prediction: a module followed by a
+    separate classifier gives features instead, which the logits checks would report without
+    the cause."""
+    if width is None or logits.dim() != 2 or logits.shape[1] == width:
+        return
+    raise ValueError(
+        f"the module FusionInputs records returned {_shape(logits)}, not the prediction "
+        f"({width} values per sample): when a separate classifier follows it, record with "
+        "FusionInputs(module, then=classifier), whose head and logits are the two in sequence"
+    )

@@ -66,7 +66,7 @@ from mcr_reg._terms import (
     subset_sum,
 )
 from mcr_reg.audit import FirstStepAudit
-from mcr_reg.calls import CallRecord, batch_axis_hint, batch_of
+from mcr_reg.calls import CallRecord, batch_axis_hint, batch_of, check_captured_output
 from mcr_reg.capture import FusionInputs
 from mcr_reg.distributed import gather_with_grad
 
@@ -454,6 +454,7 @@ class MCRRegularizer(nn.Module):
             latents, captured = latents.take()
             if logits is None and captured is not None:
                 logits = self._select(captured, None)
+                check_captured_output(logits, self._output_width())
         binding = None
         if isinstance(latents, CallRecord):  # a fusion call of any form, read as a tree
             binding = latents.bind(batch_of(labels), self.latent_dims)

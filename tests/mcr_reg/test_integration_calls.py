@@ -333,3 +333,24 @@ def test_training_through_a_call_record_learns() -> None:
         optimizer.step()
         losses.append(float(F.cross_entropy(logits.detach(), y)))
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_a_recorded_module_that_returns_features_points_to_then() -> None:
+    net = CapturedNet()
+    captured = FusionInputs(net.fusion)  # the classifier that follows is forgotten
+    mcr = MCRRegularizer(captured.head, num_classes=C, num_permutations=2)
+    net(torch.randn(B, T, 3), torch.randn(B, 2), _padding_mask())
+    with pytest.raises(
+        ValueError, match=r"returned \(6, 8\), not the prediction .*then=classifier"
+    ):
+        mcr(captured, torch.arange(B) % C)
+
+
+def test_multi_label_targets_are_named() -> None:
+    za, zv = _leaves((B, D), (B, D))
+    mcr = MCRRegularizer(lambda a, v: a[:, :C] + v[:, :C], num_classes=C, num_permutations=2)
+    targets = (torch.rand(B, C) > 0.5).float()
+    with pytest.raises(
+        ValueError, match=r"multi-label targets .*not supported .*Multi-label heads"
+    ):
+        mcr([za, zv], targets)
