@@ -6,6 +6,7 @@ draws the perturbations, calls the functions and assembles :class:`MCROutput`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, cast
 
@@ -119,7 +120,8 @@ class MCRRegularizer(nn.Module):
         ceb_weight: λ_ceb; > 0 needs ``latent_dims`` (and ``num_classes`` in classification).
         unimodal_weight: λ_uni. MCR owns one linear head per modality when ``latent_dims``
             (and ``num_classes`` in classification) are given; otherwise the term is active only
-            when ``unimodal_logits`` are passed to ``forward``.
+            when ``unimodal_logits`` are passed to ``forward``, and a call with neither warns
+            once that the term is off (``unimodal_weight=0`` leaves it out without a warning).
         temperature: τ of the contrastive loss.
         contrastive: the form of L_Con: ``"ntxent"`` (default; paper eq. 11 and the released
             code: each positive against the negatives only,
@@ -265,7 +267,7 @@ class MCRRegularizer(nn.Module):
         self.check_values, self.check_finite = bool(check_values), bool(check_finite)
         self.feature_axis = feature_axis
         self.contrastive_labels = contrastive_labels
-        self._warned_logits = self._warned_nonfinite = False
+        self._warned_logits = self._warned_nonfinite = self._warned_unimodal_off = False
         self._updates = UpdateWatch()
         self._audit = FirstStepAudit(bool(audit))
         # set by mcr_reg.check_gradient_path while it runs the user's step
@@ -507,6 +509,8 @@ class MCRRegularizer(nn.Module):
             predictions = own_uni if own_uni is not None else unimodal_logits
             if predictions is not None:
                 terms["unimodal"] = self._unimodal_loss(predictions, stacked, labels)
+            elif not self._warned_unimodal_off and not compiling():
+                self._warn_unimodal_off(pooled)
         if importance is None:
             importance = torch.full((len(zs),), float("nan"), device=zs[0].device)
         out = self._output(terms, zs[0], importance, names, own_uni)
@@ -721,6 +725,25 @@ class MCRRegularizer(nn.Module):
                 "with latent_dims); pass unimodal_weight=0 or build MCR without latent_dims"
             )
         return check_unimodal_logits(unimodal_logits, m_count, batch, self.task, self.num_classes)
+
+    def _warn_unimodal_off(self, pooled: Sequence[Tensor]) -> None:
+        """Once: unimodal_weight > 0, but there are no unimodal predictions to train."""
+        self._warned_unimodal_off = True
+        widths = tuple(int(z.shape[-1]) for z in pooled)
+        missing = " and ".join(
+            n
+            for n, v in (("latent_dims", self.latent_dims), ("num_classes", self._output_width()))
+            if v is None
+        )
+        warnings.warn(
+            f"the unimodal term is off although unimodal_weight={self.unimodal_weight} > 0: MCR "
+            f"has no unimodal heads (they need {missing}) and no unimodal_logits were passed. "
+            f"Build MCR with latent_dims={widths} (the widths of these latents) to train its "
+            "own heads, pass unimodal_logits=[...] to the call, or set unimodal_weight=0 to "
+            "leave the term out on purpose. (Warned once.)",
+            UserWarning,
+            stacklevel=6,
+        )
 
     def _warn_nonfinite(self, names: Sequence[str], zs: Sequence[Tensor]) -> None:
         """A value check (one host sync per call until it has warned once)."""

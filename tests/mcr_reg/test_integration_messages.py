@@ -66,7 +66,7 @@ def test_dropout_behind_a_function_head_gives_no_spurious_logits_warning() -> No
     head.net[2].train()  # dropout on, BatchNorm on its running statistics
     za, zv, y = _latents()
     logits = head(za, zv)  # another dropout mask than MCR's own pass
-    mcr = MCRRegularizer(lambda a, v: head(a, v), num_classes=C)
+    mcr = MCRRegularizer(lambda a, v: head(a, v), num_classes=C, latent_dims=(D, D))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for _ in range(2):
@@ -129,13 +129,15 @@ def test_nan_latents_are_warned_about_once_by_default() -> None:
     za, zv, y = _latents()
     bad = zv.detach().clone()
     bad[0, 0] = float("nan")
-    mcr = MCRRegularizer(fuse, num_classes=C)
+    mcr = MCRRegularizer(fuse, num_classes=C, latent_dims=(D, D))
     with pytest.warns(RuntimeWarning, match=r"latents '1' hold NaN or Inf.*check_finite=True"):
         mcr([za, bad], y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mcr([za, bad], y)  # once
-        MCRRegularizer(fuse, num_classes=C, check_values=False, audit=False)([za, bad], y)  # value checks off
+        MCRRegularizer(fuse, num_classes=C, latent_dims=(D, D), check_values=False, audit=False)(
+            [za, bad], y
+        )  # value checks off
 
 
 class Model(nn.Module):
