@@ -14,7 +14,7 @@ from mcr_reg._checks import shape_of
 from mcr_reg._messages import warn_batch_dependent_head
 from mcr_reg.calls import BoundCall, signature_error
 from mcr_reg.capture import mcr_internal_calls
-from mcr_reg.functional import head_parameters_seen
+from mcr_reg.functional import forget_head_parameters, head_parameters_seen, substitution_failed
 
 T = TypeVar("T")
 
@@ -287,10 +287,17 @@ class FusionHead:
         """The head as :func:`~mcr_reg.functional.mipd` gets it. A plain-function head is
         wrapped with the modules it runs once an earlier step has shown that every trainable
         tensor its output depends on belongs to those modules: mipd can then scale their
-        parameters in one pass instead of running the head a second time."""
+        parameters in one pass instead of running the head a second time. mipd checks on every
+        eager step that this still holds (:meth:`run` forgets the wrapping when it does not).
+        Under ``torch.compile`` no such check can run, so a plain-function head is called as
+        it is there, and its share comes from the second pass, exact for any head."""
+        if isinstance(self.head, nn.Module):
+            return self.call
+        if torch.compiler.is_compiling():
+            return self.call
         if self.one_pass is not None:
             return self.one_pass
-        if isinstance(self.head, nn.Module) or self.function_modules is None:
+        if self.function_modules is None:
             return self.call
         seen = head_parameters_seen(self.call)
         if seen is None or torch.compiler.is_compiling():
@@ -307,12 +314,17 @@ class FusionHead:
         """``mipd(head, batched)``; the first call of a plain-function head also records the
         modules it runs, and reruns per block when BatchNorm is among them."""
         batched = self.use_batched()
-        if (
-            isinstance(self.head, nn.Module)
-            or self.function_modules is not None
-            or torch.compiler.is_compiling()
-        ):
+        if isinstance(self.head, nn.Module) or torch.compiler.is_compiling():
             return mipd(self.for_mipd(), batched)
+        if self.function_modules is not None:
+            head = self.for_mipd()
+            result = mipd(head, batched)
+            if isinstance(head, ModulesOfFunctionHead) and substitution_failed(head):
+                # this step's call reached a trainable tensor outside the wrapped modules (mipd
+                # reran it on the second-pass route): learn the head's modules and tensors anew
+                self.function_modules, self.one_pass = None, None
+                forget_head_parameters(self.call)
+            return result
         found: list[nn.Module] = []
         with recording_modules(found):
             result = mipd(self.for_mipd(), batched)

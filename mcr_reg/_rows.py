@@ -35,12 +35,16 @@ class _Plan:
 
     ``positions[i]`` is, for a permuted modality, a position in the table ``[arange(B) ;
     permutations.flatten()]``, and for a modality with given perturbed latents the row of
-    ``[z_i ; perturbed rows]`` itself. ``factors[i]`` is the gradient factor of each row (None
-    when the game factor k is 1)."""
+    ``[z_i ; perturbed rows]`` itself. ``factors[i]`` is the gradient factor of each row in the
+    latents' dtype (None when the game factor k is 1; for k = 0 a boolean mask of the rows whose
+    gradient is dropped). ``unused[i]``: no row of modality i passes a gradient, so its rows are
+    gathered from the detached latent and its encoder takes no backward from MIPD at all (a
+    zero gradient through an encoder that saw a non-finite input would still give NaN)."""
 
     positions: Tensor  # (M, rows), long
     factors: tuple[Tensor | None, ...]  # M x (rows,)
     identity: Tensor  # arange(B), the first part of the table
+    unused: tuple[bool, ...]  # M: no row passes a gradient (k = 0, the modality owns no subset)
 
 
 def _build_plan(
@@ -73,8 +77,16 @@ def _build_plan(
     )
     factors: tuple[Tensor | None, ...] = (None,) * m
     if k != 1.0:
-        per_block = torch.where(owner, 1.0, k).to(dtype)  # (M, S)
-        ref = torch.ones(m, 1, dtype=dtype) if detach_reference else per_block
+        # built in the latents' dtype (a float64 run keeps k exact); for k = 0 the rows whose
+        # gradient is dropped, so that a non-finite gradient there gives 0, not NaN
+        if k == 0.0:  # (a detached reference passes no gradient: its rows count as dropped)
+            per_block = ~owner
+            ref = torch.ones(m, 1, dtype=torch.bool) if detach_reference else per_block
+        else:
+            per_block = torch.where(
+                owner, torch.ones((), dtype=dtype), torch.tensor(k, dtype=dtype)
+            )
+            ref = torch.ones(m, 1, dtype=dtype) if detach_reference else per_block  # (M, S)
         all_factors = torch.cat(
             [
                 ref.unsqueeze(-1).expand(m, n_ref, batch).reshape(m, -1),
@@ -87,6 +99,7 @@ def _build_plan(
         positions=_to_device(positions, device),
         factors=factors,
         identity=_to_device(identity, device),
+        unused=tuple(k == 0.0 and not any(i in s for s in subsets) for i in range(m)),
     )
 
 
@@ -150,17 +163,25 @@ def game_rows(
         else:
             indices = torch.take(table, plan.positions).unbind(0)
     rows: list[Tensor] = []
-    for z, extra, index, factor in zip(latents, perturbed, indices, plan.factors):
-        if factor is not None and factor.dtype != z.dtype:
-            factor = factor.to(z.dtype)
+    for z, extra, index, factor, unused in zip(
+        latents, perturbed, indices, plan.factors, plan.unused
+    ):
         source = z if extra is None else torch.cat([z, extra.flatten(0, 1)])
+        if unused:
+            rows.append(source.detach()[index])
+            continue
+        if factor is not None and factor.dtype not in (z.dtype, torch.bool):
+            factor = factor.to(z.dtype)
         rows.append(_GatherRows.apply(source, index, factor))
     return rows
 
 
 class _GatherRows(torch.autograd.Function):
     """``source[index]`` (rows); in backward each row's gradient is multiplied by its factor and
-    added back to the source row it came from (``index_add_``)."""
+    added back to the source row it came from (``index_add_``). Boolean ``factors`` mark the
+    rows whose gradient is dropped (factor 0, exactly, also where it is not finite). The
+    backward is linear in the incoming gradient and does not read ``source``, so a second-order
+    backward through it is exact."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -181,7 +202,8 @@ class _GatherRows(torch.autograd.Function):
             return None, None, None
         index, factors = ctx.saved_tensors  # type: ignore[attr-defined]
         if factors is not None:
-            grad = grad * factors.view(-1, *([1] * (grad.dim() - 1)))
+            per_row = factors.view(-1, *([1] * (grad.dim() - 1)))
+            grad = grad.masked_fill(per_row, 0.0) if factors.dtype == torch.bool else grad * per_row
         shape = (ctx.source_rows, *grad.shape[1:])  # type: ignore[attr-defined]
         out = torch.zeros(shape, dtype=grad.dtype, device=grad.device)
         return out.index_add_(0, index, grad), None, None

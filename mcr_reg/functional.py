@@ -21,6 +21,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from itertools import combinations
 from typing import Literal
 
@@ -38,6 +39,7 @@ from mcr_reg._checks import (
     shape_of,
     split_latents,
 )
+from mcr_reg._messages import double_backward_message
 from mcr_reg._rows import game_rows
 
 __all__ = [
@@ -84,12 +86,6 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _safe_log_probs(logits: Tensor, dim: int) -> Tensor:
-    """Log-softmax in at least float32, with -inf replaced by the most negative finite value."""
-    log_p = torch.log_softmax(logits.to(_compute_dtype(logits.dtype)), dim=dim)
-    return log_p.clamp_min(torch.finfo(log_p.dtype).min)
-
-
 # --------------------------------------------------------------------------- divergences
 
 
@@ -103,23 +99,57 @@ def _in_compute_dtype(x: Tensor) -> Tensor:
     return _as_dtype(x, _compute_dtype(x.dtype))
 
 
-def _softmax(logits: Tensor) -> Tensor:
-    """Softmax over the last axis in at least float32 (written out: on CPU it is several times
-    faster than ``torch.softmax`` for the few classes of a classifier)."""
-    x = _in_compute_dtype(logits)
-    shifted = (x - x.amax(dim=-1, keepdim=True)).exp_()
-    return shifted / shifted.sum(dim=-1, keepdim=True)
+def _softmax_and_lse(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(softmax(x), logsumexp(x))`` over the last axis (the second keeps that axis)."""
+    top = x.amax(dim=-1, keepdim=True)
+    e = (x - top).exp_()
+    total = e.sum(dim=-1, keepdim=True)
+    return e.div_(total), total.log_().add_(top)
 
 
-def _jsd_terms(p: Tensor, q: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(log(p/m), log(q/m), KL(p‖m), KL(q‖m))`` of two (broadcastable) distributions over the
-    last axis, ``m = ½ (p + q)``; the JSD is half the sum of the two KLs. ``log(p/m) =
-    log(2p / (p + q))`` is exactly 0 where p == q; the floors keep underflowed entries finite."""
-    total = (p + q).clamp_min_(torch.finfo(p.dtype).tiny)
-    lowest = torch.finfo(p.dtype).min
-    log_p_m = torch.div(p + p, total).log_().clamp_min_(lowest)
-    log_q_m = torch.div(q + q, total).log_().clamp_min_(lowest)
-    return log_p_m, log_q_m, (p * log_p_m).sum(dim=-1), (q * log_q_m).sum(dim=-1)
+def _jsd_parts(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(p, q, log(p/m), log(q/m), KL(p‖m), KL(q‖m))`` of the softmax distributions of two
+    broadcastable logit tensors (class axis last, float32 or float64), ``m = ½ (p + q)``; the
+    JSD is half the sum of the two KLs (paper eq. 10).
+
+    Accurate relative to the *difference* of the two predictions, also when they nearly agree
+    (logits on a small scale, early training): everything derives from the log-ratio
+    ``l = log p - log q``. With ``d = x - y`` and ``e = d - Σ p d`` (softmax ignores a common
+    shift), ``l = e + log Σ_j p_j e^{-e_j}``, taken as ``log1p`` of a sum of ``expm1`` terms
+    where no ``|e_j|`` exceeds 1 (no rounding of log-sum-exp values of order ``log C``), else
+    as ``d - (lse(x) - lse(y))``. With ``a = |l|``, the larger of the two distributions has
+    ``log(·/m) = -log1p(½ expm1(-a))`` in ``[0, ln 2]`` and the smaller that minus ``a``: no
+    overflow for any finite logits, and both exactly 0 where p == q. ``-inf`` logits count as
+    the most negative finite value.
+    """
+    lowest = torch.finfo(x.dtype).min
+    x, y = x.clamp_min(lowest), y.clamp_min(lowest)
+    p, lse_x = _softmax_and_lse(x)
+    q, lse_y = _softmax_and_lse(y)
+    d = x - y
+    e = d - (p * d).sum(dim=-1, keepdim=True)
+    near = e.abs().amax(dim=-1, keepdim=True) <= 1.0
+    near_shift = (p * e.clamp(-1.0, 1.0).neg_().expm1_()).sum(dim=-1, keepdim=True).log1p_()
+    log_ratio = torch.where(near, e + near_shift, d - (lse_x - lse_y))  # log p - log q
+    a = log_ratio.abs()
+    major = a.neg().expm1_().mul_(0.5).log1p_().neg_()  # log(max(p, q) / m)
+    minor = major - a  # log(min(p, q) / m)
+    ahead = log_ratio >= 0
+    log_p_m = torch.where(ahead, major, minor)
+    log_q_m = torch.where(ahead, minor, major)
+    return p, q, log_p_m, log_q_m, (p * log_p_m).sum(dim=-1), (q * log_q_m).sum(dim=-1)
+
+
+def _jsd_plain(x: Tensor, y: Tensor) -> Tensor:
+    """The JSD of two logit tensors (class axis last) in plain differentiable operations: the
+    route of second-order gradients (``create_graph=True``), which the custom backward
+    functions below cannot give."""
+    log_p = torch.log_softmax(_in_compute_dtype(x), dim=-1)
+    log_q = torch.log_softmax(_in_compute_dtype(y), dim=-1)
+    log_m = torch.logaddexp(log_p, log_q) - LN2
+    kl_pm = (log_p.exp() * (log_p - log_m)).sum(dim=-1)
+    kl_qm = (log_q.exp() * (log_q - log_m)).sum(dim=-1)
+    return 0.5 * (kl_pm + kl_qm)
 
 
 def jensen_shannon(logits_p: Tensor, logits_q: Tensor, *, dim: int = -1) -> Tensor:
@@ -157,11 +187,10 @@ def jensen_shannon(logits_p: Tensor, logits_q: Tensor, *, dim: int = -1) -> Tens
 class _JensenShannon(torch.autograd.Function):
     """:func:`jensen_shannon` over the last axis, with its gradient written out.
 
-    Forward: ``JSD = ½ Σ p (ln 2 - softplus(log q - log p)) + ½ Σ q (ln 2 - softplus(log p -
-    log q))`` (each bracket is ``log p - log m``, exactly 0 where p == q), clamped to
-    ``[0, ln 2]``. Backward, through the softmax: ``∂JSD/∂logits_p = ½ p ⊙ (log(p/m) - KL(p‖m))``
-    and likewise for q; nothing where the clamp was active. One pass of elementwise work
-    replaces the dozens of small operations autograd would record (paper eq. 10).
+    Forward: ``JSD = ½ KL(p‖m) + ½ KL(q‖m)`` from :func:`_jsd_parts`, clamped to ``[0, ln 2]``
+    (the clamp only removes rounding: the gradient passes through it). Backward, through the
+    softmax: ``∂JSD/∂logits_p = ½ p ⊙ (log(p/m) - KL(p‖m))`` and likewise for q (paper eq. 10).
+    A second-order backward (``create_graph=True``) differentiates :func:`_jsd_plain` instead.
     """
 
     @staticmethod
@@ -169,35 +198,51 @@ class _JensenShannon(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, logits_p: Tensor, logits_q: Tensor
     ) -> Tensor:
         with torch.autocast(device_type=logits_p.device.type, enabled=False):
-            log_p = _safe_log_probs(logits_p, -1)
-            log_q = _safe_log_probs(logits_q, -1)
-            delta = log_q - log_p  # broadcast shape
-            log_p_m = LN2 - F.softplus(delta)  # log p - log m
-            log_q_m = LN2 - F.softplus(-delta)  # log q - log m
-            p, q = log_p.exp(), log_q.exp()
-            kl_pm = (p * log_p_m).sum(dim=-1)
-            kl_qm = (q * log_q_m).sum(dim=-1)
-            raw = 0.5 * (kl_pm + kl_qm)
-        ctx.save_for_backward(p, q, log_p_m, log_q_m, kl_pm, kl_qm, raw)
-        ctx.shapes = (logits_p.shape, logits_q.shape)  # type: ignore[attr-defined]
-        ctx.dtypes = (logits_p.dtype, logits_q.dtype)  # type: ignore[attr-defined]
-        return raw.clamp(0.0, LN2)
+            x, y = _in_compute_dtype(logits_p), _in_compute_dtype(logits_q)
+            p, q, log_p_m, log_q_m, kl_pm, kl_qm = _jsd_parts(x, y)
+            jsd = (0.5 * (kl_pm + kl_qm)).clamp_(0.0, LN2)
+        ctx.save_for_backward(logits_p, logits_q, p, q, log_p_m, log_q_m, kl_pm, kl_qm)
+        return jsd
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: Tensor
     ) -> tuple[Tensor | None, Tensor | None]:
-        p, q, log_p_m, log_q_m, kl_pm, kl_qm, raw = ctx.saved_tensors  # type: ignore[attr-defined]
-        shape_p, shape_q = ctx.shapes  # type: ignore[attr-defined]
-        dtype_p, dtype_q = ctx.dtypes  # type: ignore[attr-defined]
-        # the clamp passes the gradient where 0 <= raw <= ln 2 (always, up to rounding)
-        g = (0.5 * grad * ((raw >= 0.0) & (raw <= LN2))).unsqueeze(-1)
+        logits_p, logits_q, p, q, log_p_m, log_q_m, kl_pm, kl_qm = ctx.saved_tensors  # type: ignore[attr-defined]
+        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
+            grad_p, grad_q = _plain_gradients(_jsd_plain, (logits_p, logits_q), grad, needs[:2])
+            return grad_p, grad_q
+        g = (0.5 * grad).unsqueeze(-1)
         grad_p = grad_q = None
-        if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
-            grad_p = (g * p * (log_p_m - kl_pm.unsqueeze(-1))).sum_to_size(shape_p).to(dtype_p)
-        if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
-            grad_q = (g * q * (log_q_m - kl_qm.unsqueeze(-1))).sum_to_size(shape_q).to(dtype_q)
+        if needs[0]:
+            grad_p = (g * p * (log_p_m - kl_pm.unsqueeze(-1))).sum_to_size(logits_p.shape)
+            grad_p = _as_dtype(grad_p, logits_p.dtype)
+        if needs[1]:
+            grad_q = (g * q * (log_q_m - kl_qm.unsqueeze(-1))).sum_to_size(logits_q.shape)
+            grad_q = _as_dtype(grad_q, logits_q.dtype)
         return grad_p, grad_q
+
+
+def _plain_gradients(
+    plain: Callable[..., Tensor],
+    inputs: Sequence[Tensor],
+    grad: Tensor,
+    needs: Sequence[bool],
+) -> tuple[Tensor | None, ...]:
+    """The gradients of ``plain(*inputs)`` for ``grad``, as a differentiable graph: what the
+    autograd functions of this module return under ``create_graph=True`` (their written-out
+    backward passes are first-order only), so that second-order gradients (gradient
+    penalties, Hessian-vector products, ``gradgradcheck``) are exact."""
+    wanted = [x for x, need in zip(inputs, needs) if need]
+    with torch.enable_grad():
+        value = plain(*inputs)
+        found = iter(torch.autograd.grad(value, wanted, grad, create_graph=True, allow_unused=True))
+    out = []
+    for x, need in zip(inputs, needs):
+        g = next(found) if need else None
+        out.append(torch.zeros_like(x) if need and g is None else g)
+    return tuple(out)
 
 
 def binary_jensen_shannon(logit_p: Tensor, logit_q: Tensor) -> Tensor:
@@ -435,28 +480,44 @@ class _NTXent(torch.autograd.Function):
             gap = negatives - sim  # l_ap = softplus(n_a - s_ap) for a positive pair
             count = weight.sum().clamp_min(1.0)
             loss = (F.softplus(gap) * weight).sum() / count
-        ctx.save_for_backward(unit, lengths, norms, gap, weight, same, count)  # type: ignore[arg-type]
-        ctx.temperature, ctx.dtype = temperature, features.dtype  # type: ignore[attr-defined]
+        ctx.save_for_backward(features, labels, unit, lengths, norms, gap, weight, same, count)  # type: ignore[arg-type]
+        ctx.temperature, ctx.normalize = temperature, normalize  # type: ignore[attr-defined]
         return loss
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: Tensor
     ) -> tuple[Tensor | None, None, None, None]:
-        unit, lengths, norms, gap, weight, same, count = ctx.saved_tensors  # type: ignore[attr-defined]
+        features, labels, unit, lengths, norms, gap, weight, same, count = ctx.saved_tensors  # type: ignore[attr-defined]
         if not ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
             return None, None, None, None
+        temperature, normalize = ctx.temperature, ctx.normalize  # type: ignore[attr-defined]
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
+            plain = partial(
+                _ntxent_plain, labels=labels, temperature=temperature, normalize=normalize
+            )
+            (d_features,) = _plain_gradients(plain, (features,), grad, (True,))
+            return d_features, None, None, None
         pull = torch.sigmoid(gap).mul_(weight).mul_(grad / count)  # (N, N), positives only
         # d n_a / d s_an: softmax over a's negatives (exactly 0 on same-label entries)
         share = gap.neg().exp_().masked_fill_(same, 0.0)
         g = share.mul_(pull.sum(dim=1, keepdim=True)).sub_(pull)  # dL/ds
-        d_unit = torch.mm(g + g.t(), unit).div_(ctx.temperature)  # type: ignore[attr-defined]
+        d_unit = torch.mm(g + g.t(), unit).div_(temperature)
         if norms is None:
-            return _as_dtype(d_unit, ctx.dtype), None, None, None  # type: ignore[attr-defined]
+            return _as_dtype(d_unit, features.dtype), None, None, None
         d_f = (d_unit - unit * (unit * d_unit).sum(dim=-1, keepdim=True)) / norms
         # a norm below the floor is a constant: no projection there
         d_f = torch.where(lengths.eq(norms), d_f, d_unit / norms)
-        return _as_dtype(d_f, ctx.dtype), None, None, None  # type: ignore[attr-defined]
+        return _as_dtype(d_f, features.dtype), None, None, None
+
+
+def _ntxent_plain(features: Tensor, labels: Tensor, temperature: float, normalize: bool) -> Tensor:
+    """:class:`_NTXent`'s value in plain differentiable operations."""
+    sim = _similarities(features, temperature, normalize)  # (N, N)
+    same = labels.unsqueeze(1).eq(labels.unsqueeze(0))
+    weight = same.to(sim.dtype).fill_diagonal_(0.0)
+    negatives = torch.logsumexp(sim.masked_fill(same, torch.finfo(sim.dtype).min), 1, True)
+    return (F.softplus(negatives - sim) * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 def _similarities(features: Tensor, temperature: float, normalize: bool) -> Tensor:
@@ -896,15 +957,38 @@ def mipd(
     if divergence == "jsd" and out.dim() == 2:  # the common case, in one autograd function
         layout = (n_ref, n_sub, draws, batch)
         per_subset = _BlockJensenShannon.apply(out, layout, detach_reference, row_weights)
-        return per_subset, out[:batch].detach()
-    if out.dim() == 1:  # one prediction per row: give it an explicit output axis
-        out = out.unsqueeze(-1)
-    ref = out[: n_ref * batch].unflatten(0, (n_ref, 1, batch))  # (n_ref, 1, B, ...)
-    if detach_reference:
-        ref = ref.detach()
-    pert = out[n_ref * batch :].unflatten(0, (n_sub, draws, batch))  # (S, P, B, ...)
-    div = divergence_fn(divergence)(ref, pert)  # (S, P, B)
-    return _mean_over_rows(div, row_weights), ref[0, 0].detach()
+    else:
+        if out.dim() == 1:  # one prediction per row: give it an explicit output axis
+            out = out.unsqueeze(-1)
+        ref = out[: n_ref * batch].unflatten(0, (n_ref, 1, batch))  # (n_ref, 1, B, ...)
+        if detach_reference:
+            ref = ref.detach()
+        pert = out[n_ref * batch :].unflatten(0, (n_sub, draws, batch))  # (S, P, B, ...)
+        div = divergence_fn(divergence)(ref, pert)  # (S, P, B)
+        per_subset = _mean_over_rows(div, row_weights)
+    if k != 1.0 or any(c != 1.0 for c in shares):
+        per_subset = _FirstOrderOnly.apply(per_subset, k)
+    return per_subset, out[:batch].detach()
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Identity; its backward refuses ``create_graph=True``. The game's gradient (factors 1, k
+    and c(S)) is not the gradient of one loss, and autograd through the scaling would
+    differentiate it wrongly (each factor applied twice), so a second-order backward through
+    MIPD under the game is an error, not a wrong number."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, k: float) -> Tensor:  # type: ignore[override]
+        ctx.k = k  # type: ignore[attr-defined]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: Tensor
+    ) -> tuple[Tensor, None]:
+        if torch.is_grad_enabled():
+            raise RuntimeError(double_backward_message(ctx.k))  # type: ignore[attr-defined]
+        return grad, None
 
 
 def _head_blocks(
@@ -943,7 +1027,9 @@ def _head_with_share(
     # wrapper such as FSDP2's fully_shard swaps them in at call time; None: not yet known)
     reaches = _substitution_reaches(fusion_head) if scaled else False
     second_pass = reaches is False and any(c != 1.0 for _, c in blocks)
-    rng = _rng_state(device) if (second_pass or reaches is None) and not compiling() else None
+    # the random state is kept for a second pass, and for the rerun of a scaled pass whose
+    # head turns out to use a trainable tensor that the substitution did not scale
+    rng = _rng_state(device) if (second_pass or scaled) and not compiling() else None
     if reaches is False or not isinstance(fusion_head, torch.nn.Module):
         out = _call_head(fusion_head, rows, batch, batched)
     else:
@@ -951,8 +1037,9 @@ def _head_with_share(
             fusion_head, shares[0], rows, batch, batched, check=reaches is None
         )
         if not reached:
-            # the first call showed that the substitution does not reach the parameters: run
-            # the plain head from the same random state and take the second-pass route
+            # the call showed that the substitution does not reach every trainable tensor the
+            # head uses: run the plain head from the same random state and take the
+            # second-pass route
             assert rng is not None
             with _replayed_rng(device, rng):
                 out = _call_head(fusion_head, rows, batch, batched)
@@ -986,13 +1073,13 @@ class _BlockJensenShannon(torch.autograd.Function):
 
     ``out`` is ``(N, C)``: ``n_ref`` reference blocks of B rows, then ``draws`` perturbed blocks
     per subset. With ``p`` the reference and ``q`` the perturbed softmax and ``m = ½ (p + q)``:
-    ``JSD = ½ Σ p log(p / m) + ½ Σ q log(q / m)`` (:func:`_jsd_terms`), clamped to ``[0, ln 2]``,
-    then averaged over draws and rows (or weighted by ``row_weights``, see :func:`mipd`). It is
-    the divergence of :func:`jensen_shannon`, computed from probabilities rather than
-    log-probabilities (no log-softmax or softplus pass, the slow ones on a CPU), equal to it up to
-    rounding (about 1e-7 absolute in float32) and exactly 0 for identical rows. Backward,
-    through the softmax: ``∂JSD/∂logits_q = ½ q ⊙ (log(q/m) - KL(q‖m))``, likewise for p (summed
-    over the draws that share a reference; nothing when the reference is detached).
+    ``JSD = ½ KL(p‖m) + ½ KL(q‖m)`` (:func:`_jsd_parts`, accurate also for nearly equal
+    predictions), clamped to ``[0, ln 2]`` (the clamp only removes rounding: the gradient passes
+    through it), then averaged over draws and rows (or weighted by ``row_weights``, see
+    :func:`mipd`). Backward, through the softmax: ``∂JSD/∂logits_q = ½ q ⊙ (log(q/m) -
+    KL(q‖m))``, likewise for p (summed over the draws that share a reference; nothing when the
+    reference is detached). A second-order backward (``create_graph=True``) differentiates
+    :func:`_block_jsd_plain` instead.
     """
 
     @staticmethod
@@ -1006,42 +1093,62 @@ class _BlockJensenShannon(torch.autograd.Function):
         n_ref, n_sub, draws, batch = layout
         classes = int(out.shape[-1])
         with torch.autocast(device_type=out.device.type, enabled=False):
-            probs = _softmax(out)
+            logits = _in_compute_dtype(out)
             split = n_ref * batch
-            p = probs[:split].view(n_ref, 1, batch, classes)
-            q = probs[split:].view(n_sub, draws, batch, classes)
-            log_p_m, log_q_m, kl_pm, kl_qm = _jsd_terms(p, q)  # (S, P, B, ...)
-            raw = kl_pm + kl_qm  # twice the JSD
-            twice = raw.clamp(0.0, 2.0 * LN2)
+            x = logits[:split].view(n_ref, 1, batch, classes)
+            y = logits[split:].view(n_sub, draws, batch, classes)
+            p, q, log_p_m, log_q_m, kl_pm, kl_qm = _jsd_parts(x, y)  # (S, P, B, ...)
+            twice = (kl_pm + kl_qm).clamp_(0.0, 2.0 * LN2)  # twice the JSD
             if row_weights is None:
                 weights = None
                 per_subset = twice.sum(dim=(1, 2)).div_(2 * draws * batch)
             else:
                 weights = _row_weights_of(row_weights, twice).mul_(0.5)
                 per_subset = (twice * weights).sum(dim=(1, 2))
-        ctx.save_for_backward(p, q, log_p_m, log_q_m, kl_pm, kl_qm, raw, twice, weights)  # type: ignore[arg-type]
+        ctx.save_for_backward(out, row_weights, p, q, log_p_m, log_q_m, kl_pm, kl_qm, weights)  # type: ignore[arg-type]
         ctx.layout, ctx.detach_reference = layout, detach_reference  # type: ignore[attr-defined]
-        ctx.dtype = out.dtype  # type: ignore[attr-defined]
         return per_subset
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: Tensor
     ) -> tuple[Tensor | None, None, None, None]:
-        p, q, log_p_m, log_q_m, kl_pm, kl_qm, raw, twice, weights = ctx.saved_tensors  # type: ignore[attr-defined]
-        n_ref, n_sub, draws, batch = ctx.layout  # type: ignore[attr-defined]
+        out, row_weights, p, q, log_p_m, log_q_m, kl_pm, kl_qm, weights = ctx.saved_tensors  # type: ignore[attr-defined]
+        layout, detach_reference = ctx.layout, ctx.detach_reference  # type: ignore[attr-defined]
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
+            plain = partial(
+                _block_jsd_plain, layout=layout, detach_reference=detach_reference,
+                row_weights=row_weights,
+            )  # fmt: skip
+            (grad_out,) = _plain_gradients(plain, (out,), grad, (True,))
+            return grad_out, None, None, None
+        n_ref, n_sub, draws, batch = layout
         classes = int(p.shape[-1])
         g = grad.view(n_sub, 1, 1)
-        g = g * weights if weights is not None else g.div(2 * draws * batch)
-        # the clamp passes the gradient where 0 <= raw <= 2 ln 2 (always, up to rounding)
-        g = (g * raw.eq(twice)).unsqueeze(-1)  # (S, P, B, 1)
+        g = (g * weights if weights is not None else g.div(2 * draws * batch)).unsqueeze(-1)
         grad_q = g * q * (log_q_m - kl_qm.unsqueeze(-1))
-        if ctx.detach_reference:  # type: ignore[attr-defined]
+        if detach_reference:
             grad_p = grad_q.new_zeros((n_ref * batch, classes))
         else:
             grad_p = (g * p * (log_p_m - kl_pm.unsqueeze(-1))).sum(dim=1).view(-1, classes)
         grad_out = torch.cat([grad_p, grad_q.view(-1, classes)])
-        return _as_dtype(grad_out, ctx.dtype), None, None, None  # type: ignore[attr-defined]
+        return _as_dtype(grad_out, out.dtype), None, None, None
+
+
+def _block_jsd_plain(
+    out: Tensor,
+    layout: tuple[int, int, int, int],
+    detach_reference: bool,
+    row_weights: Tensor | None,
+) -> Tensor:
+    """:class:`_BlockJensenShannon`'s value in plain differentiable operations."""
+    n_ref, n_sub, draws, batch = layout
+    split = n_ref * batch
+    x = out[:split].unflatten(0, (n_ref, 1, batch))
+    if detach_reference:
+        x = x.detach()
+    div = _jsd_plain(x, out[split:].unflatten(0, (n_sub, draws, batch)))  # (S, P, B)
+    return _mean_over_rows(div, row_weights)
 
 
 def _row_weights_of(row_weights: Tensor, div: Tensor) -> Tensor:
@@ -1103,23 +1210,49 @@ def _call_scaled(
     check: bool,
 ) -> tuple[Tensor, bool]:
     """``module`` on ``rows`` with every parameter's gradient scaled by ``factor`` (one pass,
-    ``torch.func.functional_call``), and whether the module ran with the scaled parameters.
-    Only with ``check`` is that looked at (and kept, see :func:`_substitution_reaches`);
-    otherwise it is taken as known."""
+    ``torch.func.functional_call``), and whether that scaled every trainable tensor the output
+    depends on. With ``check`` the first call also looks whether the module ran with the
+    substituted parameters (a wrapper may swap in its own, see :func:`_substitution_reaches`).
+    In eager mode every call then walks the output's graph (:func:`_reaches_unscaled`): a
+    trainable tensor reached other than through the rows or the scaled parameters (a module
+    the head did not run before, a parameter used directly, one unfrozen since) makes the
+    answer False, and is kept, so that the caller reruns this step and later steps on the
+    second-pass route, which is exact for any head."""
     params = {n: scale_grad(p, factor) for n, p in module.named_parameters()}
 
     def call(*inputs: Tensor) -> Tensor:
         return torch.func.functional_call(module, params, inputs)  # type: ignore[no-any-return]
 
-    if not check:
-        return _call_head(call, rows, batch, batched), True
-    probe = _SubstitutionProbe(module, params)
+    probe = _SubstitutionProbe(module, params) if check else None
     try:
         out = _call_head(call, rows, batch, batched)
     finally:
-        probe.remove()
-    _REACHES[module] = (_parameter_ids(module), probe.reached)
-    return out, probe.reached
+        if probe is not None:
+            probe.remove()
+    reached = probe is None or probe.reached
+    if reached and not compiling() and isinstance(out, Tensor) and out.requires_grad:
+        reached = not _reaches_unscaled(out, [*rows, *params.values()])
+    if check or not reached:
+        _REACHES[module] = (_parameter_ids(module), reached)
+    return out, reached
+
+
+def _reaches_unscaled(out: Tensor, boundary: Sequence[Tensor]) -> bool:
+    """Whether ``out``'s autograd graph reaches a trainable leaf tensor without passing through
+    one of the ``boundary`` tensors (the head's input rows and its substituted parameters):
+    a walk over the head's own nodes only."""
+    stops = {id(t.grad_fn) for t in boundary if t.grad_fn is not None}
+    stack = [out.grad_fn]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen or id(node) in stops:
+            continue
+        seen.add(id(node))
+        if isinstance(getattr(node, "variable", None), Tensor):  # an AccumulateGrad node
+            return True
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return False
 
 
 #: head -> the trainable tensors its output depends on, seen in a second pass on detached
@@ -1131,6 +1264,18 @@ def head_parameters_seen(head: object) -> tuple[Tensor, ...] | None:
     """The trainable tensors ``head``'s output was seen to depend on, from the second pass of
     an earlier :func:`mipd` call (None if no such pass ran yet)."""
     return _HEAD_LEAVES.get(head)
+
+
+def forget_head_parameters(head: object) -> None:
+    """Drop what :func:`head_parameters_seen` knows of ``head`` (its route changed)."""
+    _HEAD_LEAVES.pop(head, None)
+
+
+def substitution_failed(module: torch.nn.Module) -> bool:
+    """Whether the last checked scaled call of ``module`` reached a trainable tensor that the
+    substitution did not scale (see :func:`_call_scaled`)."""
+    known = _REACHES.get(module)
+    return known is not None and not known[1]
 
 
 def _leaves(out: Tensor) -> tuple[Tensor, ...]:
