@@ -3,6 +3,8 @@
     python -m examples.avmnist.download --out data/avmnist
     python -m examples.avmnist.train --data-root data/avmnist --method mcr --out runs/avmnist-mcr
 
+``--method`` takes every registered method and the benchmark's ``mcr_uni_pre`` (MCR from
+unimodal initialisation: ``--method mcr --method-option init=unimodal``, which it stands for).
 ``--data-root`` holds the MNIST idx files and the FSDD recordings anywhere below it (or give
 ``--mnist`` and ``--fsdd`` apart). The benchmark's budget (``configs/default.json``) is loaded
 unless ``--config`` is given; flags override it. All shared flags (``--method``,
@@ -21,6 +23,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,9 +36,37 @@ from examples.common.trainer import run_experiment
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "default.json"
 
+#: Benchmark keys that are a registered method with an option: key -> (method, option).
+BENCHMARK_KEYS: dict[str, tuple[str, str]] = {"mcr_uni_pre": ("mcr", "init=unimodal")}
+
+
+def with_registered_methods(argv: Sequence[str]) -> list[str]:
+    """``argv`` with a benchmark key given to ``--method`` (``mcr_uni_pre``) written as the
+    registered method and its option (``--method mcr --method-option init=unimodal``)."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--method" and i + 1 < len(args) and args[i + 1] in BENCHMARK_KEYS:
+            key, i = args[i + 1], i + 2
+        elif arg.startswith("--method=") and arg.split("=", 1)[1] in BENCHMARK_KEYS:
+            key, i = arg.split("=", 1)[1], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        method, option = BENCHMARK_KEYS[key]
+        out += ["--method", method, "--method-option", option]
+    return out
+
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = build_parser("Train on AV-MNIST (MNIST images + FSDD audio)", default_config=CONFIG)
+    parser = build_parser(
+        "Train on AV-MNIST (MNIST images + FSDD audio); --method also takes mcr_uni_pre "
+        "(MCR from unimodal initialisation: mcr with --method-option init=unimodal)",
+        default_config=CONFIG,
+    )
     parser.add_argument(
         "--mnist", type=Path, default=None, help="MNIST folder (default: data root)"
     )
@@ -51,7 +82,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse flags, read the files, train and test; returns the ``metrics.json`` content."""
-    args = parse_args(make_parser(), argv)
+    args = parse_args(
+        make_parser(), with_registered_methods(sys.argv[1:] if argv is None else argv)
+    )
     mnist = args.mnist or args.data_root
     fsdd = args.fsdd or args.data_root
     if mnist is None or fsdd is None:
