@@ -454,6 +454,12 @@ def markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _dots(ax: Any, x: float, values: Sequence[float], color: str, label: str | None) -> None:
+    """Each seed's value as a dot at ``x`` and their mean as a short bar."""
+    ax.plot([x] * len(values), values, ".", color=color, alpha=0.5)
+    ax.plot([x], [statistics.fmean(values)], "_", color=color, ms=14, mew=2, label=label)
+
+
 def plot_setting(name: str, s: Mapping[str, Any], path: Path) -> None:
     """Test accuracy per recipe (seeds as dots, mean as a bar), paired differences against
     both references, and the probe gaps of both encoders."""
@@ -471,24 +477,12 @@ def plot_setting(name: str, s: Mapping[str, Any], path: Path) -> None:
     ax.set_ylabel("test accuracy %")
     ax.set_title(f"{name}: test accuracy (dots: seeds)")
     ax = axes[1]
-    per_ref = {ref: [s["recipes"][ref]["per_seed"] for _ in keys] for ref in REFERENCES}
     for j, (ref, color) in enumerate(zip(REFERENCES, ("tab:blue", "tab:orange"), strict=True)):
+        base = s["recipes"][ref]["per_seed"]
         for i, k in enumerate(keys):
-            d = [
-                100 * (a - b)
-                for a, b in zip(s["recipes"][k]["per_seed"], per_ref[ref][i], strict=True)
-            ]
-            xi = i + (j - 0.5) * 0.3
-            ax.plot([xi] * len(d), d, ".", color=color, alpha=0.5)
-            ax.plot(
-                [xi],
-                [statistics.fmean(d)],
-                "_",
-                color=color,
-                ms=14,
-                mew=2,
-                label=f"− {ref}" if i == 0 else None,
-            )
+            if k != ref:
+                d = [100 * (a - b) for a, b in zip(s["recipes"][k]["per_seed"], base, strict=True)]
+                _dots(ax, i + (j - 0.5) * 0.3, d, color, f"− {ref}" if i == 0 else None)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylabel("paired difference (points)")
     ax.set_title("against the ensemble and multi-loss (bar: mean)")
@@ -498,17 +492,7 @@ def plot_setting(name: str, s: Mapping[str, Any], path: Path) -> None:
     for j, (m, color) in enumerate(zip(PROBE_KINDS, ("tab:green", "tab:red"), strict=True)):
         for i, k in enumerate(keys):
             d = [100 * v for v in gaps[k][m]["per_seed"]]
-            xi = i + (j - 0.5) * 0.3
-            ax.plot([xi] * len(d), d, ".", color=color, alpha=0.5)
-            ax.plot(
-                [xi],
-                [statistics.fmean(d)],
-                "_",
-                color=color,
-                ms=14,
-                mew=2,
-                label=f"encoder {m}" if i == 0 else None,
-            )
+            _dots(ax, i + (j - 0.5) * 0.3, d, color, f"encoder {m}" if i == 0 else None)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylabel("probe − ensemble's encoder (points)")
     ax.set_title("probe gaps (m1 slow, m2 fast)")
