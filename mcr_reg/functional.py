@@ -114,29 +114,27 @@ def _jsd_parts(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Te
 
     Accurate relative to the *difference* of the two predictions, also when they nearly agree
     (logits on a small scale, early training): everything derives from the log-ratio
-    ``l = log p - log q``. With ``d = x - y`` and ``e = d - Σ p d`` (softmax ignores a common
-    shift), ``l = e + log Σ_j p_j e^{-e_j}``, taken as ``log1p`` of a sum of ``expm1`` terms
-    where no ``|e_j|`` exceeds 1 (no rounding of log-sum-exp values of order ``log C``), else
-    as ``d - (lse(x) - lse(y))``. With ``a = |l|``, the larger of the two distributions has
-    ``log(·/m) = -log1p(½ expm1(-a))`` in ``[0, ln 2]`` and the smaller that minus ``a``: no
-    overflow for any finite logits, and both exactly 0 where p == q. ``-inf`` logits count as
-    the most negative finite value.
+    ``l = log p - log q``. With ``d = x - y``, ``l = d + log Σ_j p_j e^{-d_j}``, taken as
+    ``log1p`` of a sum of ``expm1`` terms in rows where no ``|d_j|`` exceeds 1 (no rounding of
+    log-sum-exp values of order ``log C``), else as ``d - (lse(x) - lse(y))``. With ``a = |l|``, the larger of the two distributions has
+    ``log(·/m) = -log1p(½ expm1(-a))`` in ``[0, ln 2]`` and the smaller that minus ``a``
+    (``log(p/m) = that + min(l, 0)``, ``log(q/m) = that - max(l, 0)``): no overflow for any
+    finite logits, and both exactly 0 where p == q. ``-inf`` logits count as the most negative
+    finite value.
     """
     lowest = torch.finfo(x.dtype).min
     x, y = x.clamp_min(lowest), y.clamp_min(lowest)
     p, lse_x = _softmax_and_lse(x)
     q, lse_y = _softmax_and_lse(y)
-    d = x - y
-    e = d - (p * d).sum(dim=-1, keepdim=True)
-    near = e.abs().amax(dim=-1, keepdim=True) <= 1.0
-    near_shift = (p * e.clamp(-1.0, 1.0).neg_().expm1_()).sum(dim=-1, keepdim=True).log1p_()
-    log_ratio = torch.where(near, e + near_shift, d - (lse_x - lse_y))  # log p - log q
-    a = log_ratio.abs()
-    major = a.neg().expm1_().mul_(0.5).log1p_().neg_()  # log(max(p, q) / m)
-    minor = major - a  # log(min(p, q) / m)
-    ahead = log_ratio >= 0
-    log_p_m = torch.where(ahead, major, minor)
-    log_q_m = torch.where(ahead, minor, major)
+    moved = y - x
+    near = moved.abs().amax(dim=-1, keepdim=True) <= 1.0  # per row
+    # (an overflowing expm1 only reaches rows that are not near, where it is not used)
+    near_shift = (p * torch.expm1(moved)).sum(dim=-1, keepdim=True).log1p_()
+    log_ratio = torch.where(near, near_shift, lse_y - lse_x) - moved  # log p - log q
+    # -log(max(p, q) / m), in [-ln 2, 0]
+    neg_major = log_ratio.abs().neg_().expm1_().mul_(0.5).log1p_()
+    log_p_m = log_ratio.clamp(max=0.0).sub_(neg_major)
+    log_q_m = log_ratio.clamp(min=0.0).add_(neg_major).neg_()
     return p, q, log_p_m, log_q_m, (p * log_p_m).sum(dim=-1), (q * log_q_m).sum(dim=-1)
 
 
@@ -360,8 +358,8 @@ def supervised_contrastive(
 ) -> Tensor:
     """Supervised contrastive loss (Khosla et al., 2020): L_Con with ``contrastive="supcon"``.
 
-    The form of mcr-reg 0.1. Unlike paper eq. 11 (:func:`contrastive_ntxent`, the default), its
-    denominator runs over *all* other samples, positives included.
+    Unlike paper eq. 11 (:func:`contrastive_ntxent`, the default), its denominator runs over
+    *all* other samples, positives included.
 
     For every anchor ``i`` with positives ``P(i) = {p != i : y_p = y_i}``:
     ``l_i = -1/|P(i)| Σ_{p∈P(i)} log( exp(s_ip/τ) / Σ_{a≠i} exp(s_ia/τ) )`` with ``s`` the dot
