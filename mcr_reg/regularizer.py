@@ -126,12 +126,12 @@ class MCRRegularizer(nn.Module):
         contrastive: the form of L_Con: ``"ntxent"`` (default; paper eq. 11 and the released
             code: each positive against the negatives only,
             :func:`mcr_reg.functional.contrastive_ntxent`) or ``"supcon"`` (SupCon, the
-            denominator over all other samples; the form of mcr-reg 0.1).
+            denominator over all other samples).
         head_gradient: what the fusion head's parameters receive from MIPD: ``"mean"``
             (default; the mean of the players' factors, ``c(S) = (|S| + k (M - |S|)) / M``
             times the gradient of L_S: nothing for greedy with two modalities, as in the paper's
-            eq. 7 and the released code) or ``"sum"`` (the plain sum over subsets, the rule of
-            mcr-reg 0.1). See docs/semantics.md, "The game".
+            eq. 7 and the released code) or ``"sum"`` (the plain sum over subsets, under which
+            the greedy head maximises every divergence). See docs/semantics.md, "The game".
         projection_dim: width of per-modality linear projections before the contrastive loss;
             needed when latent widths differ.
         perturbation: ``"permutation"`` (the paper's default), ``"noise"`` (latent + Gaussian

@@ -1,7 +1,7 @@
 """MCR under automatic mixed precision: finite, float32 where it matters, close to float32.
 
 The fusion head and the encoders run in the autocast dtype; MCR computes its divergences and the
-contrastive loss in float32 (DESIGN section 2), so the loss and every gradient must stay finite
+contrastive loss in float32 (docs/semantics.md, "Mixed precision"), so the loss and every gradient must stay finite
 and match a float32 step within the precision of the autocast dtype. CUDA cases skip without a
 GPU (the CPU cases run everywhere; benchmarks/gpu_check.py runs the same comparison on a card).
 """

@@ -6,7 +6,7 @@ on its own, takes d L_S / d theta with torch.autograd.grad, and combines them by
     grad theta_i = lambda * ( sum_{S contains i} grad_i L_S + k * sum_{S not containing i} grad_i L_S )
     grad theta_c = lambda * sum_S c(S) grad_c L_S,   c(S) = (|S| + k (M - |S|)) / M
 
-(head_gradient="mean", the default) or c(S) = 1 (head_gradient="sum", mcr-reg 0.1), which
+(head_gradient="mean", the default) or c(S) = 1 (head_gradient="sum", the plain sum), which
 MCRRegularizer must reproduce exactly (float64), for a module head and for a plain function
 that closes over the module, batched and per block.
 """
@@ -111,8 +111,8 @@ def test_greedy_flips_the_sign_for_non_owners() -> None:
             assert torch.equal(greedy[name], torch.zeros_like(greedy[name])), name
 
 
-def test_old_head_rule_is_one_keyword_away() -> None:
-    """head_gradient="sum" (mcr-reg 0.1): greedy gives the head the collaborative gradient."""
+def test_the_plain_sum_rule_is_one_keyword_away() -> None:
+    """head_gradient="sum": greedy gives the head the collaborative gradient."""
     model, xs, perms = build(2, seed=5)
     collab, _ = mcr_grads(model, xs, perms, [(0,)], 1.0, weight=1.0)
     greedy_sum, _ = mcr_grads(model, xs, perms, [(0,)], -1.0, weight=1.0, head_gradient="sum")
