@@ -124,6 +124,16 @@ def check_latent_dims(
 
 # --------------------------------------------------------------------------- tensors
 
+#: what to do when the fusion is called on one tensor
+ONE_TENSOR = (
+    "If the fusion module is called on one concatenated tensor, record it with "
+    "FusionInputs(module, split=(d_1, ..., d_M)), which splits it into the modalities' latents, "
+    "and give MCR fusion_inputs.head, which calls the module on their concatenation. If the "
+    "modalities meet in inline code of forward (no module or function takes the latents), MCR "
+    "needs the smallest model edit: move that code into a module (docs/integration.md, 'When "
+    "the fusion is inline code')"
+)
+
 
 def split_latents(latents: object) -> tuple[tuple[str, ...], list[Tensor]]:
     """Names and tensors of ``[z_1, ..., z_M]`` or ``{name: z_m}``, at least two of them."""
@@ -144,15 +154,7 @@ def split_latents(latents: object) -> tuple[tuple[str, ...], list[Tensor]]:
         )
     if len(zs) < 2:
         listing = ", ".join(f"{n!r} {shape_of(z)}" for n, z in zip(names, zs))
-        raise ValueError(
-            f"expected at least two modalities, got {len(zs)}: {listing}. If the fusion module "
-            "is called on one concatenated tensor, record it with FusionInputs(module, "
-            "split=(d_1, ..., d_M)), which splits it into the modalities' latents, and give "
-            "MCR fusion_inputs.head, which calls the module on their concatenation. If the "
-            "modalities meet in inline code of forward (no module or function takes the "
-            "latents), MCR needs the smallest model edit: move that code into a module "
-            "(docs/integration.md, 'When the fusion is inline code')"
-        )
+        raise ValueError(f"expected at least two modalities, got {len(zs)}: {listing}. {ONE_TENSOR}")
     return names, zs
 
 

@@ -58,6 +58,8 @@ import torch
 import torch.utils._pytree as pytree
 from torch import Tensor
 
+from mcr_reg._checks import ONE_TENSOR
+
 __all__ = ["BoundCall", "CallRecord", "FusionCall", "signature_error"]
 
 #: the sample index of a packed row is written in this base, in three columns: exact in
@@ -170,6 +172,8 @@ def _layout_of(
         b = 0
     else:
         fits = [a for a, s in enumerate(shape) if s == batch]
+        if len(fits) > 1 and width is not None and z.dim() == 3 and shape[-1] == width:
+            fits = [a for a in fits if a != z.dim() - 1]  # (T, B, D) with B == D: D is last
         if len(fits) != 1:
             found = "no axis" if not fits else f"axes {fits}"
             raise ValueError(
@@ -376,10 +380,16 @@ class BoundCall:
             hint = (
                 f" The arguments {[self.paths[i] for i in detached]} have the batch axis but no "
                 "gradient: computed under torch.no_grad() or detached, they connect to no "
-                "trainable encoder (name them with latents=[...] if that is intended)"
+                "trainable encoder (name them with latents=[...] if that is intended)."
                 if detached and reading.latents is None
                 else ""
             )
+            batched = [
+                leaf for leaf in self.leaves
+                if isinstance(leaf, Tensor) and leaf.dim() >= 1 and batch in leaf.shape
+            ]  # fmt: skip
+            if len(batched) <= 1:  # one tensor: a concatenation, or not the fusion's inputs
+                hint += f" {ONE_TENSOR}"
             raise ValueError(
                 f"expected at least two latents in the fusion call (floating-point tensors with "
                 f"a gradient and the batch axis of size {batch}), found {len(chosen)}; its "

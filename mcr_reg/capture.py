@@ -403,7 +403,10 @@ class FusionInputs:
                 f"the latest call of the {what} was made in eval mode: MCR adds training losses; "
                 "call model.train() before the training step's forward"
             )
-        latents = self.latents if self.plain_record() else self.record()
+        if self.split is not None:
+            latents: tuple[Tensor, ...] | dict[str, Tensor] | CallRecord = self.latents
+        else:  # any call, read as a tree (positional batch-first latents need nothing more)
+            latents = self.record()
         self._local.taken = record
         return latents, self._local.output
 
