@@ -4,7 +4,7 @@ the calls marked as MCR's own, and what the head's modules say about batching an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TypeVar
 
 import torch
@@ -146,13 +146,16 @@ class HeadCall(nn.Module):
     call's arguments (:func:`bound`), the head is called like that call."""
 
     binding: BoundCall | None = None
+    dropout_eval = False  # MCRRegularizer(head_dropout="eval")
 
     def __init__(self, head: nn.Module, output: Output, width: int | None) -> None:
         super().__init__()
         self.head, self.output, self.width = head, output, width
 
     def forward(self, *latents: Tensor) -> Tensor:
-        return call_selected(self.head, self.output, self.width, latents, self.binding)
+        return call_selected(
+            self.head, self.output, self.width, latents, self.binding, self.dropout_eval
+        )
 
 
 class ModulesOfFunctionHead(nn.Module):
@@ -176,12 +179,15 @@ class FunctionHeadCall:
     whenever the head is."""
 
     binding: BoundCall | None = None
+    dropout_eval = False
 
     def __init__(self, head: Callable[..., object], output: Output, width: int | None) -> None:
         self.head, self.output, self.width = head, output, width
 
     def __call__(self, *latents: Tensor) -> Tensor:
-        return call_selected(self.head, self.output, self.width, latents, self.binding)
+        return call_selected(
+            self.head, self.output, self.width, latents, self.binding, self.dropout_eval
+        )
 
 
 def call_selected(
@@ -190,12 +196,14 @@ def call_selected(
     width: int | None,
     latents: Sequence[Tensor],
     binding: BoundCall | None = None,
+    dropout_eval: bool = False,
 ) -> Tensor:
     """``head(*latents)`` marked as MCR's own call, with the prediction selected; with a
     ``binding``, the head is called like the fusion call it read, the latents replaced by the
     rows. A head whose signature cannot take the latents gets a message saying how to adapt it
-    instead of Python's argument-count error."""
-    with mcr_internal_calls():
+    instead of Python's argument-count error. ``dropout_eval``: the head's modules run without
+    dropout (:func:`dropout_off`)."""
+    with mcr_internal_calls(), dropout_off() if dropout_eval else nullcontext():
         if binding is not None:
             value = binding.call(head, latents)
         else:
@@ -207,6 +215,33 @@ def call_selected(
                     raise
                 raise better from err
     return select_output(value, output, width)
+
+
+@contextmanager
+def dropout_off() -> Iterator[None]:
+    """Every module that runs in the block, BatchNorm layers excepted, runs with
+    ``training=False``: ``nn.Dropout`` layers and ``F.dropout(x, p, self.training)`` inside a
+    module's forward draw no mask, so MIPD compares the head's deterministic predictions (the
+    function the head computes at evaluation) instead of dropout noise. BatchNorm keeps its mode
+    (see ``batched``). Each module's mode is restored when the block ends. Not under
+    ``torch.compile``, where the head runs as it is."""
+    if torch.compiler.is_compiling():
+        yield
+        return
+    switched: list[nn.Module] = []
+
+    def hook(module: nn.Module, args: object) -> None:
+        if module.training and not isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.training = False
+            switched.append(module)
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+        for module in switched:
+            module.training = True
 
 
 @contextmanager

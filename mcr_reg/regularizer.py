@@ -78,6 +78,7 @@ Task = Literal["classification", "binary", "regression"]
 Perturbation = Literal["permutation", "noise", "zero"]
 Contrastive = Literal["ntxent", "supcon"]
 PerturbedRows = Literal["all", "moved", "other_label"]
+HeadDropout = Literal["train", "eval"]
 Latents = Sequence[Tensor] | Mapping[str, Tensor]
 
 _PERTURBATIONS = ("permutation", "noise", "zero")
@@ -175,6 +176,13 @@ class MCRRegularizer(nn.Module):
             (detached latents, MCR's loss in no backward, encoders' gradients rewritten after
             the backward, MCR's parameters in no optimizer, MCR's gradients missed by
             ``model.zero_grad()``) and warn once for each (:mod:`mcr_reg.audit`).
+        head_dropout: dropout inside the fusion head during MCR's passes: ``"train"`` (default)
+            runs the head as it is, so in training mode every reference and perturbed block
+            draws its own dropout masks and the divergences include dropout noise; ``"eval"``
+            runs every module of the head except BatchNorm with ``training=False`` for MCR's
+            passes (``nn.Dropout`` layers and ``F.dropout(x, p, self.training)`` off), so MIPD
+            compares the head's deterministic predictions. The task loss keeps its dropout
+            either way. See docs/integration.md, "Dropout in the fusion head".
 
     Example:
         >>> import torch.nn.functional as F
@@ -227,6 +235,7 @@ class MCRRegularizer(nn.Module):
         perturbed_rows: PerturbedRows = "all",
         sampled_subsets: int = 8,
         audit: bool = True,
+        head_dropout: HeadDropout = "train",
     ) -> None:
         super().__init__()
         self.output: Output = output
@@ -235,6 +244,9 @@ class MCRRegularizer(nn.Module):
         # Held outside the module tree on purpose: the head's parameters belong to the user's
         # model, so they never appear in mcr.parameters() or mcr.state_dict().
         object.__setattr__(self, "_fusion", FusionHead(fusion_head, output, width, batched))
+        check_choice(head_dropout, "head_dropout", ("train", "eval"))
+        self.head_dropout: HeadDropout = head_dropout
+        self._fusion.call.dropout_eval = head_dropout == "eval"  # type: ignore[attr-defined]
         self.k = MF.strategy_factor(strategy)
         self.strategy = strategy
         self.task: Task = task
