@@ -118,14 +118,16 @@ class Concatenated(nn.Module):
 class Composed(nn.Module):
     """A fusion module followed by a separate classifier, as one head:
     ``Composed(fusion, classifier)(*args, **kwargs) == classifier(fusion(*args, **kwargs))``
-    (:attr:`FusionInputs.head` with ``then=``)."""
+    (:attr:`FusionInputs.head` with ``then=``); a tuple the fusion returns is passed as the
+    classifier's arguments, ``classifier(*fusion(...))``."""
 
     def __init__(self, fusion: nn.Module, then: nn.Module) -> None:
         super().__init__()
         self.fusion, self.then = fusion, then
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.then(self.fusion(*args, **kwargs))
+        fused = self.fusion(*args, **kwargs)
+        return self.then(*fused) if isinstance(fused, tuple) else self.then(fused)
 
 
 class FusionInputs:
