@@ -66,7 +66,8 @@ class CrossModalLayer(nn.Module):
 
     def forward(self, target: Tensor, source: Tensor) -> Tensor:
         x = self.norm1(target + self.attention(target, source, source)[0])
-        return self.norm2(x + self.ff(x))
+        out: Tensor = self.norm2(x + self.ff(x))
+        return out
 
 
 class CrossModal(nn.Module):
@@ -93,7 +94,8 @@ class Output(nn.Module):
         self.net = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, 1))
 
     def forward(self, last_l: Tensor, last_a: Tensor) -> Tensor:
-        return self.net(torch.cat([last_l, last_a], dim=-1))
+        out: Tensor = self.net(torch.cat([last_l, last_a], dim=-1))
+        return out
 
 
 class MulTShape(nn.Module):
@@ -107,7 +109,8 @@ class MulTShape(nn.Module):
     def forward(self, x_l: Tensor, x_a: Tensor) -> Tensor:
         p_l = self.proj_l(x_l.transpose(1, 2)).permute(2, 0, 1)
         p_a = self.proj_a(x_a.transpose(1, 2)).permute(2, 0, 1)
-        return self.output(*self.crossmodal(p_l, p_a))
+        out: Tensor = self.output(*self.crossmodal(p_l, p_a))
+        return out
 
 
 def variant(name: str, size: dict[str, int]) -> Callable[[], None]:
@@ -118,7 +121,7 @@ def variant(name: str, size: dict[str, int]) -> Callable[[], None]:
     x_l = torch.randn(size["batch"], size["steps"], size["d_l"], generator=g)
     x_a = torch.randn(size["batch"], size["steps"], size["d_a"], generator=g)
     y = torch.randn(size["batch"], generator=g)
-    captured = None
+    captured: FusionInputs | None = None
     if name != "joint":
         options: dict[str, Any] = {"task": "regression", "seed": 0, "audit": False}
         if name.startswith("late"):
@@ -128,15 +131,15 @@ def variant(name: str, size: dict[str, int]) -> Callable[[], None]:
         p = int(name.split("P=")[1].split()[0])
         options["num_permutations"] = p
         options["detach_reference"] = name.endswith("detached")
-        head = captured.head
-        model.mcr = MCRRegularizer(head, latent_dims=(size["dim"], size["dim"]), **options)
+        mcr = MCRRegularizer(captured.head, latent_dims=(size["dim"], size["dim"]), **options)
+        model.add_module("mcr", mcr)  # attached: its heads are in model.parameters()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
 
     def step() -> None:
         preds = model(x_l, x_a)
         loss = F.l1_loss(preds.squeeze(-1), y)
         if captured is not None:
-            loss = loss + model.mcr(captured, y).loss
+            loss = loss + mcr(captured, y).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
