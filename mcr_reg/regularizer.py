@@ -244,9 +244,7 @@ class MCRRegularizer(nn.Module):
         # Held outside the module tree on purpose: the head's parameters belong to the user's
         # model, so they never appear in mcr.parameters() or mcr.state_dict().
         object.__setattr__(self, "_fusion", FusionHead(fusion_head, output, width, batched))
-        check_choice(head_dropout, "head_dropout", ("train", "eval"))
-        self.head_dropout: HeadDropout = head_dropout
-        self._fusion.call.dropout_eval = head_dropout == "eval"  # type: ignore[attr-defined]
+        self._set_call_checks(head_dropout, audit)
         self.k = MF.strategy_factor(strategy)
         self.strategy = strategy
         self.task: Task = task
@@ -280,13 +278,20 @@ class MCRRegularizer(nn.Module):
         self.feature_axis = feature_axis
         self.contrastive_labels = contrastive_labels
         self._warned_logits = self._warned_nonfinite = self._warned_unimodal_off = False
-        self._updates = UpdateWatch()
-        self._audit = FirstStepAudit(bool(audit))
         # set by mcr_reg.check_gradient_path while it runs the user's step
         self._probe: Callable[[Tensor], Tensor] | None = None
         self._build_own_heads(projection_dim, ceb_hidden_dim)
 
     # ------------------------------------------------------------------ settings helpers
+
+    def _set_call_checks(self, head_dropout: HeadDropout, audit: bool) -> None:
+        """Whether MCR's passes run the fusion head without dropout (``"eval"``), and the
+        watches over the first steps (the audit, and MCR's parameters in no optimizer)."""
+        check_choice(head_dropout, "head_dropout", ("train", "eval"))
+        self.head_dropout: HeadDropout = head_dropout
+        self._fusion.call.dropout_eval = head_dropout == "eval"  # type: ignore[attr-defined]
+        self._updates = UpdateWatch()
+        self._audit = FirstStepAudit(bool(audit))
 
     def _set_subsets(self, subsets: MF.SubsetSpec, sampled_subsets: int) -> None:
         """The perturbed subsets' setting, checked now where the number of modalities is known."""
