@@ -9,7 +9,8 @@ before); a captured parameter frozen on the first step and trainable later (stag
 Every case runs several steps, because MCR learns about a head on its first step and must stay
 exact when the head changes later. Dropout inside the head draws one mask per call from the
 global random state; the reference replays the state MCR started from before each of its calls,
-so both see the same mask (MCR's own passes replay it too).
+so both see the same mask (MCR's own passes replay it too). With ``head_dropout="eval"`` MCR's
+passes run the head without dropout, and so does the reference.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ class Case:
     nonfinite: bool
     seed: int
     nonfinite_modality: int = 0
+    head_dropout: str = "train"
 
 
 @st.composite
@@ -186,6 +188,7 @@ def cases(draw: st.DrawFn) -> Case:
         nonfinite=nonfinite,
         seed=draw(st.integers(0, 2**16)),
         nonfinite_modality=draw(st.sampled_from([0, m - 1])),
+        head_dropout=draw(st.sampled_from(["train", "eval"])) if dropout > 0 else "train",
     )
 
 
@@ -252,7 +255,10 @@ def run_case(case: Case) -> None:
         head_gradient=case.head_gradient,  # type: ignore[arg-type]
         batched=case.batched,
         perturbed_rows=case.rows,  # type: ignore[arg-type]
+        head_dropout=case.head_dropout,  # type: ignore[arg-type]
     )
+    # head_dropout="eval": MCR's passes run the head's modules in eval mode, so do the reference's
+    reference_client.train(case.head_dropout == "train")
     labels = (
         torch.arange(case.batch) % out
         if case.task == "classification"
