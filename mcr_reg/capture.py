@@ -164,11 +164,15 @@ class FusionInputs:
         then: a module the model calls on the fusion module's output to get the prediction (a
             separate classifier): :attr:`head` is then the two in sequence and :attr:`logits`
             the classifier's output.
-        latents, layout, follows, per_sample, unchanged: how to read a call that is not
+        latents: which arguments of the call are the latents (see
+            :class:`~mcr_reg.calls.FusionCall`, like the four below): for a call that is not
             ``module(z_1, ..., z_M)`` with batch-first latents (a list or dict of latents,
-            keyword arguments, masks, sequence-first layouts): see
-            :class:`~mcr_reg.calls.FusionCall`. A call of any form is read when this object is
-            passed to MCR, ``mcr(fusion_inputs, y)``.
+            keyword arguments, masks, sequence-first layouts). A call of any form is read when
+            this object is passed to MCR, ``mcr(fusion_inputs, y)``.
+        layout: the latents' axes where they are not batch-first.
+        follows: arguments that move with a latent (masks, lengths).
+        per_sample: arguments with the batch axis that are repeated per sample.
+        unchanged: arguments passed through as they are.
 
     The hook also keeps the module's output (:attr:`logits`), so that the training step can pass
     this object itself to MCR: ``mcr(fusion_inputs, y)`` reads the latents and the logits of the

@@ -952,21 +952,34 @@ def mipd(
     rows = game_rows(zs, subsets, permutations, perturbed, k, detach_reference, draws)
     shares, blocks = _head_blocks(head_share, n_sub, n_ref, draws, batch, detach_reference)
     out = _head_with_share(fusion_head, rows, batch, batched, shares, blocks)
-    if divergence == "jsd" and out.dim() == 2:  # the common case, in one autograd function
-        layout = (n_ref, n_sub, draws, batch)
-        per_subset = _BlockJensenShannon.apply(out, layout, detach_reference, row_weights)
-    else:
-        if out.dim() == 1:  # one prediction per row: give it an explicit output axis
-            out = out.unsqueeze(-1)
-        ref = out[: n_ref * batch].unflatten(0, (n_ref, 1, batch))  # (n_ref, 1, B, ...)
-        if detach_reference:
-            ref = ref.detach()
-        pert = out[n_ref * batch :].unflatten(0, (n_sub, draws, batch))  # (S, P, B, ...)
-        div = divergence_fn(divergence)(ref, pert)  # (S, P, B)
-        per_subset = _mean_over_rows(div, row_weights)
+    layout = (n_ref, n_sub, draws, batch)
+    per_subset = _blocks_divergence(out, layout, divergence, detach_reference, row_weights)
     if k != 1.0 or any(c != 1.0 for c in shares):
         per_subset = _FirstOrderOnly.apply(per_subset, k)
     return per_subset, out[:batch].detach()
+
+
+def _blocks_divergence(
+    out: Tensor,
+    layout: tuple[int, int, int, int],
+    divergence: Divergence,
+    detach_reference: bool,
+    row_weights: Tensor | None,
+) -> Tensor:
+    """``(S,)``: each subset's mean divergence of its perturbed blocks from its reference, from
+    the head's output on the stacked rows (``layout``: ``(n_ref, S, P, B)``)."""
+    n_ref, n_sub, draws, batch = layout
+    if divergence == "jsd" and out.dim() == 2:  # the common case, in one autograd function
+        per_subset: Tensor = _BlockJensenShannon.apply(out, layout, detach_reference, row_weights)
+        return per_subset
+    if out.dim() == 1:  # one prediction per row: give it an explicit output axis
+        out = out.unsqueeze(-1)
+    ref = out[: n_ref * batch].unflatten(0, (n_ref, 1, batch))  # (n_ref, 1, B, ...)
+    if detach_reference:
+        ref = ref.detach()
+    pert = out[n_ref * batch :].unflatten(0, (n_sub, draws, batch))  # (S, P, B, ...)
+    div = divergence_fn(divergence)(ref, pert)  # (S, P, B)
+    return _mean_over_rows(div, row_weights)
 
 
 class _FirstOrderOnly(torch.autograd.Function):
