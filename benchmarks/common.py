@@ -27,12 +27,6 @@ run holds one copy of the encoders.
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import gc
 import json
 import os

@@ -25,12 +25,6 @@ The exit status is 1 when a check fails.
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import argparse
 import contextlib
 import json

@@ -1,7 +1,7 @@
 """Draw the figures of the documentation site.
 
-    python docs/scripts/make_figures.py            # writes docs/img/*.png
-    python docs/scripts/make_figures.py --out DIR  # somewhere else (used by the tests)
+    python -m docs.scripts.make_figures            # writes docs/img/*.png
+    python -m docs.scripts.make_figures --out DIR  # somewhere else (used by the tests)
 
 ``gradient-routing.png`` shows, for two modalities and the MIPD term of the audio subset, which
 uses of each latent carry the gradient factor 1 (owner) and which carry the strategy factor k
@@ -9,12 +9,6 @@ uses of each latent carry the gradient factor 1 (owner) and which carry the stra
 """
 
 from __future__ import annotations
-
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import argparse
 from pathlib import Path

@@ -1,8 +1,8 @@
 """Compute the paired tests of the committed results files again from their stored per-run
 results, by the current tie and zero rule (docs/decisions.md, "Paired tests"), in place.
 
-    python docs/scripts/recompute_tests.py            # rewrites the files below
-    python docs/scripts/recompute_tests.py --check    # only says which files would change
+    python -m docs.scripts.recompute_tests            # rewrites the files below
+    python -m docs.scripts.recompute_tests --check    # only says which files would change
 
 No training. The multi-view files go through :func:`examples.multiview.report.load_and_recompute`,
 the AV-MNIST files through :func:`examples.avmnist.run.summarise`, the ensemble-gap files
@@ -14,12 +14,6 @@ recorded of that run.
 """
 
 from __future__ import annotations
-
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import argparse
 import json

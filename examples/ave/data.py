@@ -24,12 +24,6 @@ into a feature cache (with a progress bar).
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass

@@ -20,12 +20,6 @@ so that a CPU run on the fixture of :mod:`examples.ave.make_fixture` takes secon
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import argparse
 from collections.abc import Sequence
 from pathlib import Path

@@ -10,12 +10,6 @@ recording is a digit-specific tone plus noise, so that a model can learn both.
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import argparse
 import gzip
 from collections.abc import Sequence

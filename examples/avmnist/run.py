@@ -21,12 +21,6 @@ trains only what is missing (``--no-resume``: all again).
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import argparse
 import os
 import statistics

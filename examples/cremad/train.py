@@ -22,12 +22,6 @@ on the fixture of :mod:`examples.cremad.make_fixture` takes seconds.
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import argparse
 from collections.abc import Sequence
 from pathlib import Path

@@ -15,12 +15,6 @@ under-training and the ablation tests are recomputed over the union.
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import argparse
 import time
 from collections.abc import Sequence

@@ -11,12 +11,6 @@ different signal strength per view, so that a model can learn them.
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import argparse
 import zipfile
 from collections.abc import Sequence

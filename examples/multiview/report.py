@@ -12,12 +12,6 @@ and writes ``results.json`` (in the current version), ``results.md`` and the plo
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import statistics
 import time
 from collections.abc import Callable, Sequence

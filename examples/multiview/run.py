@@ -22,12 +22,6 @@ run is kept in ``--out``/runs, so the same command after a stop trains only what
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import statistics
 import sys
 import time

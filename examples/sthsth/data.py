@@ -33,12 +33,6 @@ normalisation. A sample is ``{"rgb": (3, T, S, S), "flow": (3, T, S, S), "label"
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import argparse
 import io
 import json

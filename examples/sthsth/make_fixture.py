@@ -17,12 +17,6 @@ class; the flow images encode that motion (x in channel 0, y in channel 1, magni
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import argparse
 import json
 from fractions import Fraction

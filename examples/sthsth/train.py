@@ -35,12 +35,6 @@ is not public. Model selection (the trainer keeps the best validation epoch) use
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import argparse
 import gc
 import os

@@ -15,12 +15,6 @@ mean spread (std over classes) of each share's logits shows how loud each modali
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import argparse
 import json
 from collections.abc import Sequence

@@ -9,12 +9,6 @@ ablations at the most imbalanced point, the claims) and ``accuracy_vs_ratio.png`
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import json
 import time
 from collections.abc import Sequence

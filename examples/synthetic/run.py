@@ -26,12 +26,6 @@ ensemble's own encoder) minus that probe. Each finished training run is kept in
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import argparse
 import math
 import os

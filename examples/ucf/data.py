@@ -31,12 +31,6 @@ with audio (all three splits) once into a feature cache.
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import hashlib
 import json
 import logging

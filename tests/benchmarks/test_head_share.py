@@ -1,4 +1,4 @@
-"""benchmarks.head_share: runs as a module and as a file, writes the documented JSON."""
+"""benchmarks.head_share: runs as a module, writes the documented JSON."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def test_quick_run_writes_ratios_to_the_old_rule(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_runs_as_a_file(tmp_path: Path) -> None:
+def test_runs_as_a_module(tmp_path: Path) -> None:
     out = tmp_path / "h.json"
-    cmd = [sys.executable, "benchmarks/head_share.py", "--quick", "--modalities", "2"]
+    cmd = [sys.executable, "-m", "benchmarks.head_share", "--quick", "--modalities", "2"]
     subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
     assert set(json.loads(out.read_text())["modalities"]) == {"2"}

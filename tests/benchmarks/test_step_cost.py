@@ -1,4 +1,4 @@
-"""benchmarks.step_cost: runs as a module and as a file, writes the documented JSON, and counts
+"""benchmarks.step_cost: runs as a module, writes the documented JSON, and counts
 operations that do not depend on the machine's load."""
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def test_operation_counts_repeat_exactly() -> None:
 
 
 @pytest.mark.slow
-def test_runs_as_a_file(tmp_path: Path) -> None:
+def test_runs_as_a_module(tmp_path: Path) -> None:
     out = tmp_path / "s.json"
-    cmd = [sys.executable, "benchmarks/step_cost.py", "--quick", "--repeats", "1", "--steps", "1"]
+    cmd = [sys.executable, "-m", "benchmarks.step_cost", "--quick", "--repeats", "1", "--steps", "1"]
     subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
     assert json.loads(out.read_text())["schema"] == SCHEMA
 

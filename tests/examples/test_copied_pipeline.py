@@ -87,7 +87,7 @@ def test_copied_multiview_pipeline_trains_in_an_empty_project(tmp_path: Path) ->
     )
     assert fixture.returncode == 0, fixture.stderr
     argv = [
-        "examples/multiview/train.py", "--data-root", "data", "--views", "fou,kar",
+        "-m", "examples.multiview.train", "--data-root", "data", "--views", "fou,kar",
         "--method", "mcr", "--out", "runs/mv", "--max-epochs", "1", "--train-per-class", "6",
         "--val-per-class", "3", "--test-per-class", "3", "--smoke", "--no-progress",
     ]  # fmt: skip

@@ -14,7 +14,6 @@ D, C = 8, 3
 
 
 def _call(mcr: MCRRegularizer, times: int = 1, **kwargs) -> list[warnings.WarningMessage]:
-    head = nn.Linear(2 * D, C)
     za, zv = torch.randn(6, D, requires_grad=True), torch.randn(6, D, requires_grad=True)
     y = torch.arange(6) % C
     with warnings.catch_warnings(record=True) as caught:

@@ -1,5 +1,5 @@
-"""Running an example's entry point the way a user does: ``python examples/x/run.py ...`` or
-``python -m examples.x.run ...`` from the repository root, with nothing on ``PYTHONPATH``."""
+"""Running an example's entry point the way a user does: ``python -m examples.x.run ...`` from
+the repository root, with nothing on ``PYTHONPATH``."""
 
 from __future__ import annotations
 
@@ -12,11 +12,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 
 
-def entry_point(script: str, form: str) -> list[str]:
-    """``[script]`` (``form="file"``) or ``["-m", module]`` (``form="module"``) for a script
-    path such as ``examples/multiview/run.py``."""
-    if form == "file":
-        return [script]
+def entry_point(script: str) -> list[str]:
+    """``["-m", module]`` for a script path such as ``examples/multiview/run.py``."""
     return ["-m", script.removesuffix(".py").replace("/", ".")]
 
 

@@ -174,10 +174,10 @@ def test_train_says_what_data_it_needs():
 
 
 @pytest.mark.slow
-def test_one_mcr_run_from_the_command_line_as_a_file(tmp_path, avmnist_root):
+def test_one_mcr_run_from_the_command_line(tmp_path, avmnist_root):
     out = tmp_path / "mcr"
     run_entry_point(
-        ["examples/avmnist/train.py"],
+        ["-m", "examples.avmnist.train"],
         *("--data-root", str(avmnist_root), "--method", "mcr", "--out", str(out)),
         *("--train-per-class", "3", "--val-per-class", "1", "--test-per-class", "2"),
         *("--smoke", "--no-progress"),

@@ -182,13 +182,12 @@ def test_bad_results_file_is_named(tmp_path):
         combine.main([str(bad), "--out", str(tmp_path / "out")])
 
 
-@pytest.mark.parametrize("form", ["file", "module"])
-def test_combine_runs_as_file_and_as_module(form, tmp_path):
+def test_combine_runs_as_a_module(tmp_path):
     a = _part([_entry("pix+zer", "pair", {"joint": _method([0.9, 0.8])})])
     path = tmp_path / "a.json"
     path.write_text(json.dumps(a))
     done = run_entry_point(
-        entry_point("examples/multiview/combine.py", form),
+        entry_point("examples/multiview/combine.py"),
         str(path),
         "--out",
         str(tmp_path / "out"),

@@ -180,11 +180,10 @@ def test_bad_pairs_flag(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", ["file", "module"])
-def test_runner_runs_as_file_and_as_module(form, tmp_path):
+def test_runner_runs_as_a_module(tmp_path):
     wheel = write_fixture(tmp_path / "data", "wheel", per_class=12)
     proc = run_entry_point(
-        entry_point("examples/multiview/run.py", form),
+        entry_point("examples/multiview/run.py"),
         *tiny_argv(wheel, tmp_path / "o", "--methods", "joint", "ensemble"),
         *("--pairs", "kar+mor", "--seeds", "1"),
     )

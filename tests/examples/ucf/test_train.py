@@ -144,42 +144,38 @@ def test_run_splits_sets_the_fold_and_summarises(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_train_runs_as_a_file(ucf_root: Path, tmp_path: Path) -> None:
-    run_entry_point("examples/ucf/train.py", *smoke_argv(ucf_root, tmp_path / "run", "joint"))
+def test_train_runs_as_a_module(ucf_root: Path, tmp_path: Path) -> None:
+    run_entry_point("-m", "examples.ucf.train", *smoke_argv(ucf_root, tmp_path / "run", "joint"))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["data"]["classes"] == KEPT and metrics["method"] == "joint"
 
 
-#: Starts the other entry points in one interpreter (each launch costs seconds of imports): the
-#: files with ``runpy.run_path`` from a folder outside the repository, where ``examples`` is only
-#: importable through the files' own path set-up, and the modules as ``python -m`` does.
-BOTH_WAYS = """
+#: Starts the other entry points in one interpreter (each launch costs seconds of imports), as
+#: ``python -m`` does from the repository root.
+ENTRY_POINTS = """
 import json, runpy, sys
 repo, out, flags = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-def start(kind, target, *argv):
+sys.path.insert(0, repo)  # what python -m does from the repository root
+def start(target, *argv):
     sys.argv = [target, *argv]
     try:
-        if kind == "file":
-            runpy.run_path(f"{repo}/{target}", run_name="__main__")
-        else:
-            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
     except SystemExit as done:
         assert done.code in (0, None), (target, done.code)
-start("file", "examples/ucf/make_fixture.py", f"{out}/a")
-start("file", "examples/ucf/data.py", "--data-root", f"{out}/a", "--cache-dir", f"{out}/c", "--smoke")
-start("file", "examples/ucf/run_splits.py", "--out", f"{out}/rs", "--", "--data-root", f"{out}/a", *flags)
-sys.path.insert(0, repo)  # what python -m does from the repository root
-start("module", "examples.ucf.make_fixture", f"{out}/b")
-start("module", "examples.ucf.data", "--help")
-start("module", "examples.ucf.run_splits", "--help")
-start("module", "examples.ucf.train", "--data-root", f"{out}/b", "--out", f"{out}/m", *flags)
+start("examples.ucf.make_fixture", f"{out}/a")
+start("examples.ucf.data", "--data-root", f"{out}/a", "--cache-dir", f"{out}/c", "--smoke")
+start("examples.ucf.run_splits", "--out", f"{out}/rs", "--", "--data-root", f"{out}/a", *flags)
+start("examples.ucf.make_fixture", f"{out}/b")
+start("examples.ucf.data", "--help")
+start("examples.ucf.run_splits", "--help")
+start("examples.ucf.train", "--data-root", f"{out}/b", "--out", f"{out}/m", *flags)
 """
 
 
 @pytest.mark.slow
-def test_other_entry_points_start_both_ways(tmp_path: Path) -> None:
+def test_other_entry_points_start_as_modules(tmp_path: Path) -> None:
     flags = json.dumps(smoke_flags(Path("unused"), "joint")[2:])  # without --data-root
-    done = run_entry_point("-c", BOTH_WAYS, str(REPO), str(tmp_path), flags, cwd=tmp_path)
+    done = run_entry_point("-c", ENTRY_POINTS, str(REPO), str(tmp_path), flags, cwd=tmp_path)
     for name in ("a", "b"):
         assert len(list((tmp_path / name / "UCF-101").glob("*/*.avi"))) == 31
     assert len(list((tmp_path / "c").glob("ucf51-*/*.npz"))) == 25
