@@ -952,6 +952,8 @@ def mipd(
     rows = game_rows(zs, subsets, permutations, perturbed, k, detach_reference, draws)
     shares, blocks = _head_blocks(head_share, n_sub, n_ref, draws, batch, detach_reference)
     out = _head_with_share(fusion_head, rows, batch, batched, shares, blocks)
+    if out.dim() == 1:  # one prediction per row: give it an explicit output axis
+        out = out.unsqueeze(-1)
     layout = (n_ref, n_sub, draws, batch)
     per_subset = _blocks_divergence(out, layout, divergence, detach_reference, row_weights)
     if k != 1.0 or any(c != 1.0 for c in shares):
@@ -972,8 +974,6 @@ def _blocks_divergence(
     if divergence == "jsd" and out.dim() == 2:  # the common case, in one autograd function
         per_subset: Tensor = _BlockJensenShannon.apply(out, layout, detach_reference, row_weights)
         return per_subset
-    if out.dim() == 1:  # one prediction per row: give it an explicit output axis
-        out = out.unsqueeze(-1)
     ref = out[: n_ref * batch].unflatten(0, (n_ref, 1, batch))  # (n_ref, 1, B, ...)
     if detach_reference:
         ref = ref.detach()
