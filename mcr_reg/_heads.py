@@ -37,18 +37,26 @@ def outermost(modules: Sequence[nn.Module]) -> list[nn.Module]:
 
 
 @contextmanager
-def recording_modules(found: list[nn.Module]) -> Iterator[None]:
-    """Collect every module whose forward runs in the block (a global forward pre-hook)."""
-
-    def hook(module: nn.Module, args: object) -> None:
-        if not any(module is m for m in found):
-            found.append(module)
-
+def before_every_module(hook: Callable[[nn.Module, object], None]) -> Iterator[None]:
+    """``hook(module, args)`` before the forward of every module that runs in the block (a
+    global forward pre-hook, removed when the block ends)."""
     handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
     try:
         yield
     finally:
         handle.remove()
+
+
+@contextmanager
+def recording_modules(found: list[nn.Module]) -> Iterator[None]:
+    """Collect every module whose forward runs in the block."""
+
+    def hook(module: nn.Module, args: object) -> None:
+        if not any(module is m for m in found):
+            found.append(module)
+
+    with before_every_module(hook):
+        yield
 
 
 Output = int | str | None
@@ -235,11 +243,10 @@ def dropout_off() -> Iterator[None]:
             module.training = False
             switched.append(module)
 
-    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
     try:
-        yield
+        with before_every_module(hook):
+            yield
     finally:
-        handle.remove()
         for module in switched:
             module.training = True
 
@@ -335,7 +342,7 @@ class FusionHead:
         if self.function_modules is None:
             return self.call
         seen = head_parameters_seen(self.call)
-        if seen is None or torch.compiler.is_compiling():
+        if seen is None:
             return self.call
         roots = outermost(self.function_modules)
         owned = {id(p) for m in roots for p in m.parameters()}

@@ -37,6 +37,7 @@ import torch.optim.optimizer as optim_hooks
 from torch import Tensor
 
 from mcr_reg import _messages as msg
+from mcr_reg._graph import graph_leaves
 
 __all__ = ["FirstStepAudit", "encoder_parameters"]
 
@@ -47,18 +48,9 @@ _MAX_CALLS = 8  # MCR calls watched for the first two optimizer steps
 def encoder_parameters(tensors: Sequence[Tensor]) -> list[Tensor]:
     """The trainable leaf tensors (the encoders' parameters) the ``tensors`` depend on, found by
     walking their autograd graph once."""
-    found: dict[int, Tensor] = {}
-    stack: list[Any] = [t.grad_fn for t in tensors if t.grad_fn is not None]
-    seen: set[int] = set()
-    while stack and len(seen) < _MAX_NODES:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        variable = getattr(node, "variable", None)
-        if isinstance(variable, Tensor) and variable.requires_grad:
-            found.setdefault(id(variable), variable)
-        stack.extend(child for child, _ in node.next_functions)
+    found = {
+        id(leaf): leaf for leaf in graph_leaves(tensors, max_nodes=_MAX_NODES) if leaf.requires_grad
+    }
     for t in tensors:  # a latent that is itself a leaf parameter
         if t.grad_fn is None and t.requires_grad:
             found.setdefault(id(t), t)

@@ -39,6 +39,7 @@ from mcr_reg._checks import (
     shape_of,
     split_latents,
 )
+from mcr_reg._graph import graph_leaves
 from mcr_reg._messages import double_backward_message
 from mcr_reg._rows import game_rows
 
@@ -1251,19 +1252,8 @@ def _call_scaled(
 def _reaches_unscaled(out: Tensor, boundary: Sequence[Tensor]) -> bool:
     """Whether ``out``'s autograd graph reaches a trainable leaf tensor without passing through
     one of the ``boundary`` tensors (the head's input rows and its substituted parameters):
-    a walk over the head's own nodes only."""
-    stops = {id(t.grad_fn) for t in boundary if t.grad_fn is not None}
-    stack = [out.grad_fn]
-    seen: set[int] = set()
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen or id(node) in stops:
-            continue
-        seen.add(id(node))
-        if isinstance(getattr(node, "variable", None), Tensor):  # an AccumulateGrad node
-            return True
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return False
+    a walk over the head's own nodes only, ending at the first such leaf."""
+    return next(graph_leaves([out], stops=boundary), None) is not None
 
 
 #: head -> the trainable tensors its output depends on, seen in a second pass on detached
@@ -1291,19 +1281,7 @@ def substitution_failed(module: torch.nn.Module) -> bool:
 
 def _leaves(out: Tensor) -> tuple[Tensor, ...]:
     """The leaf tensors that ``out``'s autograd graph reaches (a walk over its nodes)."""
-    found: dict[int, Tensor] = {}
-    stack = [out.grad_fn]
-    seen: set[int] = set()
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        variable = getattr(node, "variable", None)  # AccumulateGrad nodes hold their leaf
-        if isinstance(variable, Tensor):
-            found[id(variable)] = variable
-        stack.extend(next_node for next_node, _ in node.next_functions)
-    return tuple(found.values())
+    return tuple(graph_leaves([out]))
 
 
 #: module -> (ids of its parameters when checked, whether the substitution reached them)
