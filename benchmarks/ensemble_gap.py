@@ -34,18 +34,18 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks.common import environment
+from benchmarks.harness.fit import fit_and_score
+from benchmarks.harness.paired_stats import item_resolution, mean_std, paired_comparison, verdict
+from benchmarks.harness.progress import run_jobs
+from benchmarks.harness.store import spec_digest
+from benchmarks.harness.tuning import Budget as SyntheticBudget
 from examples.common import ensemble_gap as gap
-from examples.common.benchmark_run import fit_and_score
 from examples.common.checkpoint import atomic_write_json
 from examples.common.methods import Method, build_method
 from examples.common.model import ConcatFusionHead, MultimodalModel
-from examples.common.paired_stats import item_resolution, mean_std, paired_comparison, verdict
-from examples.common.progress import run_jobs
 from examples.common.provenance import git, provenance
-from examples.common.runstore import spec_digest
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything
-from examples.common.tuning import Budget as SyntheticBudget
 from examples.synthetic.generator import SyntheticSpec, make_datasets
 from mcr_reg.functional import pool_latent
 

@@ -33,7 +33,7 @@ from benchmarks.common import (
     environment,
     mcr_alone_step,
     paired_ratios,
-    summarise,
+    quartiles,
     time_interleaved,
 )
 from examples.common.provenance import provenance
@@ -100,8 +100,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
         result["modalities"][str(m)] = {
             key: {
-                "cpu_s": summarise(cpu[key]),
-                "wall_s": summarise(wall[key]),
+                "cpu_s": quartiles(cpu[key]),
+                "wall_s": quartiles(wall[key]),
                 "cpu_vs_sum": paired_ratios(cpu[key], cpu["sum"]),
                 "wall_vs_sum": paired_ratios(wall[key], wall["sum"]),
             }

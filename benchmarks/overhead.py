@@ -45,7 +45,7 @@ from benchmarks.common import (
     measure_memory,
     measure_memory_subprocess,
     paired_ratios,
-    summarise,
+    quartiles,
     time_interleaved,
 )
 from examples.common.provenance import provenance
@@ -198,9 +198,9 @@ def bench_model(
             "label": v.label,
             "method": v.method,
             "P": v.permutations,
-            "time_s": summarise(times[v.key]),
+            "time_s": quartiles(times[v.key]),
             "time_vs_joint": paired_ratios(times[v.key], times["joint"]),
-            "wall_s": summarise(wall[v.key]),
+            "wall_s": quartiles(wall[v.key]),
             "wall_vs_joint": paired_ratios(wall[v.key], wall["joint"]),
         }
         if not args.no_memory:
@@ -259,7 +259,7 @@ def bench_scaling(args: argparse.Namespace, device: torch.device) -> list[dict[s
     times = primary_clock(device, wall, cpu)
     for key, (m, p, s, head_rows) in info.items():
         rows.append(
-            {"M": m, "P": p, "subsets": s, "head_rows": head_rows, "time_s": summarise(times[key])}
+            {"M": m, "P": p, "subsets": s, "head_rows": head_rows, "time_s": quartiles(times[key])}
         )
         print(
             f"  MCR alone {key:22s} rows {head_rows:7d}  {rows[-1]['time_s']['median'] * 1e3:8.2f} ms"

@@ -29,17 +29,17 @@ from typing import Any
 import torch
 
 from benchmarks.ensemble_gap import synthetic_spec
+from benchmarks.harness.paired_stats import item_resolution, mean_std, paired_comparison, verdict
+from benchmarks.harness.progress import run_jobs
+from benchmarks.harness.store import RunStore, add_resume_argument
+from benchmarks.harness.tuning import Budget
 from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
-from examples.common.paired_stats import item_resolution, mean_std, paired_comparison, verdict
 from examples.common.probe import linear_probe
-from examples.common.progress import run_jobs
 from examples.common.provenance import provenance
 from examples.common.reporting import pyplot, save_figure, table
-from examples.common.runstore import RunStore, add_resume_argument
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
-from examples.common.tuning import Budget
 from examples.synthetic.generator import make_datasets
 from examples.synthetic.training import build_model
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from examples.common.paired_stats import item_resolution, mean_std, paired_comparison
+from benchmarks.harness.paired_stats import item_resolution, mean_std, paired_comparison
 from examples.common.provenance import provenance
 from examples.multiview.data import NUM_CLASSES, VIEWS, SplitSizes
 from examples.multiview.jobs import Job, RunResult, best_trial, train

@@ -53,7 +53,7 @@ from benchmarks.common import (
     environment,
     make_batch,
     paired_ratios,
-    summarise,
+    quartiles,
     time_interleaved,
 )
 from examples.common.provenance import provenance
@@ -235,8 +235,8 @@ def measure_steps(
         "name": name,
         "ops": {"joint": joint_ops, "mcr": mcr_ops, "added": mcr_ops - joint_ops},
         "peak_bytes": {**memory, "ratio": memory["mcr"] / max(memory["joint"], 1)},
-        "cpu_seconds": {k: summarise(v) for k, v in cpu.items()},
-        "wall_seconds": {k: summarise(v) for k, v in wall.items()},
+        "cpu_seconds": {k: quartiles(v) for k, v in cpu.items()},
+        "wall_seconds": {k: quartiles(v) for k, v in wall.items()},
         "cpu_ratio": paired_ratios(cpu["mcr"], cpu["joint"]),
         "wall_ratio": paired_ratios(wall["mcr"], wall["joint"]),
         "top_ops": top,

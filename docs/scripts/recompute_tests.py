@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from examples.common.paired_stats import item_resolution
+from benchmarks.harness.paired_stats import item_resolution
+from benchmarks.harness.result_files import to_json
 from examples.common.provenance import kept_provenance, provenance
-from examples.common.result_files import to_json
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"

@@ -33,6 +33,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from benchmarks.harness.fit import fit_with_budget
+from benchmarks.harness.paired_stats import item_resolution, mean_std, paired_comparison, verdict
+from benchmarks.harness.progress import run_jobs
+from benchmarks.harness.store import RunStore, add_resume_argument
+from benchmarks.harness.tuning import QUICK_METHODS as SHARED_QUICK_METHODS
+from benchmarks.harness.tuning import TrainingBudget
 from examples.avmnist.data import (
     NUM_CLASSES,
     AVMNISTSource,
@@ -41,19 +47,13 @@ from examples.avmnist.data import (
     load_source,
 )
 from examples.avmnist.model import build_model
-from examples.common.benchmark_run import fit_with_budget
 from examples.common.checkpoint import atomic_write_json
 from examples.common.cli import METHODS as REGISTERED
 from examples.common.methods import Method, build_method
-from examples.common.paired_stats import item_resolution, mean_std, paired_comparison, verdict
 from examples.common.probe import linear_probe
-from examples.common.progress import run_jobs
 from examples.common.provenance import provenance
-from examples.common.runstore import RunStore, add_resume_argument
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything
-from examples.common.tuning import QUICK_METHODS as SHARED_QUICK_METHODS
-from examples.common.tuning import TrainingBudget
 
 MODALITIES: tuple[str, ...] = ("image", "audio")
 

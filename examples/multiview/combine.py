@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.result_files import to_json
 from examples.common.provenance import provenance
-from examples.common.result_files import to_json
 from examples.multiview.protocol import METHODS
 from examples.multiview.report import markdown, write_outputs
 from examples.multiview.results import (

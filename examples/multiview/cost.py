@@ -2,7 +2,7 @@
 
 One training step (forward, backward, Adam) of the benchmark's model at its batch size, joint
 against MCR with ``P`` permutation draws and ``subsets="all"`` or ``"singletons"``. Timing and
-the step functions come from :mod:`examples.common.timing` (interleaved rounds; the primary clock
+the step functions come from :mod:`benchmarks.harness.timing` (interleaved rounds; the primary clock
 on the CPU is the process's CPU time, which does not count waiting for a shared core).
 
 Memory is measured as the bytes of the tensors autograd saves for the backward pass during
@@ -29,10 +29,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from benchmarks.harness.timing import make_step, paired_ratios, quartiles, time_interleaved
 from examples.common.methods import Method, build_method
 from examples.common.reporting import pyplot, save_figure, table
 from examples.common.task import TaskSpec
-from examples.common.timing import make_step, paired_ratios, summarise, time_interleaved
 from examples.multiview.data import NUM_CLASSES, VIEW_DIMS, VIEWS
 from examples.multiview.model import build_model
 from examples.multiview.results import CostResult, CostRow, TimeRatio
@@ -129,8 +129,8 @@ def measure_setting(
                 views=list(views),
                 subsets=subsets,
                 P=p,
-                time_s=summarise(cpu[key])["median"],
-                joint_time_s=summarise(cpu["joint"])["median"],
+                time_s=quartiles(cpu[key])["median"],
+                joint_time_s=quartiles(cpu["joint"])["median"],
                 time_ratio=TimeRatio(ratio["median"], ratio["q1"], ratio["q3"]),
                 saved_bytes=mem[key],
                 joint_saved_bytes=mem["joint"],

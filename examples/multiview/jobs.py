@@ -13,15 +13,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from examples.common.benchmark_run import fit_with_budget
+from benchmarks.harness.fit import fit_with_budget
+from benchmarks.harness.paired_stats import mean_std
+from benchmarks.harness.result_files import from_json, to_json
+from benchmarks.harness.store import RunStore
+from benchmarks.harness.tuning import Budget
 from examples.common.methods import Method, build_method
-from examples.common.paired_stats import mean_std
 from examples.common.probe import linear_probe
-from examples.common.result_files import from_json, to_json
-from examples.common.runstore import RunStore
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything
-from examples.common.tuning import Budget
 from examples.multiview.data import (
     NUM_CLASSES,
     MultiFeatures,

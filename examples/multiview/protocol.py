@@ -10,11 +10,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from examples.common.runstore import RunStore, add_resume_argument
-from examples.common.tuning import GRID as SHARED_GRID
-from examples.common.tuning import QUICK_METHODS as SHARED_QUICK_METHODS
-from examples.common.tuning import VARIANTS as SHARED_VARIANTS
-from examples.common.tuning import Budget
+from benchmarks.harness.store import RunStore, add_resume_argument
+from benchmarks.harness.tuning import GRID as SHARED_GRID
+from benchmarks.harness.tuning import QUICK_METHODS as SHARED_QUICK_METHODS
+from benchmarks.harness.tuning import VARIANTS as SHARED_VARIANTS
+from benchmarks.harness.tuning import Budget
 from examples.multiview.data import SplitSizes
 from examples.multiview.results import PlanRecord, Setup
 from examples.multiview.view_sets import pairs

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from benchmarks.harness.result_files import redraw_main, to_json
 from examples.common.provenance import provenance
 from examples.common.reporting import (
     percent,
@@ -26,7 +27,6 @@ from examples.common.reporting import (
     table,
     write_report,
 )
-from examples.common.result_files import redraw_main, to_json
 from examples.multiview.results import (
     MCR_KEYS,
     BenchmarkResult,

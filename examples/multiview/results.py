@@ -2,7 +2,7 @@
 
 :class:`BenchmarkResult` is what :mod:`examples.multiview.run` and
 :mod:`examples.multiview.combine` build and what ``results.json`` is written from
-(:func:`examples.common.result_files.to_json`) and read back into (:func:`load_results`). The
+(:func:`benchmarks.harness.result_files.to_json`) and read back into (:func:`load_results`). The
 file carries ``schema_version`` (:data:`SCHEMA_VERSION`). Files written before the version
 field existed (version 1) named three MCR ablations after when their rule was the package's
 default; :func:`load_results` reads both versions and returns the current names
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from examples.common.result_files import from_json, read_result, stamped
+from benchmarks.harness.result_files import from_json, read_result, stamped
 
 #: The version of the ``results.json`` layout that :mod:`examples.multiview.run` writes.
 SCHEMA_VERSION = 2
@@ -132,7 +132,7 @@ class ViewSetResult:
 @dataclass
 class PairedTest:
     """A paired comparison over (view set, seed) pairs
-    (:func:`examples.common.paired_stats.paired_comparison`)."""
+    (:func:`benchmarks.harness.paired_stats.paired_comparison`)."""
 
     n: int
     mean_diff: float
@@ -264,7 +264,7 @@ class Setup:
 
     data: str | None = None
     plan: PlanRecord | None = None
-    budget: dict[str, Any]  # :class:`examples.common.tuning.Budget` as a mapping
+    budget: dict[str, Any]  # :class:`benchmarks.harness.tuning.Budget` as a mapping
     split_per_class: dict[str, int]
     grid: dict[str, list[dict[str, Any]]] | int
     ablations: dict[str, dict[str, Any]] | None = None

@@ -10,7 +10,7 @@ accuracies of the six-view ensemble (weakest three, strongest three, mixed: rank
 and all six views (MCR with ``subsets="all"``, 62 subsets, and as ``mcr_singletons``). For
 every view set and seed (the stratified split is fixed per seed) each method gets the same
 budget and the same number of tuning trials (the first G entries of
-:data:`examples.common.tuning.GRID`, the synthetic benchmark's grid); the trial with the best
+:data:`benchmarks.harness.tuning.GRID`, the synthetic benchmark's grid); the trial with the best
 mean validation accuracy over the seeds is reported on the test set.
 
 Outputs in ``--out``: ``results.json`` (:class:`examples.multiview.results.BenchmarkResult`),
@@ -30,12 +30,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.paired_stats import mean_std
+from benchmarks.harness.result_files import to_json
+from benchmarks.harness.store import RunStore
+from benchmarks.harness.sweep import run_sweep
 from examples.common.checkpoint import atomic_write_json
-from examples.common.paired_stats import mean_std
-from examples.common.progress import run_keyed_jobs
 from examples.common.provenance import provenance
-from examples.common.result_files import to_json
-from examples.common.runstore import RunStore
 from examples.multiview.data import VIEWS, load_views
 from examples.multiview.jobs import (
     Job,
@@ -83,15 +83,15 @@ def _run_grouped(
     def line(group: Any, group_keys: list[Key], runs: list[RunResult]) -> str:
         return f"{desc} {group} test %: " + " | ".join(cells(group_keys, runs))
 
-    return run_keyed_jobs(
+    return run_sweep(
         train_one,
-        jobs,
-        keys,
+        dict(zip(keys, jobs, strict=True)),
         group=lambda key: key[0],
-        summarize=line,
+        line=line,
         desc=desc,
         workers=workers,
         progress=progress,
+        log=None,
     )
 
 

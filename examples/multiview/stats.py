@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 # the paired tests are the shared ones; this module adds the rank correlation the report uses
-from examples.common.paired_stats import (
+from benchmarks.harness.paired_stats import (
     TIE_TOLERANCE,
     paired_comparison,
     sign_test,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 
-from examples.common.paired_stats import item_resolution, paired_comparison
+from benchmarks.harness.paired_stats import item_resolution, paired_comparison
 from examples.multiview.data import NUM_CLASSES
 from examples.multiview.results import (
     MCR_KEYS,
@@ -30,7 +30,7 @@ def resolution(split_per_class: Mapping[str, int]) -> float:
 
 
 def paired(a: Sequence[float], b: Sequence[float], step: float) -> PairedTest:
-    """:func:`examples.common.paired_stats.paired_comparison` of ``a`` against ``b``, the
+    """:func:`benchmarks.harness.paired_stats.paired_comparison` of ``a`` against ``b``, the
     differences rounded to ``step`` (one test item)."""
     return PairedTest(**paired_comparison(a, b, resolution=step))
 

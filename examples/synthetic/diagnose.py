@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
+from benchmarks.harness.tuning import Budget
 from examples.common.methods.base import unimodal_outputs_from_fusion
-from examples.common.tuning import Budget
 from examples.synthetic.generator import CATEGORIES, SyntheticSpec
 from examples.synthetic.protocol import REGIMES
 from examples.synthetic.training import fit_trial

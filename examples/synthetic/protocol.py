@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.harness.tuning import VARIANTS
 from examples.common.cli import METHODS
-from examples.common.tuning import VARIANTS
 from examples.synthetic.generator import SyntheticSpec
 
 #: Every benchmark key, in table order.

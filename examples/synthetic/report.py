@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness.result_files import redraw_main, to_json
 from examples.common import reporting
 from examples.common.provenance import provenance
 from examples.common.reporting import table
-from examples.common.result_files import redraw_main, to_json
 from examples.synthetic.results import MCR_KEYS, MethodResult, SweepResult, load_results
 
 

@@ -1,7 +1,7 @@
 """The synthetic sweep's result: its schema (dataclasses), its version, and reading it back.
 
 :class:`SweepResult` is what :mod:`examples.synthetic.run` builds and what ``results.json`` is
-written from (:func:`examples.common.result_files.to_json`) and read back into
+written from (:func:`benchmarks.harness.result_files.to_json`) and read back into
 (:func:`load_results`). The file states its ``schema_version`` (:data:`SCHEMA_VERSION`; none
 means 1). In version 1 the variants of the ``rules`` ablation were called after the release
 that made each rule the default; :data:`RULE_RENAMES` gives their present names, which
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from examples.common.result_files import REST, from_json, read_result, stamped
+from benchmarks.harness.result_files import REST, from_json, read_result, stamped
 
 #: The version of the ``results.json`` layout that :mod:`examples.synthetic.run` writes.
 SCHEMA_VERSION = 2
@@ -120,7 +120,7 @@ class Setup:
 
     regime: str | None = None  # not recorded before the regimes existed: "fusion"
     spec: dict[str, Any]  # :class:`examples.synthetic.generator.SyntheticSpec` as a mapping
-    budget: dict[str, Any]  # :class:`examples.common.tuning.Budget` as a mapping
+    budget: dict[str, Any]  # :class:`benchmarks.harness.tuning.Budget` as a mapping
     seeds: int
     grid: dict[str, list[dict[str, Any]]]
     quick: bool

@@ -11,7 +11,7 @@ by a linear probe of its latent, see :func:`examples.synthetic.training.slow_pro
 
 For each sweep point (``u2`` fixed, ``u1`` growing, ``s = 1 - u1 - u2``) and each seed, every
 method is trained with the same budget: the same encoders, epochs, patience, batch size and
-``G`` tuning trials (the first ``G`` entries of :data:`examples.common.tuning.GRID`). The trial
+``G`` tuning trials (the first ``G`` entries of :data:`benchmarks.harness.tuning.GRID`). The trial
 with the best mean validation accuracy over the seeds is reported on the test set (mean and std
 over seeds).
 
@@ -37,11 +37,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from examples.common.paired_stats import mean_std
-from examples.common.progress import run_keyed_jobs
+from benchmarks.harness import sweep
+from benchmarks.harness.paired_stats import mean_std
+from benchmarks.harness.store import RunStore, add_resume_argument
+from benchmarks.harness.tuning import GRID, Budget
 from examples.common.provenance import provenance
-from examples.common.runstore import RunStore, add_resume_argument
-from examples.common.tuning import GRID, Budget
 from examples.synthetic.generator import SyntheticSpec
 from examples.synthetic.protocol import ABLATIONS, BENCHMARK_METHODS, REGIMES
 from examples.synthetic.report import markdown, write_outputs
@@ -68,8 +68,15 @@ def _train(
     """Train ``jobs`` (``{key: result}``) with a line per finished group, and a progress bar
     where stderr is a terminal (a log gets only the lines)."""
     bar = sys.stderr.isatty()
-    return run_keyed_jobs(
-        run_job, jobs, keys, group=group, summarize=line, desc=desc, workers=workers, progress=bar
+    return sweep.run_sweep(
+        run_job,
+        dict(zip(keys, jobs, strict=True)),
+        group=group,
+        line=line,
+        desc=desc,
+        workers=workers,
+        progress=bar,
+        log=None,
     )
 
 

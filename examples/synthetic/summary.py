@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
+from benchmarks.harness.paired_stats import mean_std
 from examples.common.metrics import ErrorMatrix, error_matrix
-from examples.common.paired_stats import mean_std
 from examples.synthetic.protocol import PREMISE_GAP
 from examples.synthetic.results import MCR_KEYS, MethodResult, Point, SweepResult
 from examples.synthetic.training import RunResult

@@ -11,15 +11,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.harness.result_files import from_json, to_json
+from benchmarks.harness.store import RunStore
+from benchmarks.harness.tuning import VARIANTS, Budget
 from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
 from examples.common.model import ConcatFusionHead, MultimodalModel
 from examples.common.probe import standardised
-from examples.common.result_files import from_json, to_json
-from examples.common.runstore import RunStore
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
-from examples.common.tuning import VARIANTS, Budget
 from examples.synthetic.generator import SyntheticSpec, make_datasets
 
 

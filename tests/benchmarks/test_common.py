@@ -17,7 +17,7 @@ from benchmarks.common import (
     make_step,
     mcr_alone_step,
     paired_ratios,
-    summarise,
+    quartiles,
     time_interleaved,
 )
 from mcr_reg import functional as MF
@@ -64,15 +64,15 @@ def test_model_config_errors() -> None:
 
 def test_summarise_and_paired_ratios() -> None:
     values = [4.0, 1.0, 3.0, 2.0, 10.0]
-    s = summarise(values)
+    s = quartiles(values)
     q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
     assert (s["median"], s["q1"], s["q3"]) == (3.0, q1, q3) == (3.0, 2.0, 4.0)
-    one = summarise([5.0])
+    one = quartiles([5.0])
     assert one["median"] == one["q1"] == one["q3"] == 5.0
     r = paired_ratios([2.0, 3.0, 8.0], [1.0, 3.0, 2.0])
     assert r["values"] == [2.0, 1.0, 4.0] and r["median"] == 2.0
     with pytest.raises(ValueError, match="at least one"):
-        summarise([])
+        quartiles([])
 
 
 def test_time_interleaved_runs_rounds_in_order() -> None:

@@ -9,11 +9,11 @@ import pytest
 
 from benchmarks import recipes as rc
 from benchmarks.ensemble_gap import synthetic_spec
+from benchmarks.harness.tuning import Budget
 from examples.common.data import build_loaders
 from examples.common.methods import build_method
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, seed_everything
-from examples.common.tuning import Budget
 from examples.synthetic.generator import make_datasets
 from examples.synthetic.training import build_model
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from examples.common.result_files import to_json
+from benchmarks.harness.result_files import to_json
 from examples.multiview.combine import without_timing
 
 #: One trial, one epoch, 6 / 3 / 3 digits per class, two seeds; no triples, six-view set or

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.common.result_files import to_json
+from benchmarks.harness.result_files import to_json
 from examples.multiview import combine, run
 from examples.multiview.make_fixture import write_fixture
 from examples.multiview.protocol import ABLATIONS, METHODS

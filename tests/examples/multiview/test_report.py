@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.common.result_files import to_json
+from benchmarks.harness.result_files import to_json
 from examples.multiview import cost, report, run
 from examples.multiview.results import (
     ABLATION_RENAMES,

@@ -243,7 +243,7 @@ def test_a_stopped_benchmark_resumes_from_its_finished_runs(tmp_path, monkeypatc
 
 
 def test_run_specs_name_every_setting_and_the_data(tmp_path):
-    from examples.common.runstore import spec_digest
+    from benchmarks.harness.store import spec_digest
 
     job = jobs.Job("root", ("fou", "mor"), "mcr", {"mipd_weight": 0.1}, 0, data_digest="data")
 

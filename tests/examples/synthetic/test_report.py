@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.common.result_files import to_json
+from benchmarks.harness.result_files import to_json
 from examples.synthetic import report
 from examples.synthetic.protocol import ABLATIONS
 from examples.synthetic.results import RULE_RENAMES, SCHEMA_VERSION, load_results, upgrade

@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
+from benchmarks.harness.result_files import to_json
+from benchmarks.harness.tuning import GRID, VARIANTS, Budget
 from examples.common.cli import METHODS
-from examples.common.result_files import to_json
-from examples.common.tuning import GRID, VARIANTS, Budget
 from examples.synthetic import run, summary, training
 from examples.synthetic.generator import SyntheticSpec
 from examples.synthetic.protocol import PREMISE_GAP, REGIMES

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from examples.common.paired_stats import (
+from benchmarks.harness.paired_stats import (
     EXACT_MAX_N,
     average_ranks,
     exact_signed_rank_p,

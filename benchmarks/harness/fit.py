@@ -2,7 +2,7 @@
 
 Benchmark runners train hundreds of small models without writing files; :func:`fit_and_score`
 is what each of those runs does once the data sets and the method are built
-(:func:`fit_with_budget`: with a benchmark's :class:`~examples.common.tuning.TrainingBudget`).
+(:func:`fit_with_budget`: with a benchmark's :class:`~benchmarks.harness.tuning.TrainingBudget`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks.harness.tuning import TrainingBudget
 from examples.common.data import build_loaders
 from examples.common.methods import Method
 from examples.common.trainer import TrainConfig, evaluate, fit
-from examples.common.tuning import TrainingBudget
 
 
 def fit_and_score(

@@ -1,4 +1,4 @@
-"""Progress over many independent training runs (benchmark sweeps).
+"""Progress over many independent training runs (the harness's sweeps).
 
 A benchmark runner hands a list of jobs to :func:`run_jobs`; each job belongs to a *group*
 (a sweep point, a view set, ...). While the jobs run (in a ``ProcessPoolExecutor`` or in
@@ -41,6 +41,8 @@ class GroupProgress(Generic[R]):
         file: where the bar goes (default: ``sys.stderr``).
         summary_file: where the summary lines go (default: ``sys.stdout``).
         enabled: ``False`` draws no bar (summary lines are still printed).
+        on_result: called with the run index and its result as soon as a run finishes
+            (for a runner that saves its results file after every run).
 
     Raises:
         ValueError: when a run index is reported twice or is out of range.
@@ -55,8 +57,10 @@ class GroupProgress(Generic[R]):
         file: IO[str] | None = None,
         summary_file: IO[str] | None = None,
         enabled: bool = True,
+        on_result: Callable[[int, R], None] | None = None,
     ) -> None:
         self.groups = list(groups)
+        self.on_result = on_result
         self.summarize = summarize
         self.summary_file = summary_file
         self._left = Counter(self.groups)
@@ -86,6 +90,8 @@ class GroupProgress(Generic[R]):
         if index in self._results:
             raise ValueError(f"run {index} was reported twice")
         self._results[index] = result
+        if self.on_result is not None:
+            self.on_result(index, result)
         group = self.groups[index]
         self._left[group] -= 1
         self.bar.update(1)
@@ -131,6 +137,7 @@ def run_jobs(
     progress: bool = True,
     file: IO[str] | None = None,
     summary_file: IO[str] | None = None,
+    on_result: Callable[[int, R], None] | None = None,
 ) -> list[R]:
     """Run ``fn(job)`` for every job, showing progress; results in job order.
 
@@ -143,7 +150,7 @@ def run_jobs(
         jobs: its arguments, one per run.
         groups: the group of each job (default: one group for all).
         workers: processes; 1 runs in this process.
-        summarize, desc, file, summary_file: see :class:`GroupProgress`.
+        summarize, desc, file, summary_file, on_result: see :class:`GroupProgress`.
         progress: ``False`` draws no bar.
 
     Raises:
@@ -151,7 +158,9 @@ def run_jobs(
     """
     groups = list(groups) if groups is not None else ["all"] * len(jobs)
     if len(groups) != len(jobs):
-        raise ValueError(f"expected one group per job, got {len(groups)} groups for {len(jobs)} jobs")
+        raise ValueError(
+            f"expected one group per job, got {len(groups)} groups for {len(jobs)} jobs"
+        )
     if workers < 1:
         raise ValueError(f"expected workers >= 1, got {workers}")
     with GroupProgress[R](
@@ -161,6 +170,7 @@ def run_jobs(
         file=file,
         summary_file=summary_file,
         enabled=progress,
+        on_result=on_result,
     ) as prog:
         if workers == 1 or len(jobs) <= 1:
             for i, job in enumerate(jobs):
@@ -170,41 +180,6 @@ def run_jobs(
         with ProcessPoolExecutor(max_workers=workers) as pool:
             _drain(pool, fn, jobs, prog, workers)
         return prog.results()
-
-
-K = TypeVar("K", bound=Hashable)
-
-
-def run_keyed_jobs(
-    fn: Callable[[J], R],
-    jobs: Sequence[J],
-    keys: Sequence[K],
-    *,
-    group: Callable[[K], Hashable],
-    summarize: Callable[[Hashable, list[K], list[R]], str],
-    desc: str,
-    workers: int,
-    progress: bool,
-) -> dict[K, R]:
-    """:func:`run_jobs` for jobs named by ``keys`` (one each), grouped by ``group(key)``.
-
-    When a group's last job finishes, ``summarize(group, its keys, its results)`` gives its
-    line. Returns ``{key: result}``.
-    """
-    groups = [group(k) for k in keys]
-    keys_of: dict[Hashable, list[K]] = {}
-    for key, name in zip(keys, groups, strict=True):
-        keys_of.setdefault(name, []).append(key)
-    results = run_jobs(
-        fn,
-        jobs,
-        groups=groups,
-        workers=workers,
-        summarize=lambda name, runs: summarize(name, keys_of[name], runs),
-        desc=desc,
-        progress=progress,
-    )
-    return dict(zip(keys, results, strict=True))
 
 
 def _drain(

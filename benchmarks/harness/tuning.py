@@ -8,6 +8,7 @@ the one reported.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,3 +70,15 @@ class Budget(TrainingBudget):
 
     hidden: int = 64
     latent: int = 32
+
+
+def best_trial(val_means: Sequence[float]) -> int:
+    """The trial with the best mean validation accuracy over the seeds (ties: the earlier one);
+    the test split is never looked at.
+
+    Raises:
+        ValueError: for no trials.
+    """
+    if not val_means:
+        raise ValueError("expected the validation means of at least one trial, got none")
+    return max(range(len(val_means)), key=lambda i: (val_means[i], -i))

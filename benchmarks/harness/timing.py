@@ -1,8 +1,8 @@
-"""Timing of training steps, shared by the examples' cost runs and the benchmarks.
+"""Timing of training steps, shared by the cost benchmarks.
 
 :func:`make_step` builds one training step of a :class:`~examples.common.methods.Method`
 (forward, backward, modulation hook, Adam); :func:`time_interleaved` times several callables in
-interleaved rounds; :func:`summarise` and :func:`paired_ratios` reduce the rounds to a median and
+interleaved rounds; :func:`quartiles` and :func:`paired_ratios` reduce the rounds to a median and
 quartiles.
 """
 
@@ -96,11 +96,11 @@ def time_interleaved(
     return wall, cpu
 
 
-def summarise(values: Sequence[float]) -> dict[str, Any]:
+def quartiles(values: Sequence[float]) -> dict[str, Any]:
     """Median, quartiles (inclusive method) and the raw values."""
     vals = [float(v) for v in values]
     if not vals:
-        raise ValueError("expected at least one value to summarise, got none")
+        raise ValueError("expected at least one value, got none")
     if len(vals) == 1:
         q1 = q3 = vals[0]
     else:
@@ -110,4 +110,4 @@ def summarise(values: Sequence[float]) -> dict[str, Any]:
 
 def paired_ratios(numerator: Sequence[float], denominator: Sequence[float]) -> dict[str, Any]:
     """Summary of the per-round ratios ``numerator[r] / denominator[r]`` (interleaved rounds)."""
-    return summarise([a / b for a, b in zip(numerator, denominator, strict=True)])
+    return quartiles([a / b for a, b in zip(numerator, denominator, strict=True)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from examples.common.runstore import RunStore, spec_digest
+from benchmarks.harness.store import RunStore, spec_digest
 
 
 def test_a_stored_result_comes_back_for_the_same_spec_only(tmp_path):

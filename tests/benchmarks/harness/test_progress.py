@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from examples.common.progress import GroupProgress, run_jobs
+from benchmarks.harness.progress import GroupProgress, run_jobs
 
 
 def _square_after(job: tuple[int, float]) -> int:

@@ -1,8 +1,9 @@
 """Finished benchmark runs kept on disk, so that a stopped benchmark resumes where it stopped.
 
 A benchmark is many short, deterministic training runs. :class:`RunStore` keeps each run's
-result in its own JSON file, named by a digest of the run's *spec*: a JSON-able mapping of
-everything that decides the result (data, model budget, method, trial, seed). Running the
+result (JSON-able) in its own JSON file; :class:`TensorStore` keeps a result holding tensors in
+its own ``torch.save`` file. Either names the file by a digest of the run's *spec*: a JSON-able
+mapping of everything that decides the result (data, model budget, method, trial, seed). Running the
 same benchmark again loads the finished runs and trains only the missing ones. The code is
 not part of the spec: after changing the code, use a fresh folder or ``reuse=False``.
 """
@@ -12,10 +13,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import torch
 
 from examples.common.checkpoint import atomic_write_json
 
@@ -24,6 +28,14 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
     """A digest of ``spec`` (key order does not matter)."""
     text = json.dumps(spec, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class Store(Protocol):
+    """Where a sweep keeps finished runs (:class:`RunStore`, :class:`TensorStore`)."""
+
+    def result(self, spec: Mapping[str, Any], train: Callable[[], Any]) -> Any: ...
+
+    def note(self, specs: Iterable[Mapping[str, Any]]) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,38 @@ class RunStore:
     def note(self, specs: Iterable[Mapping[str, Any]]) -> str:
         """``", 12 of them finished before (kept in FOLDER)"``, or ``""`` when none are."""
         done = self.count_done(specs)
+        return f", {done} of them finished before (kept in {self.folder})" if done else ""
+
+
+@dataclass(frozen=True)
+class TensorStore:
+    """One ``torch.save`` file per finished run in ``folder``, for results that hold tensors
+    (a trained model's outputs): ``FOLDER/<label(spec)>-<digest>.pt``. A file that exists is
+    loaded as it is (its name carries the digest of its spec); ``label`` must be a
+    module-level function when the sweep runs in worker processes."""
+
+    folder: str
+    label: Callable[[Mapping[str, Any]], str]
+
+    def path(self, spec: Mapping[str, Any]) -> Path:
+        return Path(self.folder) / f"{self.label(spec)}-{spec_digest(spec)}.pt"
+
+    def result(self, spec: Mapping[str, Any], train: Callable[[], Any]) -> Any:
+        """The stored result of ``spec``; else ``train()``, saved atomically before it is
+        returned."""
+        path = self.path(spec)
+        if path.is_file():
+            return torch.load(path, weights_only=False)
+        result = train()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(result, tmp)
+        os.replace(tmp, path)
+        return result
+
+    def note(self, specs: Iterable[Mapping[str, Any]]) -> str:
+        """Like :meth:`RunStore.note`."""
+        done = sum(self.path(s).is_file() for s in specs)
         return f", {done} of them finished before (kept in {self.folder})" if done else ""
 
 
