@@ -9,9 +9,7 @@ A directive is an HTML comment on the last non-blank line before the opening fen
 Only ``python``/``py`` blocks (run with ``exec``) and ``pycon`` blocks (run as doctests) are
 executable; every other language (``bash``, ``text``, ``bibtex``, ...) is ignored.
 
-A block runs alone, as printed. A block whose first line is a comment starting with
-:data:`CONTINUES` (``# continues ...``, visible to the reader) builds on the blocks before it on
-its page and runs after them.
+Every block runs alone, as printed: a reader who copies one block gets a working program.
 """
 
 from __future__ import annotations
@@ -27,9 +25,6 @@ PYTHON_LANGS = {"python", "py", "python3"}
 DOCTEST_LANGS = {"pycon"}
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n]*)$")
-#: The first line of a block that says, in the printed page, that it builds on earlier blocks.
-CONTINUES = "# continues"
-
 _DIRECTIVE = re.compile(r"^\s*<!--\s*(?P<kind>skip|requires|run)\s*:\s*(?P<arg>.*?)\s*-->\s*$")
 
 
@@ -62,12 +57,6 @@ class Block:
     @property
     def kind(self) -> str:
         return self.directive[0] if self.directive else "run-inline"
-
-    @property
-    def continues(self) -> bool:
-        """Whether the block says (in its first line) that it builds on earlier blocks."""
-        first = next((line for line in self.code.splitlines() if line.strip()), "")
-        return first.lstrip().startswith(CONTINUES)
 
 
 def _lang(info: str) -> str:

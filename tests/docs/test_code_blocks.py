@@ -1,8 +1,8 @@
 """Every Python code block of the documentation runs as printed, so the docs cannot rot.
 
 Each block runs alone, in a fresh namespace (what a reader who copies that one block gets), in
-a temporary working directory, with torch's global RNG restored afterwards. A block whose first
-line says ``# continues ...`` runs after the earlier blocks of its page, in one namespace.
+a temporary working directory, with torch's global RNG restored afterwards. No block builds on
+the blocks before it: a step-by-step page repeats its few set-up lines in each block instead.
 Blocks with a directive (see :mod:`tests.docs.blocks`) get their own tests: ``requires`` blocks
 run (alone) when the module is importable; ``run: torchrun`` blocks are launched as scripts
 with two gloo processes; ``skip`` blocks are compiled and skipped with their reason.
@@ -36,10 +36,6 @@ PLAIN = [b for bs in PAGES.values() for b in bs if b.directive is None]
 SPECIAL = [b for bs in PAGES.values() for b in bs if b.directive is not None]
 
 
-def _id(path: Path) -> str:
-    return str(path.relative_to(ROOT))
-
-
 def _run_block(block: Block, namespace: dict[str, Any]) -> None:
     if block.lang in DOCTEST_LANGS:
         test = doctest.DocTestParser().get_doctest(
@@ -55,16 +51,15 @@ def _run_block(block: Block, namespace: dict[str, Any]) -> None:
     exec(code, namespace)
 
 
-def _run_page(blocks: list[Block], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _run_alone(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace: dict[str, Any] = {"__name__": "__main__"}
     with torch.random.fork_rng(devices=[]):
-        for block in blocks:
-            try:
-                _run_block(block, namespace)
-            except Exception as err:
-                raise AssertionError(f"code block at {block.where} failed: {err!r}") from err
+        try:
+            _run_block(block, namespace)
+        except Exception as err:
+            raise AssertionError(f"code block at {block.where} failed: {err!r}") from err
 
 
 def test_the_documentation_has_runnable_blocks() -> None:
@@ -84,13 +79,6 @@ def test_directives_are_known_and_few() -> None:
             assert shlex.split(b.directive[1])[0] == "torchrun", b.where  # type: ignore[index]
 
 
-def _earlier(block: Block) -> list[Block]:
-    """The plain blocks before ``block`` on its page, when ``block`` continues them."""
-    if not block.continues:
-        return []
-    return [b for b in PAGES[block.path] if b.directive is None and b.line < block.line]
-
-
 def _block_id(block: Block) -> str:
     return block.where.replace(os.sep, "/")
 
@@ -99,13 +87,7 @@ def _block_id(block: Block) -> str:
 def test_code_block_runs_as_printed(
     block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _run_page([*_earlier(block), block], tmp_path, monkeypatch)
-
-
-def test_a_first_block_continues_nothing() -> None:
-    for page, blocks in PAGES.items():
-        if blocks:
-            assert not blocks[0].continues, f"{_id(page)}: the first block continues nothing"
+    _run_alone(block, tmp_path, monkeypatch)
 
 
 def _special_id(block: Block) -> str:
@@ -123,7 +105,7 @@ def test_special_blocks(block: Block, tmp_path: Path, monkeypatch: pytest.Monkey
         pytest.skip(f"{block.where}: {arg}")
     if importlib.util.find_spec(arg) is None:
         pytest.skip(f"{block.where} needs {arg}, which is not installed (syntax checked)")
-    _run_page([*_earlier(block), block], tmp_path, monkeypatch)
+    _run_alone(block, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
