@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.ensemble_gap import synthetic_spec
+from benchmarks.ensemble_gap.protocol import synthetic_spec
 from benchmarks.harness.paired_stats import item_resolution, mean_std, paired_comparison, verdict
 from benchmarks.harness.progress import run_jobs
 from benchmarks.harness.store import RunStore, add_resume_argument

@@ -6,7 +6,7 @@ results, by the current tie and zero rule (docs/decisions.md, "Paired tests"), i
 
 No training. The multi-view files go through :func:`examples.multiview.report.load_and_recompute`,
 the AV-MNIST files through :func:`examples.avmnist.run.summarise`, the ensemble-gap files
-through :func:`benchmarks.ensemble_gap.paired_tests` and the sampled-subsets file through
+through :func:`benchmarks.ensemble_gap.analysis.paired_tests` and the sampled-subsets file through
 :func:`benchmarks.sampled_subsets.summarise`. Each rewritten file gets this command's
 ``report_provenance``; a file without a ``provenance`` record gets one saying it is kept from
 an earlier run (:func:`examples.common.provenance.kept_provenance`), with what the file itself
@@ -87,7 +87,7 @@ def avmnist(path: Path) -> dict[str, Any]:
 
 
 def ensemble_gap(path: Path) -> dict[str, Any]:
-    from benchmarks.ensemble_gap import decide, paired_tests
+    from benchmarks.ensemble_gap.analysis import decide, paired_tests
 
     started = time.time()
     result: dict[str, Any] = json.loads(path.read_text())

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from benchmarks import recipes as rc
-from benchmarks.ensemble_gap import synthetic_spec
+from benchmarks.ensemble_gap.protocol import synthetic_spec
 from benchmarks.harness.tuning import Budget
 from examples.common.data import build_loaders
 from examples.common.methods import build_method

@@ -1,4 +1,4 @@
-"""benchmarks/ensemble_gap.py end to end on tiny data: the synthetic settings with a few points
+"""benchmarks.ensemble_gap end to end on tiny data: the synthetic settings with a few points
 and one epoch, AV-MNIST on the real-format fixture; the protocol's fixed trials against the
 benchmarks' recorded selections; the rule; resuming."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import ensemble_gap as eg
+from benchmarks.ensemble_gap import analysis, protocol, run
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOCS = ROOT / "docs" / "examples"
 TINY_SYNTHETIC = ("--max-epochs", "1", "--synthetic-points", "60", "40", "50", "--no-progress")
 
@@ -31,30 +31,30 @@ def _point(path: Path, u1: float) -> dict:
 )
 def test_synthetic_settings_are_the_benchmarks_point_and_selection(setting, results):
     data = json.loads((DOCS / results).read_text())
-    recorded = {**data["setup"]["spec"], **eg.SYNTHETIC_POINT}
+    recorded = {**data["setup"]["spec"], **protocol.SYNTHETIC_POINT}
     spec = {
         k: list(v) if isinstance(v, tuple) else v
-        for k, v in vars(eg.synthetic_spec(setting)).items()
+        for k, v in vars(protocol.synthetic_spec(setting)).items()
     }
     assert spec == recorded
-    point = _point(DOCS / results, eg.SYNTHETIC_POINT["u1"])
+    point = _point(DOCS / results, protocol.SYNTHETIC_POINT["u1"])
     for method in ("mcr", "ensemble"):
-        assert point["methods"][method]["trial"] == eg.TRIALS[setting][method]
+        assert point["methods"][method]["trial"] == protocol.TRIALS[setting][method]
 
 
 def test_avmnist_trials_are_the_full_runs_selection():
     data = json.loads((DOCS / "avmnist-full-primary-results.json").read_text())
     for method in ("mcr", "ensemble"):
-        assert data["methods"][method]["trial"] == eg.TRIALS["avmnist"][method]
+        assert data["methods"][method]["trial"] == protocol.TRIALS["avmnist"][method]
 
 
 def test_synthetic_settings_run_report_and_resume(tmp_path):
     out = tmp_path / "out"
     argv = ["--settings", "synthetic", "undertrained", "--seeds", "0", "1", "--out", str(out)]
-    result = eg.main([*argv, *TINY_SYNTHETIC])
+    result = run.main([*argv, *TINY_SYNTHETIC])
     assert set(result["settings"]) == {"synthetic", "undertrained"}
     s = result["settings"]["synthetic"]
-    assert set(s["predictors"]) >= {"mcr_fused", "ensemble", "mcr_head_m1", *eg.REMEDIES}
+    assert set(s["predictors"]) >= {"mcr_fused", "ensemble", "mcr_head_m1", *protocol.REMEDIES}
     for entry in s["predictors"].values():
         assert len(entry["per_seed"]) == 2 and 0.0 <= entry["mean"] <= 1.0
         assert 0.0 <= entry["ece"] <= 1.0 and set(entry["per_category"]) == {"shared", "u1", "u2"}
@@ -88,10 +88,10 @@ def test_synthetic_settings_run_report_and_resume(tmp_path):
     stored = sorted((out / "runs").iterdir())
     assert len(stored) == 8
     stamps = [p.stat().st_mtime_ns for p in stored]
-    again = eg.main([*argv, *TINY_SYNTHETIC])
+    again = run.main([*argv, *TINY_SYNTHETIC])
     assert [p.stat().st_mtime_ns for p in sorted((out / "runs").iterdir())] == stamps
     assert again["settings"] == result["settings"]
-    assert eg.main(["--report", str(out / "results.json")])["settings"] == result["settings"]
+    assert run.main(["--report", str(out / "results.json")])["settings"] == result["settings"]
 
 
 def test_avmnist_runs_on_the_fixture(tmp_path):
@@ -103,7 +103,7 @@ def test_avmnist_runs_on_the_fixture(tmp_path):
         *("--mnist", str(root / "mnist"), "--fsdd", str(root / "fsdd")),
         *("--pairs", "3", "1", "2", "--max-epochs", "1", "--no-progress"),
     ]
-    s = eg.main(argv)["settings"]["avmnist"]
+    s = run.main(argv)["settings"]["avmnist"]
     assert set(s["reliance"]["mcr_fused"]) == {"image", "audio"}
     assert s["overlap_with_mcr_fused"]["ensemble"]["n"] == 2 * 10
     assert "per_category" not in s["predictors"]["mcr_fused"]
@@ -111,32 +111,32 @@ def test_avmnist_runs_on_the_fixture(tmp_path):
 
 def test_bad_command_lines_are_clear_errors(tmp_path):
     with pytest.raises(SystemExit, match="needs --mnist and --fsdd"):
-        eg.main(["--settings", "avmnist", "--out", str(tmp_path)])
+        run.main(["--settings", "avmnist", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="distinct seeds"):
-        eg.main(["--settings", "synthetic", "--seeds", "1", "1", "--out", str(tmp_path)])
+        run.main(["--settings", "synthetic", "--seeds", "1", "1", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="expected --out"):
-        eg.main(["--settings", "synthetic"])
+        run.main(["--settings", "synthetic"])
     with pytest.raises(SystemExit, match=r"expected a results\.json"):
-        eg.main(["--report", str(tmp_path / "missing.json")])
+        run.main(["--report", str(tmp_path / "missing.json")])
 
 
 def test_the_rule_needs_a_win_on_every_setting_with_enough_seeds():
     def setting(verdict: str, seeds: int = 10) -> dict:
-        tests = {r: {"ensemble": {"verdict": verdict}} for r in eg.REMEDIES}
+        tests = {r: {"ensemble": {"verdict": verdict}} for r in protocol.REMEDIES}
         return {"seeds": list(range(seeds)), "tests": tests}
 
-    wins = {name: setting("win") for name in eg.SETTINGS}
-    assert all(r["becomes_default"] for r in eg.decide(wins)["remedies"].values())
+    wins = {name: setting("win") for name in protocol.SETTINGS}
+    assert all(r["becomes_default"] for r in analysis.decide(wins)["remedies"].values())
     one_tie = {**wins, "avmnist": setting("no detectable difference")}
-    assert not any(r["becomes_default"] for r in eg.decide(one_tie)["remedies"].values())
-    few_seeds = {**wins, "avmnist": setting("win", seeds=eg.MIN_SEEDS_FOR_VERDICT - 1)}
-    assert eg.decide(few_seeds)["all_settings_measured"] is False
+    assert not any(r["becomes_default"] for r in analysis.decide(one_tie)["remedies"].values())
+    few_seeds = {**wins, "avmnist": setting("win", seeds=protocol.MIN_SEEDS_FOR_VERDICT - 1)}
+    assert analysis.decide(few_seeds)["all_settings_measured"] is False
 
 
 def test_mcr_and_the_ensemble_must_share_their_test_points():
     labels = torch.tensor([0, 1])
     with pytest.raises(ValueError, match="same points"):
-        eg.analyse_seed({"test": {"labels": labels}}, {"test": {"labels": labels.flip(0)}})
+        analysis.analyse_seed({"test": {"labels": labels}}, {"test": {"labels": labels.flip(0)}})
 
 
 def test_the_code_state_names_the_commit_and_the_uncommitted_files(tmp_path):
@@ -151,8 +151,8 @@ def test_the_code_state_names_the_commit_and_the_uncommitted_files(tmp_path):
     (tmp_path / "notes.txt").write_text("not code\n")
     git("add", "mcr_reg/a.py")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
-    assert eg.code_state(tmp_path)["uncommitted"] == []
+    assert run.code_state(tmp_path)["uncommitted"] == []
     (tmp_path / "mcr_reg" / "a.py").write_text("x = 2\n")
-    state = eg.code_state(tmp_path)
+    state = run.code_state(tmp_path)
     assert state["uncommitted"] == ["mcr_reg/a.py"] and len(state["commit"]) == 40
-    assert eg.code_state(tmp_path / "mcr_reg" / "missing")["commit"] is None
+    assert run.code_state(tmp_path / "mcr_reg" / "missing")["commit"] is None

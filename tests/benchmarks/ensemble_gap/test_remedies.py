@@ -1,4 +1,4 @@
-"""Diagnostics and remedies of examples/common/ensemble_gap.py: values against plain
+"""Diagnostics and remedies of benchmarks/ensemble_gap/remedies.py: values against plain
 references, properties, and the error messages."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from examples.common import ensemble_gap as gap
+from benchmarks.ensemble_gap import remedies as gap
 
 
 def _gen(seed: int = 0) -> torch.Generator:
