@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.sampled_subsets import ARMS, SCHEMA, main, run_key, verdict
+from benchmarks.sampled_subsets.protocol import ARMS, SCHEMA, run_key, verdict
+from benchmarks.sampled_subsets.run import main
 from examples.multiview.make_fixture import write_fixture
 
 ARGS = ["--seeds", "2", "--trials", "1", "--max-epochs", "1", "--per-class", "6", "3", "3"]
