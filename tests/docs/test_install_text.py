@@ -181,3 +181,24 @@ def test_what_the_documented_commands_write_is_ignored() -> None:
                     written.add(path.split("/")[0])
     assert {"runs", "data"} <= written
     assert written <= ignored, f"documented outputs not in .gitignore: {written - ignored}"
+
+
+#: A count of the suite's tests ("1,351 tests", "1,173 of the suite's 1,351 tests", "760 passed"):
+#: true on the day it was measured, wrong after the next test is added.
+TEST_COUNT = re.compile(r"\b\d[\d,]*\s+(?:of the suite's\s+\d[\d,]*\s+)?(?:tests|passed)\b")
+
+
+@pytest.mark.parametrize("page", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_page_states_how_many_tests_there_are(page: Path) -> None:
+    """Say which tests a command runs (the quick path leaves out the runs marked ``slow``),
+    never how many: a count rots with the next test added."""
+    text = re.sub(r"\s+", " ", page.read_text(encoding="utf-8"))
+    assert not TEST_COUNT.findall(text), (
+        f"{page.name} states a test count: {TEST_COUNT.findall(text)}"
+    )
+
+
+def test_a_test_count_is_recognised() -> None:
+    for stated in ("1,173 of the suite's 1,351 tests", "671 tests", "760 passed"):
+        assert TEST_COUNT.search(stated), stated
+    assert not TEST_COUNT.search("6 of 180 test accuracies moved by 1 to 7 test items")
