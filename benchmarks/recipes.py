@@ -33,6 +33,8 @@ from benchmarks.harness.paired_stats import item_resolution, mean_std, paired_co
 from benchmarks.harness.progress import run_jobs
 from benchmarks.harness.store import RunStore, add_resume_argument
 from benchmarks.harness.tuning import Budget
+from benchmarks.synthetic.generator import make_datasets
+from benchmarks.synthetic.training import build_model
 from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
 from examples.common.probe import linear_probe
@@ -40,8 +42,6 @@ from examples.common.provenance import provenance
 from examples.common.reporting import pyplot, save_figure, table
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
-from examples.synthetic.generator import make_datasets
-from examples.synthetic.training import build_model
 
 SETTINGS: tuple[str, ...] = ("synthetic", "undertrained")
 

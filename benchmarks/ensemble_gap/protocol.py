@@ -23,7 +23,7 @@ from examples.common.methods import Method, build_method
 from examples.common.model import ConcatFusionHead, MultimodalModel
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything
-from examples.synthetic.generator import SyntheticSpec, make_datasets
+from benchmarks.synthetic.generator import SyntheticSpec, make_datasets
 from mcr_reg.functional import pool_latent
 
 SETTINGS: tuple[str, ...] = ("synthetic", "undertrained", "avmnist")

@@ -10,12 +10,12 @@ import pytest
 from benchmarks import recipes as rc
 from benchmarks.ensemble_gap.protocol import synthetic_spec
 from benchmarks.harness.tuning import Budget
+from benchmarks.synthetic.generator import make_datasets
+from benchmarks.synthetic.training import build_model
 from examples.common.data import build_loaders
 from examples.common.methods import build_method
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, seed_everything
-from examples.synthetic.generator import make_datasets
-from examples.synthetic.training import build_model
 
 TINY = ("--synthetic-points", "60", "40", "50", "--total-epochs", "3", "--pretrain-epochs", "1")
 TINY_ARGS = (*TINY, "--no-progress", "--settings", "synthetic")

@@ -26,7 +26,7 @@ def long_functions(folder: Path, limit: int = LIMIT) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "folder", ["mcr_reg", "examples/common", "examples/multiview", "examples/synthetic"]
+    "folder", ["mcr_reg", "examples/common", "examples/multiview", "benchmarks/synthetic"]
 )
 def test_no_function_is_longer_than_the_limit(folder: str) -> None:
     assert long_functions(ROOT / folder) == []

@@ -1,6 +1,6 @@
 """The synthetic sweep's result: its schema (dataclasses), its version, and reading it back.
 
-:class:`SweepResult` is what :mod:`examples.synthetic.run` builds and what ``results.json`` is
+:class:`SweepResult` is what :mod:`benchmarks.synthetic.run` builds and what ``results.json`` is
 written from (:func:`benchmarks.harness.result_files.to_json`) and read back into
 (:func:`load_results`). The file states its ``schema_version`` (:data:`SCHEMA_VERSION`; none
 means 1). In version 1 the variants of the ``rules`` ablation were called after the release
@@ -16,7 +16,7 @@ from typing import Any
 
 from benchmarks.harness.result_files import REST, from_json, read_result, stamped
 
-#: The version of the ``results.json`` layout that :mod:`examples.synthetic.run` writes.
+#: The version of the ``results.json`` layout that :mod:`benchmarks.synthetic.run` writes.
 SCHEMA_VERSION = 2
 
 #: Version-1 names of the ``rules`` ablation's variants -> the names they have now.
@@ -46,13 +46,13 @@ def upgrade(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_results(path: str | Path) -> SweepResult:
-    """Read a ``results.json`` of :mod:`examples.synthetic.run` (any version) as the current
+    """Read a ``results.json`` of :mod:`benchmarks.synthetic.run` (any version) as the current
     schema.
 
     Raises:
         ValueError: when the file is not such a result, or of a newer version.
     """
-    raw = read_result(path, producer="examples.synthetic.run", required="points")
+    raw = read_result(path, producer="benchmarks.synthetic", required="points")
     result: SweepResult = from_json(SweepResult, upgrade(raw), str(path))
     return result
 
@@ -119,7 +119,7 @@ class Setup:
     of seeds, the trials per method, and the times."""
 
     regime: str | None = None  # not recorded before the regimes existed: "fusion"
-    spec: dict[str, Any]  # :class:`examples.synthetic.generator.SyntheticSpec` as a mapping
+    spec: dict[str, Any]  # :class:`benchmarks.synthetic.generator.SyntheticSpec` as a mapping
     budget: dict[str, Any]  # :class:`benchmarks.harness.tuning.Budget` as a mapping
     seeds: int
     grid: dict[str, list[dict[str, Any]]]
@@ -131,7 +131,7 @@ class Setup:
 @dataclass
 class SweepResult:
     """The whole sweep: what ``results.json`` holds (``claims``: :func:`check_claims` of
-    :mod:`examples.synthetic.summary`)."""
+    :mod:`benchmarks.synthetic.summary`)."""
 
     schema_version: int = SCHEMA_VERSION
     points: list[Point] = field(default_factory=list)

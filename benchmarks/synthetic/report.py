@@ -1,10 +1,10 @@
 """Tables and the plot of a synthetic sweep: ``results.md`` (accuracy per sweep point, the
 ablations at the most imbalanced point, the claims) and ``accuracy_vs_ratio.png``, from a
-:class:`~examples.synthetic.results.SweepResult`.
+:class:`~benchmarks.synthetic.results.SweepResult`.
 
-``python -m examples.synthetic.report RUN/results.json --out DIR`` redraws both (and rewrites
+``python -m benchmarks.synthetic.report RUN/results.json --out DIR`` redraws both (and rewrites
 ``results.json`` in the current version) from a result of any version
-(:func:`examples.synthetic.results.load_results`).
+(:func:`benchmarks.synthetic.results.load_results`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness.result_files import redraw_main, to_json
+from benchmarks.synthetic.results import MCR_KEYS, MethodResult, SweepResult, load_results
 from examples.common import reporting
 from examples.common.provenance import provenance
 from examples.common.reporting import table
-from examples.synthetic.results import MCR_KEYS, MethodResult, SweepResult, load_results
 
 
 def accuracy_lines(result: SweepResult) -> list[str]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.harness.tuning import VARIANTS
+from benchmarks.synthetic.generator import SyntheticSpec
 from examples.common.cli import METHODS
-from examples.synthetic.generator import SyntheticSpec
 
 #: Every benchmark key, in table order.
 BENCHMARK_METHODS: tuple[str, ...] = (*METHODS, *VARIANTS)

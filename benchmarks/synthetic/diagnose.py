@@ -1,7 +1,7 @@
 """Where the joint-vs-ensemble gap of the synthetic benchmark comes from.
 
-    python -m examples.synthetic.diagnose --u1 0.7 --seeds 0 1 2
-    python -m examples.synthetic.diagnose --regime undertrained --u1 0.7
+    python -m benchmarks.synthetic.diagnose --u1 0.7 --seeds 0 1 2
+    python -m benchmarks.synthetic.diagnose --regime undertrained --u1 0.7
 
 For each method (selected trial of the benchmark's grid given with ``--option``), per seed:
 test accuracy of the multimodal prediction on each kind of point (shared, U1-only, U2-only),
@@ -24,10 +24,10 @@ from typing import Any
 import torch
 
 from benchmarks.harness.tuning import Budget
+from benchmarks.synthetic.generator import CATEGORIES, SyntheticSpec
+from benchmarks.synthetic.protocol import REGIMES
+from benchmarks.synthetic.training import fit_trial
 from examples.common.methods.base import unimodal_outputs_from_fusion
-from examples.synthetic.generator import CATEGORIES, SyntheticSpec
-from examples.synthetic.protocol import REGIMES
-from examples.synthetic.training import fit_trial
 
 
 def diagnose_one(

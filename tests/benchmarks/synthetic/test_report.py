@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.harness.result_files import to_json
-from examples.synthetic import report
-from examples.synthetic.protocol import ABLATIONS
-from examples.synthetic.results import RULE_RENAMES, SCHEMA_VERSION, load_results, upgrade
+from benchmarks.synthetic import report
+from benchmarks.synthetic.protocol import ABLATIONS
+from benchmarks.synthetic.results import RULE_RENAMES, SCHEMA_VERSION, load_results, upgrade
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMITTED = sorted((ROOT / "docs/examples").glob("synthetic-*.json"))
@@ -41,7 +41,7 @@ def test_a_result_of_a_newer_schema_or_another_runner_is_refused(tmp_path: Path)
         load_results(path)
     path.write_text(json.dumps({"view_sets": []}))
     with pytest.raises(
-        ValueError, match=r"results\.json of examples\.synthetic\.run with 'points'"
+        ValueError, match=r"results\.json of benchmarks\.synthetic with 'points'"
     ):
         load_results(path)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from examples.synthetic import diagnose
+from benchmarks.synthetic import diagnose
 
 
 def test_tiny_diagnosis_reports_each_kind_and_share():
@@ -35,10 +35,10 @@ def test_tiny_diagnosis_reports_each_kind_and_share():
 
 def test_shares_of_late_fusion_add_up_to_the_output():
     # the diagnosis reads W_m z_m + b/2 as modality m's share: the shares must sum to the output
+    from benchmarks.synthetic.training import build_model
     from examples.common.methods import build_method
     from examples.common.methods.base import unimodal_outputs_from_fusion
     from examples.common.task import TaskSpec
-    from examples.synthetic.training import build_model
 
     spec = diagnose.SyntheticSpec()
     m = build_method("joint", build_model(spec, diagnose.Budget()), TaskSpec("classification", 5))

@@ -10,10 +10,11 @@ from typing import Any
 import torch
 
 from benchmarks.harness.paired_stats import mean_std
+from benchmarks.harness.tuning import best_trial
+from benchmarks.synthetic.protocol import PREMISE_GAP
+from benchmarks.synthetic.results import MCR_KEYS, MethodResult, Point, SweepResult
+from benchmarks.synthetic.training import RunResult
 from examples.common.metrics import ErrorMatrix, error_matrix
-from examples.synthetic.protocol import PREMISE_GAP
-from examples.synthetic.results import MCR_KEYS, MethodResult, Point, SweepResult
-from examples.synthetic.training import RunResult
 
 
 def select_trial(
@@ -22,7 +23,7 @@ def select_trial(
     """The trial with the best mean validation accuracy, summarised over its seeds, and its
     runs."""
     val_means = [statistics.fmean(r.val for r in runs) for runs in runs_by_trial]
-    best = max(range(len(trials)), key=lambda i: val_means[i])
+    best = best_trial(val_means)
     runs = runs_by_trial[best]
     per_cat = {}
     for name in ("shared", "u1", "u2"):

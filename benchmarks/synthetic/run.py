@@ -1,13 +1,13 @@
 """The synthetic competition benchmark: every method along a U1/S sweep (paper Figure 1).
 
-    python -m examples.synthetic.run --quick --out runs/synthetic-quick
-    python -m examples.synthetic.run --out runs/synthetic-full          # full sweep + ablations
-    python -m examples.synthetic.run --regime undertrained --quick --out runs/undertrained-quick
+    python -m benchmarks.synthetic --quick --out runs/synthetic-quick
+    python -m benchmarks.synthetic --out runs/synthetic-full          # full sweep + ablations
+    python -m benchmarks.synthetic --regime undertrained --quick --out runs/undertrained-quick
 
-Two data regimes (:data:`examples.synthetic.protocol.REGIMES`): ``fusion`` (the default, the
+Two data regimes (:data:`benchmarks.synthetic.protocol.REGIMES`): ``fusion`` (the default, the
 first benchmark: the gap to the ensemble comes from fusing a modality that is noise on a point)
 and ``undertrained`` (joint training leaves the slow modality's encoder under-trained; measured
-by a linear probe of its latent, see :func:`examples.synthetic.training.slow_probe`).
+by a linear probe of its latent, see :func:`benchmarks.synthetic.training.slow_probe`).
 
 For each sweep point (``u2`` fixed, ``u1`` growing, ``s = 1 - u1 - u2``) and each seed, every
 method is trained with the same budget: the same encoders, epochs, patience, batch size and
@@ -15,7 +15,7 @@ method is trained with the same budget: the same encoders, epochs, patience, bat
 with the best mean validation accuracy over the seeds is reported on the test set (mean and std
 over seeds).
 
-Outputs in ``--out``: ``results.json`` (:class:`examples.synthetic.results.SweepResult`;
+Outputs in ``--out``: ``results.json`` (:class:`benchmarks.synthetic.results.SweepResult`;
 accuracies in [0, 1]), ``results.md`` (tables) and ``accuracy_vs_ratio.png`` (accuracy vs U1/S,
 one line per method). Every run also records ``probe``: the test accuracy of a linear probe of
 the slow modality's latent; ``probe_gap`` per method and point is the unimodal probe (the
@@ -41,42 +41,40 @@ from benchmarks.harness import sweep
 from benchmarks.harness.paired_stats import mean_std
 from benchmarks.harness.store import RunStore, add_resume_argument
 from benchmarks.harness.tuning import GRID, Budget
+from benchmarks.synthetic.generator import SyntheticSpec
+from benchmarks.synthetic.protocol import ABLATIONS, BENCHMARK_METHODS, REGIMES
+from benchmarks.synthetic.report import markdown, write_outputs
+from benchmarks.synthetic.results import Ablations, AblationVariant, Point, Setup, SweepResult
+from benchmarks.synthetic.summary import add_probe_gaps, check_claims, error_matrices, select_trial
+from benchmarks.synthetic.training import Job, RunResult, job_spec, train_job
 from examples.common.provenance import provenance
-from examples.synthetic.generator import SyntheticSpec
-from examples.synthetic.protocol import ABLATIONS, BENCHMARK_METHODS, REGIMES
-from examples.synthetic.report import markdown, write_outputs
-from examples.synthetic.results import Ablations, AblationVariant, Point, Setup, SweepResult
-from examples.synthetic.summary import add_probe_gaps, check_claims, error_matrices, select_trial
-from examples.synthetic.training import Job, RunResult, run_job, run_spec
 
 Key = tuple[Any, ...]  # a job's place in the sweep or the ablations
 
 
-def _done_note(jobs: Sequence[Job]) -> str:
-    store = jobs[0][-1] if jobs else None
-    return "" if store is None else store.note(run_spec(*j[:-1]) for j in jobs)
-
-
 def _train(
-    jobs: list[Job],
-    keys: list[Key],
+    jobs: dict[Key, Job],
     group: Callable[[Key], Any],
     line: Any,
     desc: str,
     workers: int,
+    store: RunStore | None,
+    log: Any,
 ) -> dict[Key, RunResult]:
     """Train ``jobs`` (``{key: result}``) with a line per finished group, and a progress bar
     where stderr is a terminal (a log gets only the lines)."""
-    bar = sys.stderr.isatty()
     return sweep.run_sweep(
-        run_job,
-        dict(zip(keys, jobs, strict=True)),
+        train_job,
+        jobs,
+        store=store,
+        spec=job_spec,
+        result_type=RunResult,
         group=group,
         line=line,
         desc=desc,
         workers=workers,
-        progress=bar,
-        log=None,
+        progress=sys.stderr.isatty(),
+        log=log,
     )
 
 
@@ -116,7 +114,7 @@ def point_specs(spec: SyntheticSpec, u1_values: Sequence[float], u2: float) -> l
     return specs
 
 
-def run_sweep(
+def train_sweep(
     *,
     u1_values: Sequence[float],
     u2: float,
@@ -135,17 +133,15 @@ def run_sweep(
     With a ``store``, runs that finished before are loaded instead of trained again.
     """
     specs = point_specs(spec, u1_values, u2)
-    jobs: list[Job] = []
-    keys: list[Key] = []
-    for pspec in specs:
-        for method in methods:
-            for t, trial in enumerate(GRID[method][:grid_size]):
-                for seed in seeds:
-                    jobs.append((pspec, budget, method, trial, seed, store))
-                    keys.append(("sweep", pspec.u1, method, t, seed))
-    log(f"{len(jobs)} training runs on {workers} worker(s)" + _done_note(jobs))
+    jobs: dict[Key, Job] = {
+        ("sweep", pspec.u1, method, t, seed): (pspec, budget, method, trial, seed)
+        for pspec in specs
+        for method in methods
+        for t, trial in enumerate(GRID[method][:grid_size])
+        for seed in seeds
+    }
     t0 = time.time()
-    by_key = _train(jobs, keys, lambda k: k[1], _point_summary, "sweep", workers)
+    by_key = _train(jobs, lambda k: k[1], _point_summary, "sweep", workers, store, log)
     log(f"sweep trained in {time.time() - t0:.0f} s")
     result = SweepResult()
     for pspec in specs:
@@ -183,16 +179,17 @@ def run_ablations(
     index = max(range(len(points)), key=lambda i: points[i].u1)
     spec = specs[index]
     base = dict(points[index].methods["mcr"].trial)
-    jobs: list[Job] = []
-    keys: list[Key] = []
-    for family, variants in ABLATIONS.items():
-        for variant, overrides in variants.items():
-            for seed in seeds:
-                jobs.append((spec, budget, "mcr", {**base, **overrides}, seed, store))
-                keys.append((family, variant, seed))
-    log(f"{len(jobs)} ablation runs on {workers} worker(s)" + _done_note(jobs))
+    jobs: dict[Key, Job] = {
+        (family, variant, seed): (spec, budget, "mcr", {**base, **overrides}, seed)
+        for family, variants in ABLATIONS.items()
+        for variant, overrides in variants.items()
+        for seed in seeds
+    }
     t0 = time.time()
-    by_key = _train(jobs, keys, lambda k: k[0], _ablation_summary, "ablations", workers)
+    by_key = _train(
+        jobs, lambda k: k[0], _ablation_summary, "ablations", workers, store,
+        lambda text: log(f"ablations: {text}"),
+    )  # fmt: skip
     log(f"{len(jobs)} ablation runs trained in {time.time() - t0:.0f} s")
     out = Ablations(
         point={"u1": spec.u1, "s": spec.s, "u2": spec.u2},
@@ -280,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> SweepResult:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    result = run_sweep(
+    result = train_sweep(
         u1_values=u1_values,
         u2=args.u2,
         methods=args.methods,
@@ -308,7 +305,3 @@ def main(argv: Sequence[str] | None = None) -> SweepResult:
     print(markdown(result))
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'accuracy_vs_ratio.png'}")
     return result
-
-
-if __name__ == "__main__":
-    main()

@@ -9,11 +9,11 @@ import torch
 
 from benchmarks.harness.result_files import to_json
 from benchmarks.harness.tuning import GRID, VARIANTS, Budget
+from benchmarks.synthetic import run, summary, training
+from benchmarks.synthetic.generator import SyntheticSpec
+from benchmarks.synthetic.protocol import PREMISE_GAP, REGIMES
+from benchmarks.synthetic.results import MethodResult, Point, SweepResult
 from examples.common.cli import METHODS
-from examples.synthetic import run, summary, training
-from examples.synthetic.generator import SyntheticSpec
-from examples.synthetic.protocol import PREMISE_GAP, REGIMES
-from examples.synthetic.results import MethodResult, Point, SweepResult
 
 
 def tiny_args(out, *extra: str) -> list[str]:
@@ -117,7 +117,7 @@ def test_variant_key_trains_the_registered_method_with_its_fixed_options():
 
 def test_bad_sweep_raises():
     with pytest.raises(ValueError, match="no room for shared"):
-        run.run_sweep(
+        run.train_sweep(
             u1_values=[0.9],
             u2=0.2,
             methods=["joint"],

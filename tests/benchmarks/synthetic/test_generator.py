@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from examples.synthetic.generator import SyntheticSpec, make_datasets, sample_categories
+from benchmarks.synthetic.generator import SyntheticSpec, make_datasets, sample_categories
 
 
 @pytest.mark.parametrize(

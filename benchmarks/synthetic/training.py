@@ -11,16 +11,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.harness.result_files import from_json, to_json
-from benchmarks.harness.store import RunStore
 from benchmarks.harness.tuning import VARIANTS, Budget
+from benchmarks.synthetic.generator import SyntheticSpec, make_datasets
 from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
 from examples.common.model import ConcatFusionHead, MultimodalModel
 from examples.common.probe import standardised
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
-from examples.synthetic.generator import SyntheticSpec, make_datasets
 
 
 def build_model(spec: SyntheticSpec, budget: Budget) -> MultimodalModel:
@@ -196,19 +194,15 @@ def run_spec(
     }
 
 
-#: One training run: the point's data, the budget, the method, its trial, the seed, and the
-#: store of finished runs (None: nowhere).
-Job = tuple[SyntheticSpec, Budget, str, dict[str, Any], int, RunStore | None]
+#: One training run: the point's data, the budget, the method, its trial and the seed.
+Job = tuple[SyntheticSpec, Budget, str, dict[str, Any], int]
 
 
-def run_job(job: Job) -> RunResult:
-    """:func:`train_one`, or the stored result of a run that finished before."""
-    spec, budget, method, trial, seed, store = job
-    if store is None:
-        return train_one(spec, budget, method, trial, seed)
-    stored = store.result(
-        run_spec(spec, budget, method, trial, seed),
-        lambda: to_json(train_one(spec, budget, method, trial, seed)),
-    )
-    result: RunResult = from_json(RunResult, stored, "a stored run")
-    return result
+def train_job(job: Job) -> RunResult:
+    """:func:`train_one` of ``job`` (the harness's ``train``)."""
+    return train_one(*job)
+
+
+def job_spec(job: Job) -> dict[str, Any]:
+    """:func:`run_spec` of ``job`` (the key its result is stored under)."""
+    return run_spec(*job)
