@@ -1,8 +1,8 @@
 """What a run reports: ``metrics.json``, ``test_predictions.json`` and ``importance.png``.
 
-:func:`summarise` turns the evaluated model and the training history into the content of
-``metrics.json``; :func:`write_outputs` is the one place that writes the run's result files.
-The Figure-5 error matrix (paper) compares the multimodal test predictions with unimodal
+:func:`metrics_record` turns the evaluated model and the training history into the record
+written to ``metrics.json``; :func:`write_outputs` is the one place that writes the run's
+result files. The Figure-5 error matrix (paper) compares the multimodal test predictions with unimodal
 ones: the method's own unimodal heads, or those of another run given as
 ``--unimodal-reference`` (:func:`read_reference`). The benchmark runners' reports share
 :func:`table` (markdown), :func:`save_figure` and :func:`write_report`.
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -25,11 +25,9 @@ from examples.common.config import TrainConfig
 from examples.common.importance import plot_importance
 from examples.common.methods import Method
 from examples.common.metrics import error_matrix
+from examples.common.outcomes import EvalOutputs, FitResult
 from examples.common.provenance import provenance
 from examples.common.task import TaskSpec
-
-if TYPE_CHECKING:  # the trainer imports this module
-    from examples.common.trainer import EvalOutputs, FitResult
 
 R = TypeVar("R")  # a benchmark's result
 
@@ -117,7 +115,7 @@ def _error_matrix(config: TrainConfig, method: Method, test: EvalOutputs) -> dic
     return {**error_matrix(pred, uni, labels).as_dict(), "unimodal_source": source}
 
 
-def summarise(
+def metrics_record(
     config: TrainConfig,
     method: Method,
     test: EvalOutputs,
@@ -127,7 +125,8 @@ def summarise(
     *,
     data_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The content of ``metrics.json`` (JSON-ready)."""
+    """The record written to ``metrics.json``: the run's settings, test and validation metrics,
+    error matrix, importance, stages, history, data facts and provenance (JSON-ready)."""
     task, names = method.task, list(method.model.modalities)
     test_m, val_m = test.metrics(task), val.metrics(task)
     settings = {k: v for k, v in asdict(config).items() if k != "flags"}
