@@ -60,7 +60,7 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return args, rest
 
 
-def summarise(per_split: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+def mean_std_over_folds(per_split: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation over folds of every test metric they all report.
 
     Args:
@@ -107,7 +107,7 @@ def run_splits(
             continue
         resume = ["--resume"] if (out / "checkpoint.pt").is_file() and not args.force else []
         results[split] = train_main([*rest, "--split", str(split), "--out", str(out), *resume])
-    summary = summarise(results)
+    summary = mean_std_over_folds(results)
     summary["method"] = next(iter(results.values())).get("method")
     summary["provenance"] = provenance(started, arguments=argv)  # each split's is in its metrics
     atomic_write_json(summary, args.out / "summary.json")
