@@ -37,7 +37,7 @@ from benchmarks.synthetic.generator import make_datasets
 from benchmarks.synthetic.training import build_model
 from examples.common.data import build_loaders
 from examples.common.methods import Method, build_method
-from examples.common.probe import linear_probe
+from examples.common.latent_probe import linear_probe
 from examples.common.provenance import provenance
 from examples.common.reporting import pyplot, save_figure, table
 from examples.common.task import TaskSpec

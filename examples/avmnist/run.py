@@ -50,7 +50,7 @@ from examples.avmnist.model import build_model
 from examples.common.checkpoint import atomic_write_json
 from examples.common.cli import METHODS as REGISTERED
 from examples.common.methods import Method, build_method
-from examples.common.probe import linear_probe
+from examples.common.latent_probe import linear_probe
 from examples.common.provenance import provenance
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything

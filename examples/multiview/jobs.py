@@ -19,7 +19,7 @@ from benchmarks.harness.result_files import from_json, to_json
 from benchmarks.harness.store import RunStore
 from benchmarks.harness.tuning import Budget
 from examples.common.methods import Method, build_method
-from examples.common.probe import linear_probe
+from examples.common.latent_probe import linear_probe
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything
 from examples.multiview.data import (

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from examples.common.probe import linear_probe
+from examples.common.latent_probe import linear_probe
 from examples.multiview import jobs, run
 from examples.multiview.data import VIEWS, SplitSizes, load_views
 from examples.multiview.make_fixture import write_fixture

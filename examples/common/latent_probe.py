@@ -1,8 +1,9 @@
-"""Linear probes of frozen latents: how much class information an encoder's latent holds.
+"""Linear probe of a latent: how much class information an encoder's frozen latent holds.
 
 A benchmark compares the probe accuracy of an encoder trained inside a multimodal model with
 that of the same encoder trained alone; the difference says whether joint training left the
-encoder under-trained (modality competition).
+encoder under-trained (modality competition). Not to be confused with
+:mod:`mcr_reg.probe`, the package's check that MCR's gradient survives a training step.
 """
 
 from __future__ import annotations
