@@ -14,7 +14,7 @@ from mcr_reg._checks import shape_of
 from mcr_reg._messages import warn_batch_dependent_head
 from mcr_reg.calls import BoundCall, signature_error
 from mcr_reg.capture import mcr_internal_calls
-from mcr_reg.functional import forget_head_parameters, head_parameters_seen, substitution_failed
+from mcr_reg.functional.head_share import HeadRoute
 
 T = TypeVar("T")
 
@@ -307,6 +307,7 @@ class FusionHead:
         self.function_modules: list[nn.Module] | None = None
         self.one_pass: Callable[..., Tensor] | None = None
         self.warned_batch_dependent = False
+        self.route = HeadRoute()  # what mipd learns about giving the head its share
 
     def modules(self) -> list[nn.Module]:
         """The modules the head runs (none for a plain function before its first call)."""
@@ -341,7 +342,7 @@ class FusionHead:
             return self.one_pass
         if self.function_modules is None:
             return self.call
-        seen = head_parameters_seen(self.call)
+        seen = self.route.parameters_seen(self.call)
         if seen is None:
             return self.call
         roots = outermost(self.function_modules)
@@ -352,25 +353,25 @@ class FusionHead:
             self.one_pass = ModulesOfFunctionHead(self.call, roots)
         return self.one_pass
 
-    def run(self, mipd: Callable[[Callable[..., Tensor], bool], T]) -> T:
-        """``mipd(head, batched)``; the first call of a plain-function head also records the
+    def run(self, mipd: Callable[[Callable[..., Tensor], bool, HeadRoute], T]) -> T:
+        """``mipd(head, batched, route)``; the first call of a plain-function head also records the
         modules it runs, and reruns per block when BatchNorm is among them."""
         batched = self.use_batched()
         if isinstance(self.head, nn.Module) or torch.compiler.is_compiling():
-            return mipd(self.for_mipd(), batched)
+            return mipd(self.for_mipd(), batched, self.route)
         if self.function_modules is not None:
             head = self.for_mipd()
-            result = mipd(head, batched)
-            if isinstance(head, ModulesOfFunctionHead) and substitution_failed(head):
+            result = mipd(head, batched, self.route)
+            if isinstance(head, ModulesOfFunctionHead) and self.route.substitution_failed(head):
                 # this step's call reached a trainable tensor outside the wrapped modules (mipd
                 # reran it on the second-pass route): learn the head's modules and tensors anew
                 self.function_modules, self.one_pass = None, None
-                forget_head_parameters(self.call)
+                self.route.forget(self.call)
             return result
         found: list[nn.Module] = []
         with recording_modules(found):
-            result = mipd(self.for_mipd(), batched)
+            result = mipd(self.for_mipd(), batched, self.route)
         self.function_modules = found
         if batched and not self.use_batched():  # the stacked call mixed the blocks' statistics
-            result = mipd(self.for_mipd(), False)
+            result = mipd(self.for_mipd(), False, self.route)
         return result

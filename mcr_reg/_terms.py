@@ -12,18 +12,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mcr_reg import functional as MF
+from mcr_reg.functional._common import as_dtype, in_compute_dtype
 
 __all__ = ["MCROutput"]
 
 
 def cross_entropy(pred: Tensor, labels: Tensor) -> Tensor:
-    return F.cross_entropy(MF._in_compute_dtype(pred), labels)
+    return F.cross_entropy(in_compute_dtype(pred), labels)
 
 
 def one_output_loss(loss: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
     def task_loss(pred: Tensor, labels: Tensor) -> Tensor:
-        pred = MF._in_compute_dtype(pred.reshape(-1))  # float32, or float64 for float64
-        return loss(pred, MF._as_dtype(labels, pred.dtype))
+        pred = in_compute_dtype(pred.reshape(-1))  # float32, or float64 for float64
+        return loss(pred, as_dtype(labels, pred.dtype))
 
     return task_loss
 

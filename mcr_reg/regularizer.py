@@ -70,6 +70,7 @@ from mcr_reg.audit import FirstStepAudit
 from mcr_reg.calls import CallRecord, batch_axis_hint, batch_of, check_captured_output
 from mcr_reg.capture import FusionInputs
 from mcr_reg.distributed import gather_with_grad
+from mcr_reg.functional.head_share import HeadRoute
 
 __all__ = ["MCROutput", "MCRRegularizer"]
 
@@ -569,12 +570,14 @@ class MCRRegularizer(nn.Module):
             MF.head_factors(subsets, len(zs), self.k) if self.head_gradient == "mean" else None
         )
 
-        def mipd(head: Callable[..., Tensor], batched: bool) -> tuple[Tensor, Tensor]:
+        def mipd(
+            head: Callable[..., Tensor], batched: bool, route: HeadRoute
+        ) -> tuple[Tensor, Tensor]:
             return MF.mipd(
                 head, zs, subsets, permutations=perms, perturbed=perturbed, k=self.k,
                 divergence=TASK_RULES[self.task].divergence,
                 detach_reference=self.detach_reference, batched=batched,
-                head_share=head_share, row_weights=row_weights,
+                head_share=head_share, row_weights=row_weights, route=route,
             )  # fmt: skip
 
         try:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import doctest
 import importlib
+from pathlib import Path
 
 import pytest
 
-MODULES = [
-    "mcr_reg",
-    "mcr_reg.capture",
-    "mcr_reg.diagnostics",
-    "mcr_reg.functional",
-    "mcr_reg.probe",
-    "mcr_reg.regularizer",
-]
+ROOT = Path(__file__).resolve().parents[2]
+#: every module of the package whose source holds an example
+MODULES = sorted(
+    ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    for path in (ROOT / "mcr_reg").rglob("*.py")
+    if ">>>" in path.read_text()
+)
+
+
+def test_the_examples_are_found() -> None:
+    assert {"mcr_reg.functional.mipd_loss", "mcr_reg.regularizer"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

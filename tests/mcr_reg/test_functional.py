@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcr_reg import functional as MF
+from mcr_reg.functional.divergence import _BlockJensenShannon
 from tests.mcr_reg.helpers import ref_jsd, ref_ntxent, ref_supcon
 
 LN2 = math.log(2.0)
@@ -458,7 +459,7 @@ class TestBlockJensenShannon:
         layout = (1 if detach_reference else n_sub, n_sub, draws, batch)
         out = self.stacked(0, *layout, dtype)
         weights = torch.tensor([1.0, -2.0, 0.5], dtype=dtype)
-        fast = MF._BlockJensenShannon.apply(out, layout, detach_reference, None)
+        fast = _BlockJensenShannon.apply(out, layout, detach_reference, None)
         (grad_fast,) = torch.autograd.grad((fast * weights).sum(), out)
         slow = self.plain(out, layout, detach_reference)
         (grad_slow,) = torch.autograd.grad((slow * weights).sum(), out)
@@ -472,19 +473,19 @@ class TestBlockJensenShannon:
         layout = (2, 2, 3, 4)
         out = self.stacked(1, *layout, torch.float64)
         assert torch.autograd.gradcheck(
-            lambda o: MF._BlockJensenShannon.apply(o, layout, False, None), (out,)
+            lambda o: _BlockJensenShannon.apply(o, layout, False, None), (out,)
         )
 
     def test_identical_rows_give_exactly_zero(self) -> None:
         batch = 4
         ref = logits_tensor(2, (batch, 6))
         out = torch.cat([ref, ref, ref, ref])  # one subset, reference then three draws of it
-        per_subset = MF._BlockJensenShannon.apply(out, (1, 1, 3, batch), False, None)
+        per_subset = _BlockJensenShannon.apply(out, (1, 1, 3, batch), False, None)
         assert torch.equal(per_subset, torch.zeros(1))
 
     def test_extreme_logits_stay_finite(self) -> None:
         out = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]], requires_grad=True)
-        per_subset = MF._BlockJensenShannon.apply(out, (1, 1, 1, 1), False, None)
+        per_subset = _BlockJensenShannon.apply(out, (1, 1, 1, 1), False, None)
         (grad,) = torch.autograd.grad(per_subset.sum(), out)
         assert abs(float(per_subset) - LN2) < 1e-6
         assert bool(torch.isfinite(grad).all())
@@ -493,7 +494,7 @@ class TestBlockJensenShannon:
         layout = (2, 2, 3, 4)
         out = self.stacked(3, *layout, torch.float64)
         weights = (torch.arange(24, dtype=torch.float64).view(2, 3, 4) % 3 == 0).double()
-        fast = MF._BlockJensenShannon.apply(out, layout, False, weights)
+        fast = _BlockJensenShannon.apply(out, layout, False, weights)
         ref = out[:8].unflatten(0, (2, 1, 4))
         pert = out[8:].unflatten(0, (2, 3, 4))
         div = MF.jensen_shannon(ref, pert)
