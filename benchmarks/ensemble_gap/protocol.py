@@ -110,7 +110,7 @@ def _build(job: Job) -> tuple[Method, dict[str, Any], dict[str, Any]]:
     """Data sets, the method on a fresh model (seeded as the benchmarks seed), the budget."""
     trial = dict(TRIALS[job.setting][job.method])
     if job.setting == "avmnist":
-        from examples.avmnist import run as avmnist
+        from benchmarks.avmnist import protocol as avmnist
         from examples.avmnist.data import NUM_CLASSES, PairCounts, build_datasets
         from examples.avmnist.model import build_model
 

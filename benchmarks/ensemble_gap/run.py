@@ -106,7 +106,7 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
             raise ValueError(
                 "the avmnist setting needs --mnist and --fsdd (see docs/examples/avmnist.md)"
             )
-        from examples.avmnist import run as avmnist
+        from benchmarks.avmnist import protocol as avmnist
 
         digest = avmnist.source(avmnist.DataSpec(args.mnist, args.fsdd)).digest
     common = {

@@ -5,9 +5,9 @@ results, by the current tie and zero rule (docs/decisions.md, "Paired tests"), i
     python -m docs.scripts.recompute_tests --check    # only says which files would change
 
 No training. The multi-view files go through :func:`examples.multiview.report.load_and_recompute`,
-the AV-MNIST files through :func:`examples.avmnist.run.summarise`, the ensemble-gap files
+the AV-MNIST files through :func:`benchmarks.avmnist.protocol.add_comparisons`, the ensemble-gap files
 through :func:`benchmarks.ensemble_gap.analysis.paired_tests` and the sampled-subsets file through
-:func:`benchmarks.sampled_subsets.summarise`. Each rewritten file gets this command's
+:func:`benchmarks.sampled_subsets.protocol.compare_arms`. Each rewritten file gets this command's
 ``report_provenance``; a file without a ``provenance`` record gets one saying it is kept from
 an earlier run (:func:`examples.common.provenance.kept_provenance`), with what the file itself
 recorded of that run.
@@ -77,11 +77,11 @@ def multiview(path: Path) -> dict[str, Any]:
 
 
 def avmnist(path: Path) -> dict[str, Any]:
-    from examples.avmnist.run import resolution, summarise
+    from benchmarks.avmnist.protocol import add_comparisons, resolution
 
     started = time.time()
     result: dict[str, Any] = json.loads(path.read_text())
-    summarise(result, resolution(result["setup"]["pairs_per_class"]))
+    add_comparisons(result, resolution(result["setup"]["pairs_per_class"]))
     result["report_provenance"] = provenance(started)
     return result
 
@@ -102,11 +102,11 @@ def ensemble_gap(path: Path) -> dict[str, Any]:
 
 
 def sampled_subsets(path: Path) -> dict[str, Any]:
-    from benchmarks.sampled_subsets import summarise
+    from benchmarks.sampled_subsets.protocol import compare_arms
 
     started = time.time()
     result: dict[str, Any] = json.loads(path.read_text())
-    result["summary"] = summarise(result["runs"], argparse.Namespace(**result["settings"]))
+    result["summary"] = compare_arms(result["runs"], argparse.Namespace(**result["settings"]))
     result["report_provenance"] = provenance(started)
     return result
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.avmnist.protocol import VARIANTS
 from examples.avmnist import train
-from examples.avmnist.run import VARIANTS
 from examples.common.cli import parse_args, train_config
 
 

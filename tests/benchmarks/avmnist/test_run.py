@@ -1,4 +1,5 @@
-"""The AV-MNIST benchmark and the one-run trainer, end to end on the tiny real-format fixture."""
+"""The AV-MNIST benchmark end to end on the tiny real-format fixture, its flags, joining
+parts, and the repair rule."""
 
 from __future__ import annotations
 
@@ -6,11 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from examples.avmnist import report, run, train
-from examples.avmnist.model import LeNetEncoder, build_model
-from tests.examples._helpers.entry_points import run_entry_point
+from benchmarks.avmnist import protocol, report, run
+from examples.avmnist import train
 
 #: 3 / 1 / 2 pairs per class, one epoch, one trial, two seeds, one worker.
 TINY = ("--pairs", "3", "1", "2", "--max-epochs", "1", "--grid", "1", "--seeds", "2")
@@ -25,31 +24,22 @@ def _argv(root: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_encoders_reduce_their_maps_to_vectors():
-    model = build_model(32, channels=2)
-    z = model.encode({"image": torch.zeros(3, 1, 28, 28), "audio": torch.zeros(3, 1, 32, 32)})
-    assert z["image"].shape == (3, 16) and z["audio"].shape == (3, 32)
-    assert model.latent_dims == {"image": 16, "audio": 32}
-    with pytest.raises(ValueError, match="expected blocks >= 1"):
-        LeNetEncoder(0, 6)
-
-
 def test_the_trainer_config_is_the_benchmark_budget():
     config = json.loads(train.CONFIG.read_text())
-    budget = run.Budget()
+    budget = protocol.Budget()
     for key in ("max_epochs", "patience", "batch_size", "lr", "weight_decay"):
         assert config[key] == getattr(budget, key), key
-    assert config["method_options"]["mcr"] == run.MCR_PROJECTION
+    assert config["method_options"]["mcr"] == protocol.MCR_PROJECTION
 
 
 @pytest.mark.slow
 def test_every_method_runs_and_the_report_has_its_parts(tmp_path, avmnist_root):
     out = tmp_path / "out"
-    result = run.main(_argv(avmnist_root, out, "--seeds", "1", "--methods", *run.METHOD_KEYS))
-    assert list(result["methods"]) == list(run.METHOD_KEYS)
+    result = run.main(_argv(avmnist_root, out, "--seeds", "1", "--methods", *protocol.METHOD_KEYS))
+    assert list(result["methods"]) == list(protocol.METHOD_KEYS)
     for key, entry in result["methods"].items():
         assert len(entry["per_seed"]) == 1 and 0.0 <= entry["mean"] <= 1.0
-        assert entry["trial"] == run.GRID[key][0]
+        assert entry["trial"] == protocol.GRID[key][0]
         assert set(entry["probe"]) == {"image", "audio"}
         assert set(entry["probe_gap"]) == {"image", "audio"}
     gap = result["methods"]["joint"]["probe_gap"]["audio"]
@@ -83,7 +73,7 @@ def test_a_stopped_benchmark_trains_only_the_missing_runs(tmp_path, avmnist_root
     first = run.main(argv)
     files = sorted((out / "runs").glob("*.json"))
     assert len(files) == 2
-    trained: list[run.Job] = []
+    trained: list[protocol.Job] = []
     real = run.train
     monkeypatch.setattr(run, "train", lambda job: trained.append(job) or real(job))
     files[0].unlink()
@@ -108,11 +98,11 @@ def test_flags_are_checked(tmp_path):
     quick = run.make_plan(
         run.build_parser().parse_args(["--mnist", "m", "--fsdd", "f", "--out", "o", "--quick"])
     )
-    assert quick.methods == run.QUICK_METHODS and quick.seeds == (0, 1) and quick.grid == 1
+    assert quick.methods == protocol.QUICK_METHODS and quick.seeds == (0, 1) and quick.grid == 1
     full = run.make_plan(
         run.build_parser().parse_args(["--mnist", "m", "--fsdd", "f", "--out", "o"])
     )
-    assert full.methods == run.METHOD_KEYS and len(full.seeds) == 10 and full.grid == 2
+    assert full.methods == protocol.METHOD_KEYS and len(full.seeds) == 10 and full.grid == 2
 
 
 def test_report_refuses_a_file_that_is_not_a_benchmark_result(tmp_path):
@@ -168,25 +158,6 @@ def test_joining_refuses_parts_of_different_protocols(tmp_path):
         report.main([a, d, "--out", str(tmp_path / "o")])
 
 
-def test_train_says_what_data_it_needs():
-    with pytest.raises(ValueError, match="expected --data-root"):
-        train.main(["--method", "joint"])
-
-
-@pytest.mark.slow
-def test_one_mcr_run_from_the_command_line(tmp_path, avmnist_root):
-    out = tmp_path / "mcr"
-    run_entry_point(
-        ["-m", "examples.avmnist.train"],
-        *("--data-root", str(avmnist_root), "--method", "mcr", "--out", str(out)),
-        *("--train-per-class", "3", "--val-per-class", "1", "--test-per-class", "2"),
-        *("--smoke", "--no-progress"),
-    )
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["method"] == "mcr" and metrics["method_options"]["projection_dim"] == 64
-    assert metrics["data"]["recordings"] == 120 and metrics["modalities"] == ["image", "audio"]
-
-
 def _entry(probe_image: list[float], probe_audio: list[float]) -> dict:
     return {
         "probe": {
@@ -208,10 +179,10 @@ def test_repair_is_judged_on_the_modality_joint_training_starves():
             mod: {"mean": ens["probe"][mod]["mean"] - entry["probe"][mod]["mean"]}
             for mod in ("image", "audio")
         }
-    rep = run.repair_tests(m, 0.001)
+    rep = protocol.repair_tests(m, 0.001)
     assert rep["starved"] == "image"
     assert rep["mcr"]["repaired"] and not rep["mcr"]["fully"]  # better than joint, below ensemble
     assert rep["mcr"]["vs_joint"]["wins"] == seeds
     assert rep["mcr_uni_pre"]["repaired"] and rep["mcr_uni_pre"]["fully"]
     m["mcr"] = _entry([0.50] * seeds, [0.99] * seeds)  # the audio probe does not count
-    assert not run.repair_tests(m, 0.001)["mcr"]["repaired"]
+    assert not protocol.repair_tests(m, 0.001)["mcr"]["repaired"]
