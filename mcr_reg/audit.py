@@ -17,12 +17,15 @@ optimizer steps after them) and warns, once each, naming the cause and the fix:
   small heads;
 - **MCR beside the model, missed by** ``model.zero_grad()``: in the second step the fusion
   head's gradients were cleared but MCR's were accumulated onto the first step's (so gradient
-  clipping of ``model.parameters()`` misses them too).
+  clipping of ``model.parameters()`` misses them too). Read when the second step's backward
+  reaches each parameter, before it accumulates: a gradient is cleared when it is ``None``
+  (``zero_grad()``, ``set_to_none=True``) or all zeros (``zero_grad(set_to_none=False)``, which
+  zeroes in place), so both modes are covered.
 
 The fused logits not produced by the captured head are caught by MCR's logits comparison
 (``check_values``). Everything here reads metadata, except one comparison of the encoders'
 gradients before and after the first optimizer step (a copy of them is kept for that step
-only). No check runs under ``torch.compile``; ``MCRRegularizer(audit=False)`` turns it off.
+only) and, in the second step, one test for zeros of the fusion head's and MCR's gradients. No check runs under ``torch.compile``; ``MCRRegularizer(audit=False)`` turns it off.
 """
 
 from __future__ import annotations
@@ -74,7 +77,9 @@ class FirstStepAudit:
         self.stepped: set[int] = set()  # ids of the parameters of optimizers that stepped
         self.optimizer_steps = 0
         self.optimizers_checked = False
-        self.grad_ids: dict[int, int] | None = None  # grad objects at the first optimizer step
+        # between the first optimizer step and the next backward, was each gradient of MCR and
+        # of the fusion head cleared? id(p) -> 0-dim bool tensor (read at the second step)
+        self.cleared: dict[int, Tensor] | None = None
         self.handles: list[Any] = []
         self.owner: Callable[[], Any] | None = None
 
@@ -127,7 +132,7 @@ class FirstStepAudit:
         if own and self.stepped & model and not self.stepped & {id(p) for p in own}:
             msg.warn_not_in_optimizer()
             mcr._updates.warned = True  # the same finding, said once
-            self.grad_ids = None  # their gradients accumulate for that reason alone
+            self.cleared = None  # their gradients accumulate for that reason alone
 
     # ------------------------------------------------------------------ hooks
 
@@ -171,16 +176,34 @@ class FirstStepAudit:
         for handle in self.handles[:-1]:  # the accumulate hooks; the optimizer hook stays
             handle.remove()
         del self.handles[:-1]
-        self.grad_ids = {id(p): id(p.grad) for p in _tracked(mcr) if p.grad is not None}
+        self.cleared = {}
+        tracked = [p for p in _tracked(mcr) if p.requires_grad and p.grad is not None]
+        # before the optimizer hook, which must stay last (see finish)
+        self.handles[:0] = [p.register_hook(self._clear_check(p)) for p in tracked]
+
+    def _clear_check(self, p: Tensor) -> Callable[[Tensor], None]:
+        """A hook for ``p`` that records, at the first backward reaching ``p`` after the first
+        optimizer step, whether its gradient was cleared (``None`` or all zeros) before it."""
+        key = id(p)
+
+        def record(grad: Tensor) -> None:
+            if self.cleared is not None and key not in self.cleared:
+                held = p.grad
+                if held is None:
+                    self.cleared[key] = torch.ones((), dtype=torch.bool)
+                else:
+                    values = held._values() if held.is_sparse else held
+                    self.cleared[key] = ~values.detach().any()
+
+        return record
 
     def _second_step(self, mcr: Any) -> None:
-        if self.grad_ids is None:
+        if self.cleared is None:
             return
-        own = [p for p in mcr.parameters() if p.grad is not None and id(p) in self.grad_ids]
-        head = [p for p in _head_parameters(mcr) if p.grad is not None and id(p) in self.grad_ids]
-        head_cleared = any(id(p.grad) != self.grad_ids[id(p)] for p in head)
-        own_kept = bool(own) and all(id(p.grad) == self.grad_ids[id(p)] for p in own)
-        if head_cleared and own_kept:
+        cleared = {k: bool(v) for k, v in self.cleared.items()}  # one read, once
+        own = [cleared[id(p)] for p in mcr.parameters() if id(p) in cleared]
+        head = [cleared[id(p)] for p in _head_parameters(mcr) if id(p) in cleared]
+        if any(head) and own and not any(own):
             msg.warn_grads_accumulate()
 
     def finish(self, in_hook: bool = False) -> None:

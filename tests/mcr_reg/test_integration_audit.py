@@ -47,7 +47,7 @@ def _run(loop: Callable[[int], None], steps: int = 4) -> list[str]:
 
 
 def _plain(
-    *, attach: bool, zero: str, clip: bool, in_optimizer: bool = True
+    *, attach: bool, zero: str, clip: bool, in_optimizer: bool = True, set_to_none: bool = True
 ) -> Callable[[int], None]:
     def loop(steps: int) -> None:
         torch.manual_seed(0)
@@ -61,7 +61,7 @@ def _plain(
         for _ in range(steps):
             logits, latents = net(xa, xv)
             loss = F.cross_entropy(logits, y) + mcr(latents, y, logits).loss
-            (optimizer if zero == "optimizer" else net).zero_grad()
+            (optimizer if zero == "optimizer" else net).zero_grad(set_to_none=set_to_none)
             loss.backward()
             if clip:
                 nn.utils.clip_grad_norm_(net.parameters(), 0.01)  # one common factor
@@ -70,6 +70,7 @@ def _plain(
     return loop
 
 
+@pytest.mark.parametrize("set_to_none", [True, False], ids=["set_to_none", "zeroed_in_place"])
 @pytest.mark.parametrize(
     "attach, zero, clip",
     [
@@ -79,8 +80,10 @@ def _plain(
         (False, "optimizer", True),
     ],
 )
-def test_a_correct_loop_stays_silent(attach: bool, zero: str, clip: bool) -> None:
-    assert _run(_plain(attach=attach, zero=zero, clip=clip)) == []
+def test_a_correct_loop_stays_silent(
+    attach: bool, zero: str, clip: bool, set_to_none: bool
+) -> None:
+    assert _run(_plain(attach=attach, zero=zero, clip=clip, set_to_none=set_to_none)) == []
 
 
 def test_detached_latents_warn_with_the_cause() -> None:
@@ -120,10 +123,35 @@ def test_mcr_parameters_in_no_optimizer_warn_after_the_first_step() -> None:
     assert len(found) == 1 and "none holds MCR's own parameters" in found[0], found
 
 
-def test_mcr_beside_the_model_missed_by_model_zero_grad_warns() -> None:
-    found = _run(_plain(attach=False, zero="model", clip=False))
+@pytest.mark.parametrize("set_to_none", [True, False], ids=["set_to_none", "zeroed_in_place"])
+def test_mcr_beside_the_model_missed_by_model_zero_grad_warns(set_to_none: bool) -> None:
+    """``model.zero_grad()`` clears the head's gradients (to ``None``, or to zeros in place
+    with ``set_to_none=False``) and misses MCR's, which accumulate."""
+    found = _run(_plain(attach=False, zero="model", clip=False, set_to_none=set_to_none))
     assert len(found) == 1 and "accumulated onto the first step's" in found[0], found
     assert "model.mcr = mcr" in found[0]
+
+
+def test_zeroing_in_place_seen_by_the_audit_is_what_the_gradients_show() -> None:
+    """The finding is true: in the loop the audit warns about, MCR's gradients after two steps
+    are the sum of both steps' gradients, and the head's are the second step's alone."""
+    torch.manual_seed(0)
+    net = Net()
+    mcr = MCRRegularizer(_head(net), num_classes=C, latent_dims=(D, D), num_permutations=2)
+    xa, xv, y = _data()
+    own, head = next(iter(mcr.parameters())), net.fusion.weight
+    seen: list[tuple[Tensor, Tensor]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(2):
+            logits, latents = net(xa, xv)
+            net.zero_grad(set_to_none=False)
+            if own.grad is not None:
+                seen.append((own.grad.clone(), head.grad.clone()))  # type: ignore[union-attr]
+            (F.cross_entropy(logits, y) + mcr(latents, y, logits).loss).backward()
+    own_before, head_before = seen[0]
+    assert bool(head_before.eq(0).all())  # the head was zeroed in place
+    assert not bool(own_before.eq(0).all())  # MCR's own was not: it accumulates
 
 
 def test_gradients_rewritten_after_backward_point_to_the_probe() -> None:
