@@ -19,6 +19,17 @@ Protocol (registered before the first measurement):
   peak activation memory, since no GPU is lent to this task; ``saved_tensors_hooks``); the
   ratio to ``joint``. ``torch.set_num_threads(1)``. The run takes ``/tmp/mcr_timing_lock``
   while it measures (and waits while another run holds it).
+* **Measured CPU peak** (added to the protocol before its first measurement, beside the proxy,
+  which stays): each variant in a process of its own (``python -m benchmarks.crossmodal_cost
+  --peak-of NAME``), one thread; after the model, the data and MCR are built, the kernel's
+  peak-resident record is reset (``/proc/self/clear_refs``) and the resident size read
+  (``VmRSS``, the baseline); then 2 training steps; the peak is ``VmHWM`` (where the record
+  cannot be reset, ``getrusage(RUSAGE_SELF).ru_maxrss`` before and after, which can only
+  under-count). Reported: the peak minus the baseline, 5 repeats interleaved across the
+  variants, median (and all repeats), and its ratio to ``joint``'s median. It counts everything
+  the steps make resident (activations, gradients, the allocator's and autograd's own memory,
+  and memory the C allocator keeps after a free), so it is what a user's machine would need on
+  top of the built model, not the activations alone. No GPU peak: none is lent to this task.
 * **Reported** as measured, wins and losses alike, in ``benchmarks/results/crossmodal_cost_cpu.json``
   with the provenance record, and in docs/integration.md ("Early and cross-modal fusion").
 
@@ -26,14 +37,19 @@ Usage::
 
     python -m benchmarks.crossmodal_cost                 # the documented run (a few minutes)
     python -m benchmarks.crossmodal_cost --quick --out /tmp/c.json   # tiny, seconds
+    python -m benchmarks.crossmodal_cost --peak-of "mcr P=8"   # one variant's peak, as JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
@@ -49,6 +65,8 @@ from mcr_reg import FusionInputs, MCRRegularizer
 
 LOCK = Path("/tmp/mcr_timing_lock")
 OUT = Path(__file__).resolve().parent / "results" / "crossmodal_cost_cpu.json"
+ROOT = Path(__file__).resolve().parents[1]
+PEAK_STEPS = 2  # training steps in each peak-measuring process
 
 
 class CrossModalLayer(nn.Module):
@@ -155,6 +173,76 @@ def saved_bytes(step: Callable[[], None]) -> int:
     return total
 
 
+def _status_kib(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``), or ``None`` off Linux."""
+    try:
+        lines = Path("/proc/self/status").read_text(encoding="ascii").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's record of this process's peak resident size (Linux >= 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+    except OSError:
+        return False
+    return True
+
+
+def peak_resident_increase(step: Callable[[], None], steps: int = PEAK_STEPS) -> dict[str, Any]:
+    """The peak resident memory of this process while ``step`` runs ``steps`` times, above the
+    resident memory just before (bytes), and how it was read."""
+    gc.collect()
+    if _reset_peak() and (rss := _status_kib("VmRSS")) is not None:
+        baseline, source = rss, "VmHWM - VmRSS (peak record reset after the build)"
+        for _ in range(steps):
+            step()
+        peak = _status_kib("VmHWM") or 0
+    else:  # ru_maxrss cannot be reset: a peak of the build above the steps' hides the steps'
+        baseline, source = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
+        for _ in range(steps):
+            step()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "baseline_bytes": baseline * 1024,
+        "peak_bytes": peak * 1024,
+        "increase_bytes": max(0, peak - baseline) * 1024,
+        "source": source,
+    }
+
+
+def measure_peak_in_process(name: str, size: dict[str, int]) -> dict[str, Any]:
+    """Build ``name`` in this process and measure its steps' peak (what ``--peak-of`` runs)."""
+    torch.set_num_threads(1)
+    return peak_resident_increase(variant(name, size))
+
+
+def measured_peaks(quick: bool, repeats: int) -> dict[str, list[dict[str, Any]]]:
+    """Each variant's peak, measured ``repeats`` times, each time in a fresh process, the
+    variants interleaved."""
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in NAMES}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for _ in range(repeats):
+        for name in NAMES:
+            command = [sys.executable, "-m", "benchmarks.crossmodal_cost", "--peak-of", name]
+            proc = subprocess.run(
+                command + (["--quick"] if quick else []),
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"measuring the peak of {name!r} failed:\n{proc.stderr}")
+            found[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return found
+
+
 @contextmanager
 def timing_lock() -> Any:
     while LOCK.exists():
@@ -171,8 +259,9 @@ SIZE = {"d_l": 300, "d_a": 74, "dim": 30, "heads": 5, "layers": 4, "steps": 50, 
 QUICK = {"d_l": 12, "d_a": 6, "dim": 10, "heads": 2, "layers": 1, "steps": 6, "batch": 4}
 
 
-def run(size: dict[str, int], rounds: int, use_lock: bool) -> dict[str, Any]:
+def run(size: dict[str, int], rounds: int, use_lock: bool, peak_repeats: int = 5) -> dict[str, Any]:
     started = time.time()
+    peaks = measured_peaks(size == QUICK, peak_repeats)  # before the timing: its own processes
     torch.set_num_threads(1)
     steps = {name: variant(name, size) for name in NAMES}
     memory = {name: saved_bytes(step) for name, step in steps.items()}
@@ -188,6 +277,7 @@ def run(size: dict[str, int], rounds: int, use_lock: bool) -> dict[str, Any]:
                 step()
                 times[name].append(time.perf_counter() - start)
     rows = {}
+    peak = {name: statistics.median(r["increase_bytes"] for r in peaks[name]) for name in NAMES}
     for name in NAMES:
         ratios = [t / j for t, j in zip(times[name], times["joint"])]
         q = statistics.quantiles(times[name], n=4) if len(times[name]) > 1 else [times[name][0]] * 3
@@ -197,23 +287,37 @@ def run(size: dict[str, int], rounds: int, use_lock: bool) -> dict[str, Any]:
             "time_ratio_median": statistics.median(ratios),
             "saved_bytes": memory[name],
             "memory_ratio": memory[name] / memory["joint"],
+            "peak_rss_increase_bytes_median": peak[name],
+            "peak_rss_ratio": peak[name] / peak["joint"] if peak["joint"] else None,
+            "peak_rss_repeats": peaks[name],
         }
     return {
-        "schema": "mcr-reg/crossmodal-cost/1",
+        "schema": "mcr-reg/crossmodal-cost/2",
         "size": size,
         "rounds": rounds,
+        "memory_columns": {
+            "saved_bytes": "proxy: bytes autograd saves for backward in one step, in this process",
+            "peak_rss_increase_bytes_median": (
+                f"measured: peak resident memory of a fresh process over {PEAK_STEPS} training "
+                f"steps minus its resident memory after the build, median of {peak_repeats} "
+                "processes (CPU; no GPU lent)"
+            ),
+        },
         "variants": rows,
         "provenance": provenance(started),
     }
 
 
 def table(result: dict[str, Any]) -> str:
-    lines = ["| variant | s / step (median) | time x joint | saved-for-backward x joint |",
-             "|---|---|---|---|"]  # fmt: skip
+    lines = ["| variant | s / step (median) | time x joint | saved for backward x joint (proxy) "
+             "| measured CPU peak increase, MiB | x joint |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for name, row in result["variants"].items():
+        ratio = row["peak_rss_ratio"]
         lines.append(
             f"| {name} | {row['seconds_median']:.3f} | {row['time_ratio_median']:.1f} | "
-            f"{row['memory_ratio']:.1f} |"
+            f"{row['memory_ratio']:.1f} | {row['peak_rss_increase_bytes_median'] / 2**20:.1f} | "
+            f"{'n/a' if ratio is None else f'{ratio:.1f}'} |"
         )
     return "\n".join(lines)
 
@@ -223,8 +327,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny shapes, seconds")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--peak-repeats", type=int, default=5, help="processes per variant")
+    parser.add_argument(
+        "--peak-of", choices=NAMES, help="measure this variant's peak here, print it as JSON"
+    )
     args = parser.parse_args(argv)
-    result = run(QUICK if args.quick else SIZE, 2 if args.quick else args.rounds, not args.quick)
+    size = QUICK if args.quick else SIZE
+    if args.peak_of:
+        print(json.dumps(measure_peak_in_process(args.peak_of, size)))
+        return
+    result = run(size, 2 if args.quick else args.rounds, not args.quick, args.peak_repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
