@@ -4,7 +4,7 @@ results, by the current tie and zero rule (docs/decisions.md, "Paired tests"), i
     python -m docs.scripts.recompute_tests            # rewrites the files below
     python -m docs.scripts.recompute_tests --check    # only says which files would change
 
-No training. The multi-view files go through :func:`examples.multiview.report.load_and_recompute`,
+No training. The multi-view files go through :func:`benchmarks.multiview.report.load_and_recompute`,
 the AV-MNIST files through :func:`benchmarks.avmnist.protocol.add_comparisons`, the ensemble-gap files
 through :func:`benchmarks.ensemble_gap.analysis.paired_tests` and the sampled-subsets file through
 :func:`benchmarks.sampled_subsets.protocol.compare_arms`. Each rewritten file gets this command's
@@ -71,7 +71,7 @@ def with_kept_provenance(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def multiview(path: Path) -> dict[str, Any]:
-    from examples.multiview.report import load_and_recompute
+    from benchmarks.multiview.report import load_and_recompute
 
     return dict(to_json(load_and_recompute(path)))
 

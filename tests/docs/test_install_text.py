@@ -99,7 +99,7 @@ def test_the_readme_commands_start_fresh_and_use_ci_pins_and_test_command() -> N
         assert command.startswith("python3 -m venv .venv && . .venv/bin/activate && "), command
         assert _pins(command) == _pins(ci) and set(_pins(ci)) == {"torch", "torchvision"}
         assert _extras(command) <= set(PYPROJECT["project"]["optional-dependencies"]), command
-    assert "python -m examples.multiview.run" in main_job
+    assert "python -m benchmarks.multiview " in main_job
     assert tests.endswith("&& python -m pytest")
     assert re.search(r"^python -m pytest$", ci, flags=re.M), ".ci/run must run the README's command"
     assert _extras(tests) == _extras(ci), "CI installs other extras than the README's test command"

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def entry_point(script: str) -> list[str]:
-    """``["-m", module]`` for a script path such as ``examples/multiview/run.py``."""
+    """``["-m", module]`` for a script path such as ``examples/multiview/train.py``."""
     return ["-m", script.removesuffix(".py").replace("/", ".")]
 
 

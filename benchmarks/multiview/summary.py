@@ -1,6 +1,6 @@
 """What the multi-view report computes from the view sets' results: under-training per
 method, the paired tests (all view sets, and per kind), MCR's gain against under-training and
-the ablations' tests. The runner and the combiner of parts both call :func:`summarise`."""
+the ablations' tests. The runner and the combiner of parts both call :func:`add_comparisons`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 from benchmarks.harness.paired_stats import item_resolution, paired_comparison
-from examples.multiview.data import NUM_CLASSES
-from examples.multiview.results import (
+from benchmarks.multiview.results import (
     MCR_KEYS,
     BenchmarkResult,
     GainRow,
@@ -20,7 +19,8 @@ from examples.multiview.results import (
     ViewSetResult,
     kind_group,
 )
-from examples.multiview.stats import spearman
+from benchmarks.multiview.stats import spearman
+from examples.multiview.data import NUM_CLASSES
 
 
 def resolution(split_per_class: Mapping[str, int]) -> float:
@@ -99,7 +99,7 @@ def gain_vs_undertraining(view_sets: Sequence[ViewSetResult]) -> GainVsUndertrai
     )
 
 
-def summarise(result: BenchmarkResult, step: float) -> None:
+def add_comparisons(result: BenchmarkResult, step: float) -> None:
     """Fill in what is computed from the view sets' entries: under-training per method, each
     view's unimodal accuracy, the paired tests (all, and per kind; differences rounded to
     ``step``, one test item) and the gain against under-training."""

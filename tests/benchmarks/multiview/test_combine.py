@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks.harness.result_files import to_json
-from examples.multiview import combine, run
+from benchmarks.multiview import combine, run
+from benchmarks.multiview.protocol import ABLATIONS, METHODS
+from benchmarks.multiview.results import BenchmarkResult, parse_result
 from examples.multiview.make_fixture import write_fixture
-from examples.multiview.protocol import ABLATIONS, METHODS
-from examples.multiview.results import BenchmarkResult, parse_result
+from tests.benchmarks.multiview.runs import tiny_argv, without_setup_or_times
 from tests.examples._helpers.entry_points import entry_point, run_entry_point
-from tests.examples._helpers.multiview_runs import tiny_argv, without_setup_or_times
 
 
 def _run(wheel: Path, out: Path, *extra: str) -> dict:
@@ -187,7 +187,7 @@ def test_combine_runs_as_a_module(tmp_path):
     path = tmp_path / "a.json"
     path.write_text(json.dumps(a))
     done = run_entry_point(
-        entry_point("examples/multiview/combine.py"),
+        entry_point("benchmarks/multiview/combine.py"),
         str(path),
         "--out",
         str(tmp_path / "out"),

@@ -1,13 +1,13 @@
 """The multi-view benchmark's result: its schema (dataclasses), its version, and reading it back.
 
-:class:`BenchmarkResult` is what :mod:`examples.multiview.run` and
-:mod:`examples.multiview.combine` build and what ``results.json`` is written from
+:class:`BenchmarkResult` is what :mod:`benchmarks.multiview.run` and
+:mod:`benchmarks.multiview.combine` build and what ``results.json`` is written from
 (:func:`benchmarks.harness.result_files.to_json`) and read back into (:func:`load_results`). The
 file carries ``schema_version`` (:data:`SCHEMA_VERSION`). Files written before the version
 field existed (version 1) named three MCR ablations after when their rule was the package's
 default; :func:`load_results` reads both versions and returns the current names
 (:data:`ABLATION_RENAMES`), so every committed result still renders with
-``python -m examples.multiview.report``.
+``python -m benchmarks.multiview.report``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks.harness.result_files import from_json, read_result, stamped
 
-#: The version of the ``results.json`` layout that :mod:`examples.multiview.run` writes.
+#: The version of the ``results.json`` layout that :mod:`benchmarks.multiview.run` writes.
 SCHEMA_VERSION = 2
 
 #: Version-1 ablation names -> the names they have now (what each ablation sets).
@@ -64,13 +64,13 @@ def upgrade(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_results(path: str | Path) -> BenchmarkResult:
-    """Read a ``results.json`` of :mod:`examples.multiview.run` (any version) as the current
+    """Read a ``results.json`` of :mod:`benchmarks.multiview.run` (any version) as the current
     schema.
 
     Raises:
         ValueError: when the file is not such a result, or of a newer version.
     """
-    raw = read_result(path, producer="examples.multiview.run", required="view_sets")
+    raw = read_result(path, producer="benchmarks.multiview.run", required="view_sets")
     return parse_result(upgrade(raw), str(path))
 
 
@@ -222,7 +222,7 @@ class CostRow:
 
 @dataclass
 class CostResult:
-    """The cost run of :mod:`examples.multiview.cost`: its settings, one row per measured
+    """The cost run of :mod:`benchmarks.multiview.cost`: its settings, one row per measured
     (M, subsets, P), and per (M, subsets) the smallest P above the negligible-cost limit."""
 
     batch: int
@@ -242,7 +242,7 @@ class CostResult:
 
 @dataclass
 class PlanRecord:
-    """What a single run trained (:class:`examples.multiview.protocol.Plan` without its
+    """What a single run trained (:class:`benchmarks.multiview.protocol.Plan` without its
     budget, split sizes and run store)."""
 
     seeds: list[int]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from examples.multiview import cost
+from benchmarks.multiview import cost
 
 
 def test_saved_tensor_bytes_on_hand_computed_graphs():

@@ -30,12 +30,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from benchmarks.harness.timing import make_step, paired_ratios, quartiles, time_interleaved
+from benchmarks.multiview.results import CostResult, CostRow, TimeRatio
 from examples.common.methods import Method, build_method
 from examples.common.reporting import pyplot, save_figure, table
 from examples.common.task import TaskSpec
 from examples.multiview.data import NUM_CLASSES, VIEW_DIMS, VIEWS
 from examples.multiview.model import build_model
-from examples.multiview.results import CostResult, CostRow, TimeRatio
 
 #: Step-time ratio up to which MCR's cost counts as negligible.
 NEGLIGIBLE = 1.10

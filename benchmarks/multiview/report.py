@@ -1,10 +1,10 @@
 """The multi-view benchmark's report: ``results.md`` (protocol, tables, paired tests) and the
-plots, from a :class:`~examples.multiview.results.BenchmarkResult` of
-:mod:`examples.multiview.run` or :mod:`examples.multiview.combine`.
+plots, from a :class:`~benchmarks.multiview.results.BenchmarkResult` of
+:mod:`benchmarks.multiview.run` or :mod:`benchmarks.multiview.combine`.
 
-    python -m examples.multiview.report RUN/results.json --out DIR
+    python -m benchmarks.multiview.report RUN/results.json --out DIR
 
-reads a result of any schema version (:func:`examples.multiview.results.load_results`), computes
+reads a result of any schema version (:func:`benchmarks.multiview.results.load_results`), computes
 its summaries and paired tests again from the per-run accuracies (:func:`load_and_recompute`)
 and writes ``results.json`` (in the current version), ``results.md`` and the plots into ``DIR``.
 ``results.md`` is written one section at a time (:data:`SECTIONS`).
@@ -18,16 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.harness.result_files import redraw_main, to_json
-from examples.common.provenance import provenance
-from examples.common.reporting import (
-    percent,
-    pyplot,
-    save_figure,
-    sections_markdown,
-    table,
-    write_report,
-)
-from examples.multiview.results import (
+from benchmarks.multiview.results import (
     MCR_KEYS,
     BenchmarkResult,
     MethodResult,
@@ -37,7 +28,16 @@ from examples.multiview.results import (
     kind_group,
     load_results,
 )
-from examples.multiview.summary import ablation_tests, resolution, summarise
+from benchmarks.multiview.summary import ablation_tests, add_comparisons, resolution
+from examples.common.provenance import provenance
+from examples.common.reporting import (
+    percent,
+    pyplot,
+    save_figure,
+    sections_markdown,
+    table,
+    write_report,
+)
 
 
 def _pct(r: MethodResult | SeedAccuracies) -> str:
@@ -262,10 +262,10 @@ def ablation_lines(result: BenchmarkResult) -> list[str]:
 
 
 def cost_lines(result: BenchmarkResult) -> list[str]:
-    """The cost run's section (:func:`examples.multiview.cost.markdown`)."""
+    """The cost run's section (:func:`benchmarks.multiview.cost.markdown`)."""
     if result.cost is None:
         return []
-    from examples.multiview.cost import markdown as cost_markdown
+    from benchmarks.multiview.cost import markdown as cost_markdown
 
     return ["", cost_markdown(result.cost)]
 
@@ -389,7 +389,7 @@ def write_outputs(result: BenchmarkResult, out: Path) -> None:
     if result.gain_vs_undertraining is not None and result.gain_vs_undertraining.rows:
         plot_gain(result, out / "gain_vs_undertraining.png")
     if result.cost is not None:
-        from examples.multiview.cost import plot_cost
+        from benchmarks.multiview.cost import plot_cost
 
         plot_cost(result.cost, out / "cost.png")
 
@@ -401,7 +401,7 @@ def load_and_recompute(path: str | Path) -> BenchmarkResult:
     result = load_results(path)
     if result.setup is not None:
         step = resolution(result.setup.split_per_class)
-        summarise(result, step)
+        add_comparisons(result, step)
         if result.ablations is not None:
             variants = list(result.ablations.variants)
             result.ablations.paired = ablation_tests(result.ablations.per_view_set, variants, step)

@@ -1,8 +1,8 @@
 """Combine the results of several runs of the multi-view benchmark into one report.
 
-    python -m examples.multiview.combine A/results.json B/results.json --out runs/combined
+    python -m benchmarks.multiview.combine A/results.json B/results.json --out runs/combined
 
-The full protocol is one command (``examples.multiview.run`` without ``--quick``), but it
+The full protocol is one command (``benchmarks.multiview.run`` without ``--quick``), but it
 takes hours on a laptop. It can be split by view set and method (``--pairs``, ``--no-triples``,
 ``--six``, ``--methods``) over several sessions or machines and the parts combined here. The
 parts must come from the same protocol (seeds, grid, budget, split sizes, ablation seeds):
@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness.result_files import to_json
-from examples.common.provenance import provenance
-from examples.multiview.protocol import METHODS
-from examples.multiview.report import markdown, write_outputs
-from examples.multiview.results import (
+from benchmarks.multiview.protocol import METHODS
+from benchmarks.multiview.report import markdown, write_outputs
+from benchmarks.multiview.results import (
     Ablations,
     BenchmarkResult,
     Part,
@@ -35,8 +34,9 @@ from examples.multiview.results import (
     ViewSetResult,
     load_results,
 )
-from examples.multiview.summary import ablation_tests, resolution, summarise
-from examples.multiview.view_sets import TRIPLE_RANKS, ViewSet, methods_for, pairs, report_order
+from benchmarks.multiview.summary import ablation_tests, add_comparisons, resolution
+from benchmarks.multiview.view_sets import TRIPLE_RANKS, ViewSet, methods_for, pairs, report_order
+from examples.common.provenance import provenance
 
 #: Setup entries that must be equal in every part (they define the protocol).
 PROTOCOL_KEYS: tuple[str, ...] = ("budget", "split_per_class")
@@ -185,7 +185,7 @@ def combine(parts: Sequence[BenchmarkResult], names: Sequence[str]) -> Benchmark
     )
     first, plan = _setup(parts[0], names[0])
     step = resolution(first.split_per_class)
-    summarise(result, step)
+    add_comparisons(result, step)
     result.ablations = _merge_ablations(parts, names, result, step)
     costs = [(p.cost, n) for p, n in zip(parts, names, strict=True) if p.cost is not None]
     if len(costs) > 1:

@@ -1,5 +1,5 @@
-"""One training run of the multi-view benchmark (a :class:`Job`), kept in a run store so that
-a stopped benchmark resumes, and the choice among tuning trials on validation accuracy."""
+"""One training run of the multi-view benchmark (a :class:`Job`, its spec and its typed
+result), and the choice among tuning trials on validation accuracy."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from benchmarks.harness import tuning
 from benchmarks.harness.fit import fit_with_budget
 from benchmarks.harness.paired_stats import mean_std
-from benchmarks.harness.result_files import from_json, to_json
-from benchmarks.harness.store import RunStore
 from benchmarks.harness.tuning import Budget
-from examples.common.methods import Method, build_method
+from benchmarks.multiview.protocol import BUDGET, VARIANTS
+from benchmarks.multiview.results import MethodResult, Probe
 from examples.common.latent_probe import linear_probe
+from examples.common.methods import Method, build_method
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything
 from examples.multiview.data import (
@@ -31,8 +32,6 @@ from examples.multiview.data import (
     load_views,
 )
 from examples.multiview.model import build_model
-from examples.multiview.protocol import BUDGET, VARIANTS
-from examples.multiview.results import MethodResult, Probe
 
 _DATA: dict[str, MultiFeatures] = {}
 
@@ -55,7 +54,6 @@ class Job:
     budget: Budget = BUDGET
     sizes: SplitSizes = field(default_factory=SplitSizes)
     probe: bool = False
-    store: RunStore | None = None  # where finished runs are kept (resume); None: nowhere
     data_digest: str = ""  # :func:`data_digest` of the data at ``root``
 
 
@@ -95,15 +93,6 @@ def data_digest(data: MultiFeatures) -> str:
     return h.hexdigest()
 
 
-def train_one(job: Job) -> RunResult:
-    """:func:`train` ``job``, or its result from ``job.store`` when the run finished before."""
-    if job.store is None:
-        return train(job)
-    stored = job.store.result(run_spec(job), lambda: to_json(train(job)))
-    result: RunResult = from_json(RunResult, stored, "a stored run")
-    return result
-
-
 @torch.no_grad()
 def _latents(method: Method, dataset: Any) -> dict[str, Tensor]:
     method.eval()
@@ -141,8 +130,7 @@ def train(job: Job) -> RunResult:
 
 def best_trial(runs_by_trial: Sequence[Sequence[RunResult]]) -> int:
     """The trial with the best mean validation accuracy over the seeds (ties: the earlier)."""
-    val_means = [statistics.fmean(r.val for r in runs) for runs in runs_by_trial]
-    return max(range(len(val_means)), key=lambda i: (val_means[i], -i))
+    return tuning.best_trial([statistics.fmean(r.val for r in runs) for runs in runs_by_trial])
 
 
 def select_trial(

@@ -15,9 +15,9 @@ from benchmarks.harness.tuning import GRID as SHARED_GRID
 from benchmarks.harness.tuning import QUICK_METHODS as SHARED_QUICK_METHODS
 from benchmarks.harness.tuning import VARIANTS as SHARED_VARIANTS
 from benchmarks.harness.tuning import Budget
+from benchmarks.multiview.results import PlanRecord, Setup
+from benchmarks.multiview.view_sets import pairs
 from examples.multiview.data import SplitSizes
-from examples.multiview.results import PlanRecord, Setup
-from examples.multiview.view_sets import pairs
 
 #: Benchmark keys that are a registered method with fixed options (not tuned).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -84,7 +84,7 @@ class Plan:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The runner's command line (``python -m examples.multiview.run --help``)."""
+    """The runner's command line (``python -m benchmarks.multiview --help``)."""
     description = (
         "The multi-view benchmark on UCI Multiple Features: every method on 2, 3 and 6 real views."
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness.result_files import to_json
-from examples.multiview.combine import without_timing
+from benchmarks.multiview.combine import without_timing
 
 #: One trial, one epoch, 6 / 3 / 3 digits per class, two seeds; no triples, six-view set or
 #: cost run; one worker (in this process) and no progress bar. Later flags override these.
@@ -37,7 +37,7 @@ def tiny_argv(data_root: Path, out: Path, *extra: str) -> list[str]:
 
 
 def without_setup_or_times(result: Any) -> dict[str, Any]:
-    """``result`` (a :class:`~examples.multiview.results.BenchmarkResult` or its JSON) without
+    """``result`` (a :class:`~benchmarks.multiview.results.BenchmarkResult` or its JSON) without
     its setup, provenance records and training times: what two runs of the same benchmark (or
     a combination of its parts) must agree on."""
     skip = ("setup", "provenance", "report_provenance")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.multiview import run
+from benchmarks.multiview import run
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCUMENTED = ROOT / "docs" / "examples" / "multiview-quick-results.json"

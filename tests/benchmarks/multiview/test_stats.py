@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from examples.multiview.stats import (
+from benchmarks.multiview.stats import (
     paired_comparison,
     sign_test,
     spearman,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.harness.result_files import to_json
-from examples.multiview import cost, report, run
-from examples.multiview.results import (
+from benchmarks.multiview import cost, report, run
+from benchmarks.multiview.results import (
     ABLATION_RENAMES,
     SCHEMA_VERSION,
     CostResult,
@@ -20,7 +20,7 @@ from examples.multiview.results import (
     TimeRatio,
     load_results,
 )
-from tests.examples._helpers.multiview_runs import TINY_OPTIONS
+from tests.benchmarks.multiview.runs import TINY_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[3]
 QUICK = load_results(ROOT / "docs/examples/multiview-quick-results.json")

@@ -8,16 +8,16 @@ from dataclasses import replace
 import pytest
 import torch
 
+from benchmarks.multiview import jobs, run
+from benchmarks.multiview.protocol import ABLATIONS, build_parser, make_plan
+from benchmarks.multiview.results import MethodResult, Probe, ViewSetResult
+from benchmarks.multiview.summary import undertraining
+from benchmarks.multiview.view_sets import ViewSet, methods_for, pairs, triples
 from examples.common.latent_probe import linear_probe
-from examples.multiview import jobs, run
 from examples.multiview.data import VIEWS, SplitSizes, load_views
 from examples.multiview.make_fixture import write_fixture
-from examples.multiview.protocol import ABLATIONS, build_parser, make_plan
-from examples.multiview.results import MethodResult, Probe, ViewSetResult
-from examples.multiview.summary import undertraining
-from examples.multiview.view_sets import ViewSet, methods_for, pairs, triples
-from tests.examples._helpers.entry_points import entry_point, run_entry_point
-from tests.examples._helpers.multiview_runs import tiny_argv, without_setup_or_times
+from tests.benchmarks.multiview.runs import tiny_argv, without_setup_or_times
+from tests.examples._helpers.entry_points import run_entry_point
 
 
 def test_pairs_are_the_fifteen_combinations():
@@ -183,7 +183,7 @@ def test_bad_pairs_flag(tmp_path):
 def test_runner_runs_as_a_module(tmp_path):
     wheel = write_fixture(tmp_path / "data", "wheel", per_class=12)
     proc = run_entry_point(
-        entry_point("examples/multiview/run.py"),
+        ["-m", "benchmarks.multiview"],
         *tiny_argv(wheel, tmp_path / "o", "--methods", "joint", "ensemble"),
         *("--pairs", "kar+mor", "--seeds", "1"),
     )
@@ -228,7 +228,7 @@ def test_a_stopped_benchmark_resumes_from_its_finished_runs(tmp_path, monkeypatc
     assert len(files) == 2 * 2  # two methods x two seeds, one file per finished run
     trained: list[jobs.Job] = []
     real = jobs.train
-    monkeypatch.setattr(jobs, "train", lambda job: trained.append(job) or real(job))
+    monkeypatch.setattr(run, "train", lambda job: trained.append(job) or real(job))
     assert without_setup_or_times(run.main(argv)) == without_setup_or_times(first)
     assert trained == []  # everything came from the finished runs
     files[0].unlink()  # as if the benchmark had stopped before this run finished
