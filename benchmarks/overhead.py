@@ -59,7 +59,9 @@ TARGETS = (
 )
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The flags; those left unset get the defaults of a full or a ``--quick`` run in
+    :func:`parse_args`."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny shapes and few repeats (a smoke run)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -116,7 +118,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scaling-hidden", type=int, default=64, help="fusion-head hidden width")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/overhead.json"))
     p.add_argument("--plot", type=Path, default=None, help="write a PNG plot here")
-    args = p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags, with the unset ones at the full run's defaults or the ``--quick`` run's."""
+    args = build_parser().parse_args(argv)
     q = args.quick
     args.repeats = args.repeats or (2 if q else 7)
     args.steps = args.steps or 1
@@ -303,50 +310,46 @@ def check_targets(models: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
-    """One row per model (step time and peak memory relative to joint), then MCR alone vs P, M."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _plot_model(axes: Any, name: str, res: dict[str, Any]) -> None:
+    """One model's row: step time relative to joint (left), peak step memory (right)."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    models = result["models"]
-    rows = len(models) + 1
-    fig, axes = plt.subplots(rows, 2, figsize=(12, 3.6 * rows), squeeze=False)
-    for row, (name, res) in enumerate(models.items()):
-        entries = list(res["variants"].values())[::-1]  # joint on top
-        labels = [e["label"] for e in entries]
-        ys = list(range(len(entries)))
-        ratio = [e["time_vs_joint"] for e in entries]
-        med = [r["median"] for r in ratio]
-        err = [[m - r["q1"] for m, r in zip(med, ratio)], [r["q3"] - m for m, r in zip(med, ratio)]]
-        ax = axes[row][0]
-        ax.barh(ys, med, xerr=err, capsize=3, color="tab:blue")
-        for y, m in zip(ys, med):
+    entries = list(res["variants"].values())[::-1]  # joint on top
+    labels = [e["label"] for e in entries]
+    ys = list(range(len(entries)))
+    ratio = [e["time_vs_joint"] for e in entries]
+    med = [r["median"] for r in ratio]
+    err = [[m - r["q1"] for m, r in zip(med, ratio)], [r["q3"] - m for m, r in zip(med, ratio)]]
+    ax = axes[0]
+    ax.barh(ys, med, xerr=err, capsize=3, color="tab:blue")
+    for y, m in zip(ys, med):
+        ax.text(m, y, f" {m:.2f}x", va="center", fontsize=8)
+    ax.set_title(f"{name}: step time / joint (median and IQR of paired rounds)", fontsize=9)
+    ax = axes[1]
+    if all("memory" in e for e in entries):
+        mem = [e["memory"]["vs_joint"] for e in entries]
+        ax.barh(ys, mem, color="tab:orange")
+        for y, m in zip(ys, mem):
             ax.text(m, y, f" {m:.2f}x", va="center", fontsize=8)
-        ax.set_title(f"{name}: step time / joint (median and IQR of paired rounds)", fontsize=9)
-        ax = axes[row][1]
-        if all("memory" in e for e in entries):
-            mem = [e["memory"]["vs_joint"] for e in entries]
-            ax.barh(ys, mem, color="tab:orange")
-            for y, m in zip(ys, mem):
-                ax.text(m, y, f" {m:.2f}x", va="center", fontsize=8)
-        ax.set_title(f"{name}: peak step memory / joint", fontsize=9)
-        axes[row][0].set_xscale("log")
-        axes[row][0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
-        axes[row][0].xaxis.set_minor_formatter(NullFormatter())
-        axes[row][1].set_xlim(
-            0, 1.25 * max(1.10, *(e.get("memory", {}).get("vs_joint", 0) for e in entries))
-        )
-        for ax, limit in ((axes[row][0], 1.05), (axes[row][1], 1.10)):
-            ax.set_yticks(ys, labels, fontsize=8)
-            ax.axvline(1.0, color="black", lw=0.8)
-            if name == "resnet18":
-                ax.axvline(limit, color="red", lw=0.8, ls="--", label=f"target {limit}x (MCR P=32)")
-                ax.legend(fontsize=7, loc="lower right")
-    ax_p, ax_n = axes[-1]
-    scaling = result.get("scaling") or []
+    ax.set_title(f"{name}: peak step memory / joint", fontsize=9)
+    axes[0].set_xscale("log")
+    axes[0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    axes[0].xaxis.set_minor_formatter(NullFormatter())
+    axes[1].set_xlim(
+        0, 1.25 * max(1.10, *(e.get("memory", {}).get("vs_joint", 0) for e in entries))
+    )
+    for ax, limit in ((axes[0], 1.05), (axes[1], 1.10)):
+        ax.set_yticks(ys, labels, fontsize=8)
+        ax.axvline(1.0, color="black", lw=0.8)
+        if name == "resnet18":
+            ax.axvline(limit, color="red", lw=0.8, ls="--", label=f"target {limit}x (MCR P=32)")
+            ax.legend(fontsize=7, loc="lower right")
+
+
+def _plot_scaling(ax_p: Any, ax_n: Any, scaling: list[dict[str, Any]]) -> None:
+    """MCR alone: time against the permutation draws P (left) and the modalities M (right)."""
+    from matplotlib.ticker import FuncFormatter
+
     p_rows = [r for r in scaling if r["M"] == 2]
     if p_rows:
         med = [r["time_s"]["median"] * 1e3 for r in p_rows]
@@ -381,6 +384,21 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """One row per model (step time and peak memory relative to joint), then MCR alone vs P, M."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = result["models"]
+    rows = len(models) + 1
+    fig, axes = plt.subplots(rows, 2, figsize=(12, 3.6 * rows), squeeze=False)
+    for row, (name, res) in enumerate(models.items()):
+        _plot_model(axes[row], name, res)
+    _plot_scaling(*axes[-1], result.get("scaling") or [])
     env = result["meta"]["environment"]
     fig.suptitle(
         f"mcr-reg overhead on {env['device']} ({env['cpu_count']} CPUs, "
