@@ -10,9 +10,9 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from benchmarks.harness.paired_stats import item_resolution, mean_std, paired_comparison
+from benchmarks.multiview.jobs import Job, RunResult, best_trial, train
+from benchmarks.multiview.protocol import BUDGET, GRID
 from examples.multiview.data import NUM_CLASSES, VIEWS, SplitSizes
-from examples.multiview.jobs import Job, RunResult, best_trial, train
-from examples.multiview.protocol import BUDGET, GRID
 
 SCHEMA = "mcr-reg/sampled-subsets/1"
 
