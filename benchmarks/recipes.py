@@ -39,6 +39,8 @@ from benchmarks.harness.paired_stats import item_resolution, mean_std, paired_co
 from benchmarks.harness.progress import run_jobs
 from benchmarks.harness.store import RunStore, add_resume_argument
 from benchmarks.harness.tuning import Budget, TrainingBudget
+from benchmarks.multiview.jobs import data_digest as multiview_digest
+from benchmarks.multiview.protocol import BUDGET as MULTIVIEW_BUDGET
 from benchmarks.synthetic.generator import make_datasets
 from benchmarks.synthetic.training import build_model
 from examples.avmnist.data import NUM_CLASSES as AVMNIST_CLASSES
@@ -55,9 +57,7 @@ from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
 from examples.multiview.data import NUM_CLASSES as MULTIVIEW_CLASSES
 from examples.multiview.data import MultiFeatures, SplitSizes, feature_dims, load_views
 from examples.multiview.data import build_datasets as multiview_datasets
-from examples.multiview.jobs import data_digest as multiview_digest
 from examples.multiview.model import build_model as multiview_model
-from examples.multiview.protocol import BUDGET as MULTIVIEW_BUDGET
 
 #: The multi-view pairs of the protocol (joint training below the ensemble in the quick run).
 MULTIVIEW_PAIRS: tuple[str, ...] = ("fou+kar", "fac+pix", "kar+zer")
