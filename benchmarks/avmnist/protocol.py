@@ -34,8 +34,8 @@ from examples.avmnist.data import (
 )
 from examples.avmnist.model import build_model
 from examples.common.cli import METHODS as REGISTERED
-from examples.common.methods import Method, build_method
 from examples.common.latent_probe import linear_probe
+from examples.common.methods import Method, build_method
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.avmnist.protocol import MCR_KEYS, MODALITIES, add_comparisons, resolution
-from examples.common.checkpoint import atomic_write_json
 from examples.common.provenance import provenance
+from examples.common.reporting import write_report
 
 
 def _pct(r: dict[str, Any]) -> str:
@@ -143,9 +143,7 @@ def plot(result: dict[str, Any], out: Path) -> None:
 
 def write_outputs(result: dict[str, Any], out: Path) -> None:
     """``results.json``, ``results.md`` and the plots of ``result`` in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(result, out / "results.json")
-    (out / "results.md").write_text(markdown(result))
+    write_report(out, result, markdown(result))
     plot(result, out)
 
 

@@ -19,11 +19,11 @@ from torch import nn
 
 from benchmarks.harness.fit import fit_and_score
 from benchmarks.harness.tuning import Budget as SyntheticBudget
+from benchmarks.synthetic.generator import SyntheticSpec, make_datasets
 from examples.common.methods import Method, build_method
 from examples.common.model import ConcatFusionHead, MultimodalModel
 from examples.common.task import TaskSpec
 from examples.common.trainer import seed_everything
-from benchmarks.synthetic.generator import SyntheticSpec, make_datasets
 from mcr_reg.functional import pool_latent
 
 SETTINGS: tuple[str, ...] = ("synthetic", "undertrained", "avmnist")

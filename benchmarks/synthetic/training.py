@@ -14,9 +14,9 @@ from torch import nn
 from benchmarks.harness.tuning import VARIANTS, Budget
 from benchmarks.synthetic.generator import SyntheticSpec, make_datasets
 from examples.common.data import build_loaders
+from examples.common.latent_probe import standardised
 from examples.common.methods import Method, build_method
 from examples.common.model import ConcatFusionHead, MultimodalModel
-from examples.common.latent_probe import standardised
 from examples.common.task import TaskSpec
 from examples.common.trainer import TrainConfig, evaluate, fit, seed_everything
 
