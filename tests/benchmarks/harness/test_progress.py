@@ -1,4 +1,4 @@
-"""examples/common/progress.py: results in job order, one summary line per finished group."""
+"""benchmarks/harness/progress.py: results in job order, one summary line per finished group."""
 
 import io
 import time
