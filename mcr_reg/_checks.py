@@ -94,20 +94,6 @@ def check_weight(value: object, name: str) -> float:
     return float(value)
 
 
-def check_num_classes(num_classes: object, task: str) -> int | None:
-    checked = check_int(num_classes, "num_classes", none_ok=True)
-    if checked is None:
-        return None
-    if task == "classification" and checked < 2:
-        raise ValueError(f"expected num_classes >= 2 for classification, got {checked}")
-    if task != "classification" and checked != 1:
-        raise ValueError(
-            f"task={task!r} expects one output per sample: num_classes must be None or 1, "
-            f"got {checked}"
-        )
-    return checked
-
-
 def check_latent_dims(
     latent_dims: Sequence[int] | Mapping[str, int] | None,
 ) -> tuple[int, ...] | None:
@@ -154,7 +140,9 @@ def split_latents(latents: object) -> tuple[tuple[str, ...], list[Tensor]]:
         )
     if len(zs) < 2:
         listing = ", ".join(f"{n!r} {shape_of(z)}" for n, z in zip(names, zs))
-        raise ValueError(f"expected at least two modalities, got {len(zs)}: {listing}. {ONE_TENSOR}")
+        raise ValueError(
+            f"expected at least two modalities, got {len(zs)}: {listing}. {ONE_TENSOR}"
+        )
     return names, zs
 
 
@@ -193,9 +181,8 @@ def check_class_labels(labels: Tensor, batch: int, num_classes: int | None, valu
     if labels.dim() == 2 and labels.shape[0] == batch and labels.shape[1] > 1:
         raise ValueError(
             f"expected class labels of shape ({batch},), got {shape_of(labels)}: multi-label "
-            "targets (one 0/1 column per label). MCR's tasks are 'classification' (one class "
-            "per sample), 'binary' (one logit) and 'regression'; a multi-label head is not "
-            "supported (docs/integration.md, 'Multi-label heads')"
+            "targets (one 0/1 column per label)? For a head with one logit per label build MCR "
+            "with task='multilabel' and num_classes=L (docs/integration.md, 'Multi-label heads')"
         )
     if labels.shape != (batch,):
         raise ValueError(f"expected class labels of shape ({batch},), got {shape_of(labels)}")
@@ -208,63 +195,6 @@ def check_class_labels(labels: Tensor, batch: int, num_classes: int | None, valu
                 f"expected labels in [0, {num_classes - 1}], got values in [{lo}, {hi}]"
             )
     return labels.long()
-
-
-def check_one_output_labels(labels: Tensor, batch: int, task: str, values: bool) -> Tensor:
-    """Regression targets or binary labels, ``(B,)`` or ``(B, 1)``; returned as ``(B,)``."""
-    if labels.shape not in ((batch,), (batch, 1)):
-        raise ValueError(
-            f"expected {task} labels of shape ({batch},) or ({batch}, 1), got {shape_of(labels)}"
-        )
-    labels = labels.reshape(batch)
-    if task == "regression":
-        if not labels.is_floating_point():
-            raise TypeError(f"expected floating-point regression targets, got {labels.dtype}")
-        if values:
-            check_finite(labels, "regression labels")
-        return labels
-    if values and not bool(((labels == 0) | (labels == 1)).all()):
-        raise ValueError("expected binary labels with values 0 or 1, got other values")
-    return labels
-
-
-def check_prediction(logits: Tensor, batch: int, task: str, width: int | None) -> int:
-    """The fused prediction the task loss used; returns its width per sample."""
-    if task == "classification":
-        if logits.dim() != 2 or logits.shape[0] != batch:
-            raise ValueError(f"expected logits of shape ({batch}, C), got {shape_of(logits)}")
-        if width is not None and logits.shape[1] != width:
-            raise ValueError(
-                f"expected logits with num_classes={width} columns, got {shape_of(logits)}"
-            )
-        return int(logits.shape[1])
-    if logits.shape not in ((batch,), (batch, 1)):
-        raise ValueError(
-            f"expected {task} predictions of shape ({batch},) or ({batch}, 1), "
-            f"got {shape_of(logits)}"
-        )
-    return 1
-
-
-def check_head_output(reference: Tensor, task: str, width: int | None) -> None:
-    """``reference``: the fusion head's output for one block of B rows."""
-    if task != "classification":
-        if reference.shape[1:] != (1,):
-            raise ValueError(
-                f"expected the fusion head to output one value per sample for "
-                f"task={task!r}, got {shape_of(reference)} for one batch"
-            )
-        return
-    if reference.dim() != 2:
-        raise ValueError(
-            f"expected the fusion head to return (N, C) logits, got {shape_of(reference)} "
-            "for one batch"
-        )
-    if width is not None and reference.shape[1] != width:
-        raise ValueError(
-            f"expected the fusion head to output {width} values per sample (from "
-            f"num_classes or the logits), got {shape_of(reference)} for one batch"
-        )
 
 
 def check_permutations(
@@ -285,25 +215,6 @@ def check_permutations(
     if values:
         check_permutation_values(perms)
     return perms
-
-
-def check_unimodal_logits(
-    unimodal_logits: Sequence[object], m_count: int, batch: int, task: str, width: int | None
-) -> list[Tensor]:
-    preds = [check_tensor(p, f"unimodal_logits[{i}]") for i, p in enumerate(unimodal_logits)]
-    if len(preds) != m_count:
-        raise ValueError(f"expected {m_count} unimodal predictions, got {len(preds)}")
-    for i, p in enumerate(preds):
-        if p.dim() < 1 or p.shape[0] != batch:
-            raise ValueError(f"expected unimodal_logits[{i}] with batch {batch}, got {shape_of(p)}")
-        if task == "classification" and (
-            p.dim() != 2 or (width is not None and p.shape[1] != width)
-        ):
-            c = width if width is not None else "C"
-            raise ValueError(
-                f"expected unimodal_logits[{i}] of shape ({batch}, {c}), got {shape_of(p)}"
-            )
-    return preds
 
 
 def check_perturbed_latents(

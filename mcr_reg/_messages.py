@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 from torch import Tensor
 
-_warned_generator_under_compile = [False]  # once per process: comptime cannot see the instance
+_warned_generator_under_compile = [False]
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` of ``warnings.warn`` that points at the first frame outside this
+    package and outside ``torch.nn``'s module-call machinery (the user's line), for a warning
+    raised deep inside MCR's call."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    torch_nn = os.path.join("torch", "nn", "modules")
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        where = os.path.abspath(frame.f_code.co_filename)
+        if not where.startswith(package) and torch_nn not in where:
+            return level
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return 1  # once per process: comptime cannot see the instance
 
 
 def _warn_generator_under_compile(ctx: object = None) -> None:

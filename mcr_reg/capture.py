@@ -244,9 +244,7 @@ class FusionInputs:
 
     # ------------------------------------------------------------------ recording
 
-    def _hook(
-        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
+    def _hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if _MCR_CALLS.depth > 0:
             return None
         self._count += 1

@@ -58,17 +58,20 @@ class CostReport:
 
 def head_batches(mcr: MCRRegularizer, num_modalities: int) -> int:
     """Batches of rows in MCR's stacked fusion-head call for ``num_modalities`` modalities."""
-    if mcr.subsets_spec == "sampled":
-        subsets = num_modalities + mcr.sampled_subsets
+    mipd = mcr.mipd
+    if mipd is None:
+        return 0
+    if mipd.subsets_spec == "sampled":
+        subsets = num_modalities + mipd.sampled_subsets
     else:
-        subsets = len(mcr.subsets_for(num_modalities))
-    draws = 1 if mcr.perturbation == "zero" else mcr.num_permutations
-    references = 1 if mcr.detach_reference else subsets
+        subsets = len(mipd.subsets_for(num_modalities))
+    draws = 1 if mipd.perturbation == "zero" else mipd.num_permutations
+    references = 1 if mipd.detach_reference else subsets
     return references + subsets * draws
 
 
 def _muted(mcr: MCRRegularizer) -> Callable[..., Any]:
-    from mcr_reg._terms import MCROutput
+    from mcr_reg._output import MCROutput
 
     def forward(*args: object, **kwargs: object) -> MCROutput:
         zero = torch.zeros((), device=next(mcr.parameters(), torch.zeros(())).device)
@@ -152,7 +155,7 @@ def estimate_cost(
     if report.time_ratio > threshold or (memory is not None and memory > threshold):
         warnings.warn(
             f"{report}, above the threshold {threshold}. Knobs that bound it: fewer draws "
-            f"(num_permutations={mcr.num_permutations} -> 4 or 8; the head call holds "
+            f"(MIPD(num_permutations={mcr.mipd.num_permutations if mcr.mipd else 0}) -> 4 or 8; the head call holds "
             "references + subsets x draws batches), fewer subsets (subsets='singletons', or "
             "'sampled' for many modalities), detach_reference=True (one reference block), or a "
             "lighter capture point (the pooled per-modality outputs after the cross-modal "

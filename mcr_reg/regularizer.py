@@ -1,14 +1,14 @@
-"""The :class:`MCRRegularizer` module: settings, MCR's own small heads, input checks.
+"""The :class:`MCRRegularizer` module: the fusion head, the game, the terms, the input checks.
 
-The mathematics lives in :mod:`mcr_reg.functional`; this module validates what comes in,
-draws the perturbations, calls the functions and assembles :class:`MCROutput`.
+The terms of the loss are modules of :mod:`mcr_reg.terms` and the mathematics lives in
+:mod:`mcr_reg.functional`; this module checks what comes in once per step, runs the terms
+and assembles :class:`MCROutput`.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal, cast
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -16,181 +16,131 @@ from torch import Tensor, nn
 from mcr_reg import functional as MF
 from mcr_reg._checks import (
     check_choice,
-    check_class_labels,
-    check_finite,
-    check_head_output,
     check_int,
     check_latent_dims,
-    check_latent_widths,
-    check_latents,
-    check_num_classes,
-    check_one_output_labels,
-    check_own_dtype,
     check_permutations,
     check_perturbed_latents,
-    check_perturbed_rows,
-    check_prediction,
-    check_subsets_spec,
-    check_tensor,
-    check_unimodal_logits,
-    check_weight,
     compiling,
     split_latents,
+)
+from mcr_reg._flat_keywords import (
+    FLAT_ATTRIBUTES,
+    read_flat_attribute,
+    terms_from_flat,
+    write_flat_attribute,
 )
 from mcr_reg._heads import (
     FusionHead,
     ManyOutputsError,
     Output,
     bound,
-    current_binding,
-    random_in_training,
     select_output,
 )
-from mcr_reg._messages import (
-    UpdateWatch,
-    many_outputs_error,
-    warn_logits_differ,
-    warn_nonfinite,
-)
-from mcr_reg._randomness import (
-    PrivateGenerators,
-    check_generator,
-    draw_perturbations,
-    generator_for,
-)
-from mcr_reg._terms import (
-    TASK_RULES,
-    CEBHead,
-    MCROutput,
-    importance_of,
-    linear_per_modality,
-    subset_sum,
-)
+from mcr_reg._messages import UpdateWatch, many_outputs_error
+from mcr_reg._output import MCROutput
+from mcr_reg._randomness import PrivateGenerators, check_generator
+from mcr_reg._step_checks import check_step_inputs, compare_logits
+from mcr_reg._tasks import Task, task_rule
 from mcr_reg.audit import FirstStepAudit
-from mcr_reg.calls import CallRecord, batch_axis_hint, batch_of, check_captured_output
+from mcr_reg.calls import CallRecord, batch_of, check_captured_output
 from mcr_reg.capture import FusionInputs
-from mcr_reg.distributed import gather_with_grad
-from mcr_reg.functional.head_share import HeadRoute
+from mcr_reg.terms import CEB, MIPD, Contrastive, StepInputs, Term, TermSetting, Unimodal
 
 __all__ = ["MCROutput", "MCRRegularizer"]
 
 Strategy = Literal["greedy", "independent", "collaborative"]
-Task = Literal["classification", "binary", "regression"]
-Perturbation = Literal["permutation", "noise", "zero"]
-Contrastive = Literal["ntxent", "supcon"]
-PerturbedRows = Literal["all", "moved", "other_label"]
 HeadDropout = Literal["train", "eval"]
 Latents = Sequence[Tensor] | Mapping[str, Tensor]
 
-_PERTURBATIONS = ("permutation", "noise", "zero")
-_PERTURBED_ROWS = ("all", "moved", "other_label")
-_HEAD_GRADIENTS = ("mean", "sum")
-_CONTRASTIVE = ("ntxent", "supcon")
+#: where the parameters of MCR's own heads sat in a state_dict before they moved into the terms
+_MOVED_KEYS = {
+    "projections.": "contrastive.projections.",
+    "ceb_head.": "ceb.head.",
+    "unimodal_heads.": "unimodal.heads.",
+}
 
 
 class MCRRegularizer(nn.Module):
     """The Multimodal Competition Regularizer as a drop-in loss module.
 
-    ``L_MCR = λ_M·L_MIPD + λ_con·L_Con + λ_ceb·L_CEB + λ_uni·L_uni`` (paper eq. 6, Algorithm 1).
-    The latents of the user's encoders are perturbed within the batch (no encoder re-runs) and
-    passed through the user's own fusion head; the MIPD gradients reaching each encoder follow the
-    chosen game strategy.
+    ``L_MCR = λ_M·L_MIPD + λ_con·L_Con + λ_ceb·L_CEB + λ_uni·L_uni`` (paper eq. 6, Algorithm 1),
+    one term object each (:mod:`mcr_reg.terms`). The latents of the user's encoders are
+    perturbed within the batch (no encoder re-runs) and passed through the user's own fusion
+    head; the MIPD gradients reaching each encoder follow the chosen game strategy.
 
     The fusion head is *not* registered as a submodule: ``mcr.parameters()`` holds only MCR's
-    own parameters (CEB head, projections, unimodal heads), created here in ``__init__``.
+    own parameters (the terms': projections, CEB head, unimodal heads), created here in
+    ``__init__``.
 
     Args:
         fusion_head: any callable ``fusion_head(z_1, ..., z_M) -> predictions (N, C)``
             (``(N,)`` or ``(N, 1)`` for binary and regression).
-        strategy: ``"greedy"`` (k = -1), ``"independent"`` (k = 0), ``"collaborative"``
-            (k = +1) or a float k.
-        task: ``"classification"`` (JSD of softmaxes), ``"binary"`` (one logit, Bernoulli JSD)
-            or ``"regression"`` (squared error).
-        num_classes: classes of the fusion head's output; checked against the logits, needed
-            for the CEB head and the unimodal heads in classification.
+        strategy: the game of the MIPD term: ``"greedy"`` (k = -1), ``"independent"``
+            (k = 0), ``"collaborative"`` (k = +1) or a float k.
+        task: ``"classification"`` (JSD of softmaxes), ``"binary"`` (one logit, Bernoulli
+            JSD), ``"regression"`` (squared error) or ``"multilabel"`` (one logit per label,
+            ``(B, L)`` 0/1 targets, per-label Bernoulli JSD averaged over the labels).
+        num_classes: classes (labels, for multi-label) of the fusion head's output; checked
+            against the logits, needed to size the CEB and unimodal heads.
         latent_dims: feature width of each latent (modality order); checked against the
             latents, needed for MCR's own heads and projections.
-        num_permutations: P, the number of permutation draws per step.
-        subsets: ``"all"``, ``"singletons"``, ``"sampled"`` (every singleton plus
-            ``sampled_subsets`` larger subsets drawn anew each step, weighted so that the MIPD
-            term and its gradients are unbiased estimates of those of ``"all"``, see
-            :func:`mcr_reg.functional.sample_subsets`; for many modalities) or a list of index
-            tuples (see :func:`mcr_reg.functional.enumerate_subsets`).
-        sampled_subsets: how many larger subsets ``subsets="sampled"`` draws per step.
-        mipd_weight: λ_M.
-        contrastive_weight: λ_con (0 turns the term off).
-        ceb_weight: λ_ceb; > 0 needs ``latent_dims`` (and ``num_classes`` in classification).
-        unimodal_weight: λ_uni. MCR owns one linear head per modality when ``latent_dims``
-            (and ``num_classes`` in classification) are given; otherwise the term is active only
-            when ``unimodal_logits`` are passed to ``forward``, and a call with neither warns
-            once that the term is off (``unimodal_weight=0`` leaves it out without a warning).
-        temperature: τ of the contrastive loss.
-        contrastive: the form of L_Con: ``"ntxent"`` (default; paper eq. 11 and the released
-            code: each positive against the negatives only,
-            :func:`mcr_reg.functional.contrastive_ntxent`) or ``"supcon"`` (SupCon, the
-            denominator over all other samples).
-        head_gradient: what the fusion head's parameters receive from MIPD: ``"mean"``
-            (default; the mean of the players' factors, ``c(S) = (|S| + k (M - |S|)) / M``
-            times the gradient of L_S: nothing for greedy with two modalities, as in the paper's
-            eq. 7 and the released code) or ``"sum"`` (the plain sum over subsets, under which
-            the greedy head maximises every divergence). See docs/semantics.md, "The game".
-        projection_dim: width of per-modality linear projections before the contrastive loss;
-            needed when latent widths differ.
-        perturbation: ``"permutation"`` (the paper's default), ``"noise"`` (latent + Gaussian
-            noise with the latent's per-feature batch standard deviation times
-            ``noise_scale``) or ``"zero"`` (latent replaced by zeros; one draw).
-        detach_reference: stop gradients through the unperturbed prediction (what the
-            released code's runs did; no measurable difference, see docs/semantics.md).
-        gather_distributed: gather latents and labels from all ranks (with gradients) for the
-            contrastive term.
-        generator: source of the permutations and noise; by default a private generator per
-            device, seeded from ``seed``, so the global RNG is never touched.
-        seed: seed of the private generators (default: drawn from the OS). The generators'
-            state is part of ``state_dict()`` (as extra state), so a resumed run draws the
-            same permutations as an uninterrupted one.
+        mipd: the MIPD term (:class:`~mcr_reg.terms.MIPD`); True (default): ``MIPD()``,
+            λ_M = 0.1, P = 32, every subset; False: none.
+        contrastive: the contrastive term (:class:`~mcr_reg.terms.Contrastive`); True
+            (default): ``Contrastive()``, λ_con = 1, NT-Xent at τ = 0.5; False: none.
+        ceb: the CEB term (:class:`~mcr_reg.terms.CEB`); False (default): none; True:
+            ``CEB()``, λ_ceb = 1 (needs ``latent_dims`` and ``num_classes``).
+        unimodal: the unimodal term (:class:`~mcr_reg.terms.Unimodal`); True (default):
+            ``Unimodal()``, λ_uni = 0.01, with MCR's own linear head per modality when
+            ``latent_dims`` (and ``num_classes`` in classification) are given, else on the
+            ``unimodal_logits`` passed to the call (warned once when there are neither); False:
+            none.
+        extra_terms: further terms of your own (subclasses of :class:`~mcr_reg.terms.Term`),
+            added with their weights; their names are their keys in ``MCROutput.terms``.
+        seed: seed of MCR's private generators (default: drawn from the OS). The generators'
+            state is part of ``state_dict()`` (as extra state), so a resumed run draws the same
+            permutations as an uninterrupted one.
+        generator: source of the permutations and noise instead of the private generators.
+        output: for a fusion head that returns several values, the position (``int``) or key
+            (``str``) of the prediction in what it returns, e.g. ``-1`` for a head returning
+            ``(out_audio, out_video, logits)``; ``None`` (default): the head returns the
+            prediction itself.
+        batched: ``None`` (default) stacks every pass into one fusion-head call unless the head
+            contains BatchNorm layers in training mode (then one call per block, with a one-time
+            warning); ``True``/``False`` force either.
+        head_dropout: dropout inside the fusion head during MCR's passes: ``"eval"`` (default)
+            runs every module of the head except BatchNorm with ``training=False`` for MCR's
+            passes (``nn.Dropout`` layers and ``F.dropout(x, p, self.training)`` off), so MIPD
+            compares the head's deterministic predictions; ``"train"`` runs the head as it is,
+            so in training mode every reference and perturbed block draws its own dropout masks
+            and the divergences include dropout noise. The task loss keeps its dropout either
+            way. See docs/integration.md, "Dropout in the fusion head".
+        feature_axis: the latents' feature axis: ``"auto"`` (last for ``(B, D)`` and
+            ``(B, T, D)``, 1 for ``(B, C, H, W)`` and longer) or an int.
         check_values: run the checks that read tensor values (label range, permutations,
             finiteness, and whether the ``logits`` passed to ``forward`` agree with MCR's own
             ``fusion_head(*latents)``). They synchronise with the device; they are skipped under
             ``torch.compile`` and can be turned off for sync-free GPU steps.
         check_finite: raise on NaN/Inf latents (a value check).
-        feature_axis: the latents' feature axis: ``"auto"`` (last for ``(B, D)`` and
-            ``(B, T, D)``, 1 for ``(B, C, H, W)`` and longer) or an int.
-        ceb_hidden_dim: hidden width H of the CEB head.
-        noise_scale: multiplier of the noise standard deviation for ``perturbation="noise"``.
-        contrastive_labels: maps labels to the integer classes that define contrastive
-            positives; default: identity (classification), ``round`` (regression), ``0/1``
-            (binary).
-        batched: ``None`` (default) stacks every pass into one fusion-head call unless the head
-            contains BatchNorm layers in training mode (then one call per block, with a one-time
-            warning); ``True``/``False`` force either.
-        perturbed_rows: which rows of a permuted block count in L_S: ``"all"`` (default; the
-            paper's uniform permutations, whose fixed points count with divergence 0),
-            ``"moved"`` (rows that some permutation of S moves) or ``"other_label"`` (rows
-            that receive a sample of another class), the row rules of the released code; see
-            :func:`mcr_reg.functional.permutation_row_mask`. Only with
-            ``perturbation="permutation"``.
-        output: for a fusion head that returns several values, the position (``int``) or key
-            (``str``) of the prediction in what it returns, e.g. ``-1`` for a head returning
-            ``(out_audio, out_video, logits)``; ``None`` (default): the head returns the
-            prediction itself.
         audit: watch the first two training steps for the silent integration mistakes
             (detached latents, MCR's loss in no backward, encoders' gradients rewritten after
             the backward, MCR's parameters in no optimizer, MCR's gradients missed by
             ``model.zero_grad()``) and warn once for each (:mod:`mcr_reg.audit`).
-        head_dropout: dropout inside the fusion head during MCR's passes: ``"train"`` (default)
-            runs the head as it is, so in training mode every reference and perturbed block
-            draws its own dropout masks and the divergences include dropout noise; ``"eval"``
-            runs every module of the head except BatchNorm with ``training=False`` for MCR's
-            passes (``nn.Dropout`` layers and ``F.dropout(x, p, self.training)`` off), so MIPD
-            compares the head's deterministic predictions. The task loss keeps its dropout
-            either way. See docs/integration.md, "Dropout in the fusion head".
+        **flat_keywords: the flat keywords of release 0.2 (``mipd_weight``, ``num_permutations``,
+            ``subsets``, ``sampled_subsets``, ``perturbation``, ``noise_scale``,
+            ``perturbed_rows``, ``head_gradient``, ``detach_reference``, ``contrastive_weight``,
+            ``temperature``, ``contrastive="supcon"``, ``projection_dim``,
+            ``gather_distributed``, ``contrastive_labels``, ``ceb_weight``, ``ceb_hidden_dim``,
+            ``unimodal_weight``): deprecated, they build the same terms and warn
+            (``DeprecationWarning``) with the new spelling.
 
     Example:
         >>> import torch.nn.functional as F
+        >>> from mcr_reg.terms import MIPD
         >>> head = torch.nn.Linear(16, 3)
         >>> fusion = lambda a, v: head(torch.cat([a, v], dim=-1))
         >>> mcr = MCRRegularizer(fusion, strategy="greedy", num_classes=3, latent_dims=(8, 8),
-        ...                      generator=torch.Generator().manual_seed(0))
+        ...                      mipd=MIPD(weight=0.1), seed=0)
         >>> za, zv = torch.randn(4, 8, requires_grad=True), torch.randn(4, 8, requires_grad=True)
         >>> y = torch.tensor([0, 1, 2, 1])
         >>> logits = fusion(za, zv)
@@ -201,6 +151,10 @@ class MCRRegularizer(nn.Module):
     """
 
     _fusion: FusionHead  # the fusion head as MCR calls it
+    mipd: MIPD | None
+    contrastive: Contrastive | None
+    ceb: CEB | None
+    unimodal: Unimodal | None
 
     def __init__(
         self,
@@ -210,136 +164,93 @@ class MCRRegularizer(nn.Module):
         task: Task = "classification",
         num_classes: int | None = None,
         latent_dims: Sequence[int] | None = None,
-        num_permutations: int = 32,
-        subsets: MF.SubsetSpec = "all",
-        mipd_weight: float = 0.1,
-        contrastive_weight: float = 1.0,
-        ceb_weight: float = 0.0,
-        unimodal_weight: float = 0.01,
-        temperature: float = 0.5,
-        contrastive: Contrastive = "ntxent",
-        head_gradient: MF.HeadGradient = "mean",
-        projection_dim: int | None = None,
-        perturbation: Perturbation = "permutation",
-        detach_reference: bool = False,
-        gather_distributed: bool = False,
-        generator: torch.Generator | None = None,
+        mipd: MIPD | bool = True,
+        contrastive: Contrastive | bool = True,
+        ceb: CEB | bool = False,
+        unimodal: Unimodal | bool = True,
+        extra_terms: Sequence[Term] = (),
         seed: int | None = None,
+        generator: torch.Generator | None = None,
+        output: Output = None,
+        batched: bool | None = None,
+        head_dropout: HeadDropout = "eval",
+        feature_axis: int | Literal["auto"] = "auto",
         check_values: bool = True,
         check_finite: bool = False,
-        feature_axis: int | Literal["auto"] = "auto",
-        ceb_hidden_dim: int = 128,
-        noise_scale: float = 1.0,
-        contrastive_labels: Callable[[Tensor], Tensor] | None = None,
-        batched: bool | None = None,
-        output: Output = None,
-        perturbed_rows: PerturbedRows = "all",
-        sampled_subsets: int = 8,
         audit: bool = True,
-        head_dropout: HeadDropout = "train",
+        **flat_keywords: Any,
     ) -> None:
         super().__init__()
+        self.task: Task = task
+        self.rule = task_rule(task)
+        self.num_classes = self.rule.check_num_classes(num_classes)
+        self.latent_dims = check_latent_dims(latent_dims)
         self.output: Output = output
-        check_choice(task, "task", tuple(TASK_RULES))
-        width = 1 if TASK_RULES[task].one_output else num_classes
+        width = self.rule.width(self.num_classes)
         # Held outside the module tree on purpose: the head's parameters belong to the user's
         # model, so they never appear in mcr.parameters() or mcr.state_dict().
         object.__setattr__(self, "_fusion", FusionHead(fusion_head, output, width, batched))
-        self._set_call_checks(head_dropout, audit)
+        check_choice(head_dropout, "head_dropout", ("train", "eval"))
+        self.head_dropout: HeadDropout = head_dropout
+        self._fusion.call.dropout_eval = head_dropout == "eval"  # type: ignore[attr-defined]
         self.k = MF.strategy_factor(strategy)
         self.strategy = strategy
-        self.task: Task = task
-        check_choice(perturbation, "perturbation", _PERTURBATIONS)
-        self.perturbation: Perturbation = perturbation
-        check_perturbed_rows(perturbed_rows, _PERTURBED_ROWS, perturbation)
-        self.perturbed_rows: PerturbedRows = perturbed_rows
-        self.num_classes = check_num_classes(num_classes, task)
-        self.latent_dims = check_latent_dims(latent_dims)
-        self.num_permutations = cast(
-            int, check_int(num_permutations, "num_permutations", minimum=1)
-        )
-        self._set_subsets(subsets, sampled_subsets)
-        self.mipd_weight = check_weight(mipd_weight, "mipd_weight")
-        self.contrastive_weight = check_weight(contrastive_weight, "contrastive_weight")
-        self.ceb_weight = check_weight(ceb_weight, "ceb_weight")
-        self.unimodal_weight = check_weight(unimodal_weight, "unimodal_weight")
-        self.noise_scale = check_weight(noise_scale, "noise_scale")
-        if not temperature > 0:
-            raise ValueError(f"expected a positive temperature, got {temperature}")
-        self.temperature = float(temperature)
-        check_choice(contrastive, "contrastive", _CONTRASTIVE)
-        self.contrastive: Contrastive = contrastive
-        check_choice(head_gradient, "head_gradient", _HEAD_GRADIENTS)
-        self.head_gradient: MF.HeadGradient = head_gradient
-        self.detach_reference = bool(detach_reference)
-        self.gather_distributed = bool(gather_distributed)
         self.generator = check_generator(generator)
         self._random = PrivateGenerators(check_int(seed, "seed", none_ok=True))
         self.check_values, self.check_finite = bool(check_values), bool(check_finite)
         self.feature_axis = feature_axis
-        self.contrastive_labels = contrastive_labels
-        self._warned_logits = self._warned_nonfinite = self._warned_unimodal_off = False
-        # set by mcr_reg.check_gradient_path while it runs the user's step
-        self._probe: Callable[[Tensor], Tensor] | None = None
-        self._build_own_heads(projection_dim, ceb_hidden_dim)
-
-    # ------------------------------------------------------------------ settings helpers
-
-    def _set_call_checks(self, head_dropout: HeadDropout, audit: bool) -> None:
-        """Whether MCR's passes run the fusion head without dropout (``"eval"``), and the
-        watches over the first steps (the audit, and MCR's parameters in no optimizer)."""
-        check_choice(head_dropout, "head_dropout", ("train", "eval"))
-        self.head_dropout: HeadDropout = head_dropout
-        self._fusion.call.dropout_eval = head_dropout == "eval"  # type: ignore[attr-defined]
         self._updates = UpdateWatch()
         self._audit = FirstStepAudit(bool(audit))
+        self._warned_logits = self._warned_nonfinite = False
+        # set by mcr_reg.check_gradient_path while it runs the user's step
+        self._probe: Callable[[Tensor], Tensor] | None = None
+        given = {"mipd": mipd, "contrastive": contrastive, "ceb": ceb, "unimodal": unimodal}
+        self._add_terms(terms_from_flat(given, flat_keywords), extra_terms)
+        self._register_load_state_dict_pre_hook(_moved_keys, with_module=True)
 
-    def _set_subsets(self, subsets: MF.SubsetSpec, sampled_subsets: int) -> None:
-        """The perturbed subsets' setting, checked now where the number of modalities is known."""
-        self.subsets_spec = subsets
-        self._subsets: dict[int, tuple[tuple[int, ...], ...]] = {}
-        self.sampled_subsets = cast(int, check_int(sampled_subsets, "sampled_subsets", minimum=1))
-        if self.latent_dims is not None and subsets != "sampled":
-            self.subsets_for(len(self.latent_dims))  # validate now
-        else:
-            check_subsets_spec(subsets)
+    def _add_terms(self, terms: Mapping[str, Term | None], extra: Sequence[Term]) -> None:
+        """The terms as submodules (None where a term is left out), each built for this
+        regularizer: its parameters are created now, so an optimizer built next is complete."""
+        setting = TermSetting(
+            self.rule, self.num_classes, self.rule.width(self.num_classes), self.latent_dims,
+            self.feature_axis,
+        )  # fmt: skip
+        for given in extra:
+            if not isinstance(given, Term):
+                raise TypeError(f"expected extra_terms of mcr_reg.terms.Term, got {given!r}")
+        kept = [t for t in extra if t.weight > 0]
+        names = [*terms, *(t.name for t in kept)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"expected terms with distinct names, got {names}")
+        pairs: list[tuple[str, Term | None]] = [*terms.items(), *((t.name, t) for t in kept)]
+        for name, term in pairs:
+            if term is not None:
+                term.build(setting)
+            self.register_module(name, term)
+        self._term_names = tuple(n for n in names if getattr(self, n) is not None)
 
-    def _build_own_heads(self, projection_dim: int | None, ceb_hidden_dim: int) -> None:
-        """MCR's own parameters, created here so that an optimizer built next is complete:
-        projections for the contrastive term, the CEB head, one unimodal head per modality."""
-        out_dim = self._output_width()
-        dims = self.latent_dims
-        self.projections: nn.ModuleList | None = None
-        if projection_dim is not None:
-            if dims is None:
-                raise ValueError(
-                    "projection_dim needs latent_dims (the input width of each projection)"
-                )
-            if projection_dim < 1:
-                raise ValueError(f"expected projection_dim >= 1, got {projection_dim}")
-            self.projections = nn.ModuleList(nn.Linear(d, projection_dim) for d in dims)
-        elif dims is not None and self.contrastive_weight > 0 and len(set(dims)) > 1:
-            raise ValueError(
-                f"the contrastive term compares latents in one space, but latent_dims {tuple(dims)} "
-                "differ: set projection_dim (or contrastive_weight=0)"
-            )
-        self.ceb_head: CEBHead | None = None
-        if self.ceb_weight > 0:
-            missing = [n for n, v in (("latent_dims", dims), ("num_classes", out_dim)) if v is None]
-            if missing:
-                raise ValueError(
-                    f"ceb_weight > 0 needs {' and '.join(missing)} to size the CEB head"
-                )
-            assert dims is not None and out_dim is not None
-            self.ceb_head = CEBHead(out_dim, ceb_hidden_dim, sum(dims))
-        self.unimodal_heads: nn.ModuleList | None = None
-        if self.unimodal_weight > 0 and dims is not None and out_dim is not None:
-            self.unimodal_heads = nn.ModuleList(nn.Linear(d, out_dim) for d in dims)
+    # ------------------------------------------------------------------ settings
+
+    def __getattr__(self, name: str) -> Any:
+        if name in FLAT_ATTRIBUTES:  # release 0.2's attributes, deprecated
+            return read_flat_attribute(self._modules, name)
+        return super().__getattr__(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in FLAT_ATTRIBUTES:
+            write_flat_attribute(self._modules, name, value)
+            return
+        super().__setattr__(name, value)
+
+    @property
+    def terms(self) -> dict[str, Term]:
+        """The active terms by name, in the order they run (MIPD first)."""
+        return {name: getattr(self, name) for name in self._term_names}
 
     @property
     def fusion_head(self) -> Callable[..., Tensor]:
         """The user's fusion head (not a submodule of this module)."""
-        return cast(Callable[..., Tensor], self._fusion.head)
+        return self._fusion.head  # type: ignore[return-value]
 
     @property
     def batched(self) -> bool | None:
@@ -356,23 +267,10 @@ class MCRRegularizer(nn.Module):
         return self._random.seed
 
     def subsets_for(self, num_modalities: int) -> tuple[tuple[int, ...], ...]:
-        """The perturbed subsets for ``num_modalities`` modalities (cached)."""
-        if num_modalities not in self._subsets:
-            self._subsets[num_modalities] = MF.enumerate_subsets(num_modalities, self.subsets_spec)
-        return self._subsets[num_modalities]
-
-    def _subsets_of_step(self, num_modalities: int) -> tuple[tuple[tuple[int, ...], ...], float]:
-        """The perturbed subsets of this step and the weight of each larger subset's term (1
-        except for ``subsets="sampled"``)."""
-        if self.subsets_spec != "sampled":
-            return self.subsets_for(num_modalities), 1.0
-        if compiling():
-            raise ValueError(
-                "subsets='sampled' draws the subsets of every step in Python, which a compiled "
-                "graph would freeze at its first draw: use subsets='all' or 'singletons' under "
-                "torch.compile"
-            )
-        return MF.sample_subsets(num_modalities, self.sampled_subsets, self._random.subsets)
+        """The subsets the MIPD term perturbs for ``num_modalities`` modalities."""
+        if self.mipd is None:
+            raise ValueError("this regularizer has no MIPD term, so it perturbs no subsets")
+        return self.mipd.subsets_for(num_modalities)
 
     def manual_seed(self, seed: int) -> MCRRegularizer:
         """Restart the private generators from ``seed`` (like ``torch.Generator.manual_seed``).
@@ -419,13 +317,7 @@ class MCRRegularizer(nn.Module):
             self.generator.set_state(user.detach().cpu())
 
     def extra_repr(self) -> str:
-        return (
-            f"strategy={self.strategy!r} (k={self.k}), head_gradient={self.head_gradient!r}, "
-            f"task={self.task!r}, P={self.num_permutations}, subsets={self.subsets_spec!r}, "
-            f"perturbation={self.perturbation!r}, perturbed_rows={self.perturbed_rows!r}, "
-            f"weights(mipd={self.mipd_weight}, contrastive={self.contrastive_weight} "
-            f"({self.contrastive}), ceb={self.ceb_weight}, unimodal={self.unimodal_weight})"
-        )
+        return f"strategy={self.strategy!r} (k={self.k}), task={self.task!r}"
 
     # ------------------------------------------------------------------ forward
 
@@ -457,9 +349,10 @@ class MCRRegularizer(nn.Module):
                 differ: the latents are then not the head's inputs). Omitted: MCR uses its own
                 unperturbed pass.
             permutations: optional ``(P, M, B)`` LongTensor; row ``[p, m]`` permutes modality m in
-                draw p (ignored where m is not perturbed). Only with ``perturbation="permutation"``.
+                draw p (ignored where m is not perturbed). Only with the MIPD term's
+                ``perturbation="permutation"``.
             unimodal_logits: optional per-modality predictions ``(B, C)`` for the unimodal term,
-                when MCR does not own unimodal heads.
+                when MCR does not own unimodal heads (the unimodal term).
             perturbed_latents: optional per-modality ``(P, B, ...)`` perturbed latents (e.g. from
                 perturbed *inputs* re-encoded by the user); ``None`` entries (or names absent from
                 a mapping) fall back to the configured perturbation.
@@ -474,18 +367,17 @@ class MCRRegularizer(nn.Module):
             latents, captured = latents.take()
             if logits is None and captured is not None:
                 logits = self._select(captured, None)
-                check_captured_output(logits, self._output_width())
+                check_captured_output(logits, self.rule.width(self.num_classes))
         binding = None
         if isinstance(latents, CallRecord):  # a fusion call of any form, read as a tree
             binding = latents.bind(batch_of(labels), self.latent_dims)
             latents = dict(zip(binding.names, binding.latents))
         with bound(self._fusion.call, binding):
-            return self._terms(
-                latents, labels, logits, permutations, unimodal_logits,
-                perturbed_latents,
-            )  # fmt: skip
+            step = self._step(latents, labels, logits, permutations, unimodal_logits,
+                              perturbed_latents)  # fmt: skip
+            return self._run_terms(step)
 
-    def _terms(
+    def _step(
         self,
         latents: Latents,
         labels: Tensor,
@@ -493,168 +385,52 @@ class MCRRegularizer(nn.Module):
         permutations: Tensor | None,
         unimodal_logits: Sequence[Tensor] | None,
         perturbed_latents: Sequence[Tensor | None] | Mapping[str, Tensor] | None,
-    ) -> MCROutput:
-        """The terms of :meth:`forward`, once the latents are MCR's."""
+    ) -> StepInputs:
+        """The step's inputs, checked once for every term."""
         names, zs = split_latents(latents)
-        batch, labels, out_dim = self._check_inputs(names, zs, labels, logits)
-        subsets, weight = self._subsets_of_step(len(zs))
-        extra = check_perturbed_latents(perturbed_latents, names, zs)
-        if permutations is not None:
-            self._check_given_permutations(permutations, len(zs), batch, zs[0].device)
-        if unimodal_logits is not None:
-            unimodal_logits = self._check_unimodal_logits(unimodal_logits, len(zs), batch)
-        pooled = [MF.pool_latent(z, self.feature_axis) for z in zs]
-        terms: dict[str, Tensor] = {}
-        importance: Tensor | None = None
-        reference: Tensor | None = None
-        if self.mipd_weight > 0:  # L_MIPD (eq. 8-10) with the game (section 3.2)
-            per_subset, reference = self._mipd_term(zs, labels, subsets, extra, permutations)
-            check_head_output(reference, self.task, out_dim)
-            if logits is not None:
-                self._compare_logits(logits, reference)
-            terms["mipd"] = -subset_sum(per_subset, len(zs), weight)
-            importance = importance_of(per_subset.detach(), subsets, len(zs))
-        if self.contrastive_weight > 0:  # L_Con (eq. 11/15)
-            terms["contrastive"] = self._contrastive(pooled, labels, names)
-        if self.ceb_head is not None:  # L_CEB (eq. 13)
-            terms["ceb"] = self._ceb(zs, pooled, logits if logits is not None else reference)
-        own_uni = None
-        if self.unimodal_weight > 0:  # L_uni (Algorithm 1, line 4)
-            stacked = None
-            if self.unimodal_heads is not None:
-                heads = cast(Sequence[nn.Linear], self.unimodal_heads)
-                own_uni, stacked = linear_per_modality(heads, pooled)
-            predictions = own_uni if own_uni is not None else unimodal_logits
-            if predictions is not None:
-                terms["unimodal"] = self._unimodal_loss(predictions, stacked, labels)
-            elif not self._warned_unimodal_off and not compiling():
-                self._warn_unimodal_off(pooled)
-        if importance is None:
-            importance = torch.full((len(zs),), float("nan"), device=zs[0].device)
-        out = self._output(terms, zs[0], importance, names, own_uni)
-        self._audit.observe(self, names, zs, out.loss)
-        return out
-
-    # ------------------------------------------------------------------ the terms
-
-    def _mipd_term(
-        self,
-        zs: Sequence[Tensor],
-        labels: Tensor,
-        subsets: tuple[tuple[int, ...], ...],
-        extra: list[Tensor | None],
-        permutations: Tensor | None,
-    ) -> tuple[Tensor, Tensor]:
-        """:func:`mcr_reg.functional.mipd` with this module's settings: ``(per_subset,
-        reference)``."""
-        generator = generator_for(zs[0].device, self.generator, self._random)
-        perms, perturbed = draw_perturbations(
-            self.perturbation, zs, extra, permutations, self.num_permutations,
-            self.noise_scale, generator,
+        batch, labels, width = check_step_inputs(self, names, zs, labels, logits)
+        perturbed = check_perturbed_latents(perturbed_latents, names, zs)
+        if permutations is not None:  # checked even when no MIPD term uses them
+            values = self.check_values and not compiling()
+            check_permutations(permutations, len(zs), batch, zs[0].device, values)
+        step = StepInputs(
+            names=names, latents=zs, pooled=[MF.pool_latent(z, self.feature_axis) for z in zs],
+            labels=labels, logits=logits, task=self.rule, width=width, fusion=self._fusion,
+            k=self.k, generator=self.generator, private=self._random,
+            permutations=permutations, perturbed=perturbed, unimodal_logits=unimodal_logits,
         )  # fmt: skip
-        binding = current_binding(self._fusion.call)
-        permuting = perms is not None and all(p is None for p in perturbed)
-        if binding is not None and binding.has_followers and permuting:
-            zs = binding.pack(zs)  # arguments that follow a latent move with its rows
-        row_weights = None
-        if self.perturbed_rows != "all":
-            if perms is None or any(e is not None for e in extra):
-                raise ValueError(
-                    f"perturbed_rows={self.perturbed_rows!r} needs MCR's own permutations "
-                    "for every modality; perturbed_latents were given"
-                )
-            row_weights = MF.permutation_row_mask(
-                perms, subsets, self.perturbed_rows, self._contrastive_labels(labels)
-            )
-        head_share = (
-            MF.head_factors(subsets, len(zs), self.k) if self.head_gradient == "mean" else None
-        )
+        for term in self.terms.values():
+            term.check(step)
+        return step
 
-        def mipd(
-            head: Callable[..., Tensor], batched: bool, route: HeadRoute
-        ) -> tuple[Tensor, Tensor]:
-            return MF.mipd(
-                head, zs, subsets, permutations=perms, perturbed=perturbed, k=self.k,
-                divergence=TASK_RULES[self.task].divergence,
-                detach_reference=self.detach_reference, batched=batched,
-                head_share=head_share, row_weights=row_weights, route=route,
-            )  # fmt: skip
-
-        try:
-            return self._fusion.run(mipd)
-        except ManyOutputsError as err:
-            raise many_outputs_error(err.what, err.hint, int(zs[0].shape[0])) from None
-        finally:
-            if binding is not None:
-                binding.packed = False
-
-    def _contrastive(
-        self, pooled: Sequence[Tensor], labels: Tensor, names: Sequence[str]
-    ) -> Tensor:
-        feats = list(pooled)
-        if self.projections is not None:
-            if len(self.projections) != len(feats):
-                raise ValueError(
-                    f"expected {len(self.projections)} modalities (from latent_dims), got {len(feats)}"
-                )
-            feats = [p(f.to(next(p.parameters()).dtype)) for p, f in zip(self.projections, feats)]
-        widths = {int(f.shape[-1]) for f in feats}
-        if len(widths) > 1:
-            listing = ", ".join(f"{n} {int(f.shape[-1])}" for n, f in zip(names, feats))
-            raise ValueError(
-                f"expected latents of one width for the contrastive term, got {listing}; "
-                "set projection_dim (with latent_dims) or contrastive_weight=0"
-            )
-        con_labels = self._contrastive_labels(labels)
-        if self.gather_distributed:
-            feats = [gather_with_grad(f) for f in feats]
-            con_labels = gather_with_grad(con_labels)
-        stacked = torch.cat(feats)  # (M*B, D): [z_1; ...; z_M]
-        tiled = torch.cat([con_labels] * len(feats))  # (M*B,)
-        loss_fn = (
-            MF.contrastive_ntxent if self.contrastive == "ntxent" else MF.supervised_contrastive
-        )
-        return loss_fn(stacked, tiled, temperature=self.temperature)
-
-    def _ceb(self, zs: Sequence[Tensor], pooled: Sequence[Tensor], source: Tensor | None) -> Tensor:
-        """The latents reconstructed from the (detached) prediction."""
-        assert self.ceb_head is not None
-        if source is None:
-            with torch.no_grad():
-                source = self._fusion.call(*zs)
-        source = source.detach()
-        if source.dim() == 1:
-            source = source.unsqueeze(-1)
-        head_dtype = next(self.ceb_head.parameters()).dtype
-        return MF.ceb_reconstruction(self.ceb_head(source.to(head_dtype)), pooled)
-
-    def _unimodal_loss(
-        self, predictions: Sequence[Tensor], stacked: Tensor | None, labels: Tensor
-    ) -> Tensor:
-        """Σ_m of the task loss of modality m's prediction; from the ``(M, B, C)`` outputs of one
-        batched product, as M times the mean loss over all M·B rows."""
-        if stacked is not None:
-            tiled = torch.cat([labels] * len(predictions))
-            return self._task_loss(stacked.flatten(0, 1), tiled) * len(predictions)
-        return torch.stack([self._task_loss(p, labels) for p in predictions]).sum()
+    def _run_terms(self, step: StepInputs) -> MCROutput:
+        """Every term's value on ``step``, weighted and summed."""
+        values: dict[str, Tensor] = {}
+        for name, term in self.terms.items():
+            value = term(step)
+            if value is not None:
+                values[name] = value
+            if name == "mipd" and step.logits is not None and step.reference is not None:
+                compare_logits(self, step.logits, step.reference)
+        importance = step.importance
+        if importance is None:
+            importance = torch.full((len(step.latents),), float("nan"), device=step.labels.device)
+        out = self._output(values, step.latents[0], importance, step.names, step.own_unimodal)
+        self._audit.observe(self, step.names, step.latents, out.loss)
+        return out
 
     def _output(
         self,
-        terms: dict[str, Tensor],
+        values: dict[str, Tensor],
         like: Tensor,
         importance: Tensor,
         names: tuple[str, ...],
         own_uni: tuple[Tensor, ...] | None,
     ) -> MCROutput:
-        weights = {
-            "mipd": self.mipd_weight,
-            "contrastive": self.contrastive_weight,
-            "ceb": self.ceb_weight,
-            "unimodal": self.unimodal_weight,
-        }
         total: Tensor | None = None
-        for name, value in terms.items():
-            weighted = value if weights[name] == 1.0 else weights[name] * value
+        for name, value in values.items():
+            weight = self.terms[name].weight
+            weighted = value if weight == 1.0 else weight * value
             total = weighted if total is None else total + weighted
         if total is None or not total.dtype.is_floating_point or total.dtype.itemsize < 4:
             zero = like.new_zeros((), dtype=torch.float32)
@@ -663,132 +439,26 @@ class MCRRegularizer(nn.Module):
             total = self._probe(total)
         return MCROutput(
             loss=total,
-            terms={name: value.detach() for name, value in terms.items()},
+            terms={name: value.detach() for name, value in values.items()},
             importance=importance,
             modalities=names,
             unimodal_logits=own_uni,
         )
 
-    def _contrastive_labels(self, labels: Tensor) -> Tensor:
-        if self.contrastive_labels is not None:
-            return self.contrastive_labels(labels)
-        return TASK_RULES[self.task].classes(labels)
-
-    def _task_loss(self, pred: Tensor, labels: Tensor) -> Tensor:
-        return TASK_RULES[self.task].loss(pred, labels)
-
     # ------------------------------------------------------------------ inputs and checks
-
-    def _output_width(self) -> int | None:
-        return 1 if TASK_RULES[self.task].one_output else self.num_classes
 
     def _select(self, value: object, batch: int | None) -> Tensor:
         """The prediction in what the fusion head returned (``output=``)."""
         try:
-            return select_output(value, self.output, self._output_width())
+            return select_output(value, self.output, self.rule.width(self.num_classes))
         except ManyOutputsError as err:
             raise many_outputs_error(err.what, err.hint, batch) from None
 
-    def _check_inputs(
-        self, names: Sequence[str], zs: Sequence[Tensor], labels: Tensor, logits: Tensor | None
-    ) -> tuple[int, Tensor, int | None]:
-        """Latents, labels and logits: ``(batch, labels, output width)``; and the checks that
-        run once per step (dtype of MCR's heads, NaN latents, parameters nobody updates)."""
-        hint = batch_axis_hint(names, zs, batch_of(labels))
-        if hint is not None:
-            raise ValueError(hint)
-        batch, device = check_latents(names, zs)
-        if self.latent_dims is not None:
-            widths = [int(z.shape[MF.feature_axis_of(z, self.feature_axis)]) for z in zs]
-            check_latent_widths(names, zs, widths, self.latent_dims)
-        labels = check_tensor(labels, "labels")
-        if labels.device != device:
-            raise ValueError(f"expected labels on {device} like the latents, got {labels.device}")
-        values = self.check_values and not compiling()
-        if TASK_RULES[self.task].one_output:
-            labels = check_one_output_labels(labels, batch, self.task, values)
-        else:
-            labels = check_class_labels(labels, batch, self.num_classes, values)
-        out_dim = self._output_width()
-        if logits is not None:
-            out_dim = check_prediction(check_tensor(logits, "logits"), batch, self.task, out_dim)
-        check_own_dtype(zs, next(self.parameters(), None))
-        if not compiling():
-            if self.check_finite:
-                for n, z in zip(names, zs):
-                    check_finite(z, f"latent {n!r}")
-            elif values and not self._warned_nonfinite:
-                self._warn_nonfinite(names, zs)
-            self._updates.observe(
-                list(self.parameters()),
-                [p for m in self._fusion.modules() for p in m.parameters(recurse=False)],
-            )
-        return batch, labels, out_dim
 
-    def _check_given_permutations(
-        self, permutations: Tensor, m_count: int, batch: int, device: torch.device
-    ) -> None:
-        if self.perturbation != "permutation":
-            raise ValueError(
-                f"permutations were given but perturbation={self.perturbation!r}; "
-                "they are only used with perturbation='permutation'"
-            )
-        values = self.check_values and not compiling()
-        check_permutations(permutations, m_count, batch, device, values)
-
-    def _check_unimodal_logits(
-        self, unimodal_logits: Sequence[Tensor], m_count: int, batch: int
-    ) -> list[Tensor]:
-        if self.unimodal_heads is not None:
-            raise ValueError(
-                "unimodal_logits were given, but MCR owns unimodal heads (unimodal_weight > 0 "
-                "with latent_dims); pass unimodal_weight=0 or build MCR without latent_dims"
-            )
-        return check_unimodal_logits(unimodal_logits, m_count, batch, self.task, self.num_classes)
-
-    def _warn_unimodal_off(self, pooled: Sequence[Tensor]) -> None:
-        """Once: unimodal_weight > 0, but there are no unimodal predictions to train."""
-        self._warned_unimodal_off = True
-        widths = tuple(int(z.shape[-1]) for z in pooled)
-        missing = " and ".join(
-            n
-            for n, v in (("latent_dims", self.latent_dims), ("num_classes", self._output_width()))
-            if v is None
-        )
-        warnings.warn(
-            f"the unimodal term is off although unimodal_weight={self.unimodal_weight} > 0: MCR "
-            f"has no unimodal heads (they need {missing}) and no unimodal_logits were passed. "
-            f"Build MCR with latent_dims={widths} (the widths of these latents) to train its "
-            "own heads, pass unimodal_logits=[...] to the call, or set unimodal_weight=0 to "
-            "leave the term out on purpose. (Warned once.)",
-            UserWarning,
-            stacklevel=6,
-        )
-
-    def _warn_nonfinite(self, names: Sequence[str], zs: Sequence[Tensor]) -> None:
-        """A value check (one host sync per call until it has warned once)."""
-        finite = torch.stack([torch.isfinite(z).all() for z in zs])
-        if bool(finite.all()):
-            return
-        self._warned_nonfinite = True
-        warn_nonfinite([repr(n) for n, ok in zip(names, finite.tolist()) if not ok])
-
-    def _compare_logits(self, logits: Tensor, reference: Tensor) -> None:
-        """Warn once when ``logits`` differ from MCR's own ``fusion_head(*latents)``.
-
-        A value check (one host sync): only with ``check_values``, never while compiling, and
-        not for heads whose dropout or BatchNorm layers make two calls differ.
-        """
-        if self._warned_logits or not self.check_values or compiling():
-            return
-        if not logits.is_floating_point() or random_in_training(self._fusion.modules()):
-            return
-        ref = reference.detach().float().reshape(reference.shape[0], -1)
-        got = logits.detach().float().reshape(ref.shape)
-        eps = max(torch.finfo(reference.dtype).eps, torch.finfo(logits.dtype).eps)
-        rel = max(8.0 * eps, 5e-3)  # float32: 5e-3; float16: 7.8e-3; bfloat16: 6.3e-2
-        diff = (ref - got).abs().max()
-        tol = rel * (1.0 + got.abs().max())
-        if bool(diff > tol):
-            self._warned_logits = True
-            warn_logits_differ(float(diff), float(tol), logits.dtype, self.output)
+def _moved_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: object) -> None:
+    """Read a state_dict saved before MCR's own heads moved into its terms: their keys are
+    renamed in place (``unimodal_heads.0.weight`` -> ``unimodal.heads.0.weight``)."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        for before, now in _MOVED_KEYS.items():
+            if key.startswith(prefix + before):
+                state_dict[prefix + now + key[len(prefix + before) :]] = state_dict.pop(key)

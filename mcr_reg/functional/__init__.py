@@ -25,9 +25,11 @@ from mcr_reg.functional.ceb import ceb_reconstruction
 from mcr_reg.functional.contrastive import contrastive_ntxent, supervised_contrastive
 from mcr_reg.functional.divergence import (
     Divergence,
+    DivergenceFn,
     binary_jensen_shannon,
     divergence_fn,
     jensen_shannon,
+    multilabel_jensen_shannon,
     squared_error,
 )
 from mcr_reg.functional.game import (
@@ -52,6 +54,7 @@ __all__ = [
     "MAX_MODALITIES_FOR_ALL",
     "STRATEGIES",
     "Divergence",
+    "DivergenceFn",
     "HeadGradient",
     "SubsetSpec",
     "binary_jensen_shannon",
@@ -63,6 +66,7 @@ __all__ = [
     "head_factors",
     "jensen_shannon",
     "mipd",
+    "multilabel_jensen_shannon",
     "permutation_row_mask",
     "pool_latent",
     "sample_permutations",

@@ -26,7 +26,10 @@ from mcr_reg.functional._common import as_dtype, compute_dtype, in_compute_dtype
 LN2 = math.log(2.0)
 
 
-Divergence = Literal["jsd", "binary_jsd", "squared_error"]
+Divergence = Literal["jsd", "binary_jsd", "multilabel_jsd", "squared_error"]
+#: a divergence given as a function ``(reference, perturbed) -> (...)`` of two prediction tensors
+#: of shape ``(..., K)`` (broadcast against each other), reducing the output axis
+DivergenceFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def _softmax_and_lse(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -177,6 +180,28 @@ def binary_jensen_shannon(logit_p: Tensor, logit_q: Tensor) -> Tensor:
     return jensen_shannon(two_p, two_q)
 
 
+def multilabel_jensen_shannon(logits_p: Tensor, logits_q: Tensor) -> Tensor:
+    """The Bernoulli Jensen-Shannon divergence of each label, averaged over the labels.
+
+    For multi-label heads: each of the L outputs is the logit of one independent 0/1 label.
+
+    Args:
+        logits_p: logits ``(..., L)``.
+        logits_q: logits of the same (or a broadcastable) shape.
+
+    Returns:
+        ``(...)``, in ``[0, ln 2]``.
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([[2.0, -1.0]])
+        >>> float(multilabel_jensen_shannon(x, x))
+        0.0
+    """
+    per_label = binary_jensen_shannon(logits_p.unsqueeze(-1), logits_q.unsqueeze(-1))
+    return per_label.mean(dim=-1)
+
+
 def squared_error(pred_p: Tensor, pred_q: Tensor) -> Tensor:
     """Squared difference of two regression outputs, summed over a trailing output axis.
 
@@ -201,11 +226,15 @@ def squared_error(pred_p: Tensor, pred_q: Tensor) -> Tensor:
     return diff.square().sum(dim=-1)
 
 
-def divergence_fn(kind: Divergence) -> Callable[[Tensor, Tensor], Tensor]:
-    """The divergence function for ``"jsd"``, ``"binary_jsd"`` or ``"squared_error"``."""
-    table: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+def divergence_fn(kind: Divergence | DivergenceFn) -> DivergenceFn:
+    """The divergence function for ``"jsd"``, ``"binary_jsd"``, ``"multilabel_jsd"`` or
+    ``"squared_error"``; a function is returned as it is (a divergence of your own)."""
+    if callable(kind):
+        return kind
+    table: dict[str, DivergenceFn] = {
         "jsd": jensen_shannon,
         "binary_jsd": binary_jensen_shannon,
+        "multilabel_jsd": multilabel_jensen_shannon,
         "squared_error": squared_error,
     }
     if kind not in table:
@@ -216,7 +245,7 @@ def divergence_fn(kind: Divergence) -> Callable[[Tensor, Tensor], Tensor]:
 def blocks_divergence(
     out: Tensor,
     layout: tuple[int, int, int, int],
-    divergence: Divergence,
+    divergence: Divergence | DivergenceFn,
     detach_reference: bool,
     row_weights: Tensor | None,
 ) -> Tensor:
@@ -231,6 +260,12 @@ def blocks_divergence(
         ref = ref.detach()
     pert = out[n_ref * batch :].unflatten(0, (n_sub, draws, batch))  # (S, P, B, ...)
     div = divergence_fn(divergence)(ref, pert)  # (S, P, B)
+    if div.shape != (n_sub, draws, batch):
+        raise ValueError(
+            f"expected the divergence to give one value per perturbed row, shape "
+            f"{(n_sub, draws, batch)} from references {shape_of(ref)} and perturbed predictions "
+            f"{shape_of(pert)}, got {shape_of(div)}"
+        )
     return _mean_over_rows(div, row_weights)
 
 

@@ -5,6 +5,7 @@ each subset are perturbed, with the game's gradients.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from torch import Tensor
 
@@ -14,7 +15,7 @@ from mcr_reg._checks import (
     check_perturbed_latents,
     split_latents,
 )
-from mcr_reg.functional.divergence import Divergence, blocks_divergence
+from mcr_reg.functional.divergence import Divergence, DivergenceFn, blocks_divergence
 from mcr_reg.functional.game import FirstOrderOnly
 from mcr_reg.functional.head_share import HeadRoute, head_with_share
 from mcr_reg.functional.rows import game_rows
@@ -28,7 +29,7 @@ def mipd(
     permutations: Tensor | None = None,
     perturbed: Sequence[Tensor | None] | None = None,
     k: float = -1.0,
-    divergence: Divergence = "jsd",
+    divergence: Divergence | DivergenceFn = "jsd",
     detach_reference: bool = False,
     batched: bool = True,
     head_share: Sequence[float] | None = None,
@@ -57,7 +58,9 @@ def mipd(
         perturbed: optional per-modality ``(P, B, ...)`` perturbed latents (e.g. noise, zeros or
             re-encoded perturbed inputs); ``None`` entries use ``permutations``.
         k: the strategy factor for non-owners (:func:`strategy_factor`).
-        divergence: ``"jsd"``, ``"binary_jsd"`` or ``"squared_error"``.
+        divergence: ``"jsd"``, ``"binary_jsd"``, ``"multilabel_jsd"``, ``"squared_error"`` or
+            a function ``(reference, perturbed) -> divergence`` of your own
+            (:data:`~mcr_reg.functional.divergence.DivergenceFn`).
         detach_reference: no gradient through the unperturbed prediction (one reference pass).
         batched: one fusion-head call for everything (False: per block of B rows, for heads
             with batch-dependent layers such as BatchNorm in training mode).
@@ -87,17 +90,51 @@ def mipd(
     batch, device = check_latents(names, zs)
     if permutations is not None:
         check_permutations(permutations, len(zs), batch, device, values=False)
-    perturbed = check_perturbed_latents(perturbed, names, zs)
+    given = check_perturbed_latents(perturbed, names, zs)
+    options = MIPDOptions(k, divergence, detach_reference, batched, head_share, row_weights)
+    return mipd_of_checked(fusion_head, zs, subsets, permutations, given, options, route)
+
+
+@dataclass(frozen=True)
+class MIPDOptions:
+    """The settings of :func:`mipd` besides its inputs (see there)."""
+
+    k: float = -1.0
+    divergence: Divergence | DivergenceFn = "jsd"
+    detach_reference: bool = False
+    batched: bool = True
+    head_share: Sequence[float] | None = None
+    row_weights: Tensor | None = None
+
+
+def mipd_of_checked(
+    fusion_head: Callable[..., Tensor],
+    zs: Sequence[Tensor],
+    subsets: Sequence[tuple[int, ...]],
+    permutations: Tensor | None,
+    perturbed: Sequence[Tensor | None],
+    options: MIPDOptions,
+    route: HeadRoute | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`mipd` on inputs already checked (by :func:`mipd` itself, or by the MIPD term,
+    which checks them once per step for every term): latents in modality order, perturbed
+    latents one entry per modality."""
+    k, detach_reference = options.k, options.detach_reference
+    batch = int(zs[0].shape[0])
     draws = _count_draws(permutations, perturbed)
     n_sub = len(subsets)
     n_ref = 1 if detach_reference else n_sub
     rows = game_rows(zs, subsets, permutations, perturbed, k, detach_reference, draws)
-    shares, blocks = _head_blocks(head_share, n_sub, n_ref, draws, batch, detach_reference)
-    out = head_with_share(route or HeadRoute(), fusion_head, rows, batch, batched, shares, blocks)
+    shares, blocks = _head_blocks(options.head_share, n_sub, n_ref, draws, batch, detach_reference)
+    out = head_with_share(
+        route or HeadRoute(), fusion_head, rows, batch, options.batched, shares, blocks
+    )
     if out.dim() == 1:  # one prediction per row: give it an explicit output axis
         out = out.unsqueeze(-1)
     layout = (n_ref, n_sub, draws, batch)
-    per_subset = blocks_divergence(out, layout, divergence, detach_reference, row_weights)
+    per_subset = blocks_divergence(
+        out, layout, options.divergence, detach_reference, options.row_weights
+    )
     if k != 1.0 or any(c != 1.0 for c in shares):
         per_subset = FirstOrderOnly.apply(per_subset, k)
     return per_subset, out[:batch].detach()

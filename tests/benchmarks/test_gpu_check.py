@@ -20,7 +20,7 @@ def test_cpu_dry_run(tmp_path: Path) -> None:
     checks = report["checks"]
     assert checks["agreement"]["status"] == "ok"
     assert checks["agreement"]["details"]["worst"][1] <= checks["agreement"]["details"]["tolerance"]
-    assert "mcr.ceb_head.net.0.weight" in checks["agreement"]["details"]["relative_errors"]
+    assert "mcr.ceb.head.net.0.weight" in checks["agreement"]["details"]["relative_errors"]
     assert checks["sync_free"]["details"]["skipped"].startswith("needs CUDA")
     for dtype in ("bfloat16", "float16"):
         entry = checks["autocast"]["details"][dtype]

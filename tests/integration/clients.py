@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mcr_reg import FusionInputs, MCRRegularizer
+from mcr_reg.terms import Contrastive
 
 B, C, D = 8, 3, 6
 SEED = 0  # MCR's seed in every stand-in, so that a reference MCR draws the same permutations
@@ -430,11 +431,9 @@ def mult_reference() -> list[Tensor]:
             z_l.transpose(0, 1), z_a[..., :MULT_D].transpose(0, 1), z_a[..., MULT_D] > 0.5
         )
 
-    mcr = MCRRegularizer(
-        head, task="regression", seed=SEED, contrastive_weight=0.0, unimodal_weight=0.0
-    )
+    mcr = MCRRegularizer(head, task="regression", seed=SEED, contrastive=False, unimodal=False)
     own = MCRRegularizer(
-        lambda a, b: a, task="regression", latent_dims=(MULT_D, MULT_D), seed=SEED, mipd_weight=0.0
+        lambda a, b: a, task="regression", latent_dims=(MULT_D, MULT_D), seed=SEED, mipd=False
     )  # the contrastive and unimodal terms on the plain latents
     preds = model.crossmodal(p_l.transpose(0, 1), p_a.transpose(0, 1), mask)
     loss = F.l1_loss(preds.squeeze(-1), y) + mcr([p_l, carried], y, preds).loss
@@ -611,7 +610,11 @@ class TextAudioGMU(nn.Module, LitLikeModule):
         if with_mcr:
             self.captured = FusionInputs(self.gmu)  # added
             self.mcr = MCRRegularizer(
-                self.fused_logit, task="binary", latent_dims=(7, 5), projection_dim=6, seed=SEED
+                self.fused_logit,
+                task="binary",
+                latent_dims=(7, 5),
+                seed=SEED,
+                contrastive=Contrastive(projection_dim=6),
             )  # added
 
     def fused_logit(self, text: Tensor, audio: Tensor) -> Tensor:  # added
@@ -657,7 +660,11 @@ def lit_reference() -> list[Tensor]:
     torch.manual_seed(0)
     module = TextAudioGMU(with_mcr=False)
     mcr = MCRRegularizer(
-        module.fused_logit, task="binary", latent_dims=(7, 5), projection_dim=6, seed=SEED
+        module.fused_logit,
+        task="binary",
+        latent_dims=(7, 5),
+        seed=SEED,
+        contrastive=Contrastive(projection_dim=6),
     )
     torch.manual_seed(7)
     ids, y = _lit_data()
@@ -676,16 +683,69 @@ def lit_mistake_frozen_embeddings() -> None:
     lit_step(state)
 
 
-def gmu_mistake_multi_label() -> None:
-    """A gated unit on movie genres (several labels per sample, one logit per label): MCR says
-    the multi-label head is not supported."""
+class GenreGMU(nn.Module):
+    """Movie genres from text and poster features: an encoder each, a gated unit and a separate
+    classifier with one logit per genre (several genres per film)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text_enc, self.image_enc = nn.Linear(10, 7), nn.Linear(12, 5)
+        self.gmu, self.classifier = BimodalGMU(7, 5, 6), nn.Linear(6, 4)
+
+    def forward(self, text: Tensor, image: Tensor) -> Tensor:
+        return self.classifier(self.gmu(self.text_enc(text), self.image_enc(image)))  # type: ignore[no-any-return]
+
+
+def _genre_data() -> tuple[Tensor, Tensor, Tensor]:
+    g = _gen(6)
+    text, image = torch.randn(B, 10, generator=g), torch.randn(B, 12, generator=g)
+    return text, image, (torch.rand(B, 4, generator=g) > 0.5).float()
+
+
+def genre_setup(with_mcr: bool = True) -> dict[str, Any]:
     torch.manual_seed(0)
-    gmu, classifier = BimodalGMU(7, 5, 6), nn.Linear(6, 4)
-    zt = torch.randn(B, 7, requires_grad=True)
-    za = torch.randn(B, 5, requires_grad=True)
-    genres = (torch.rand(B, 4, generator=_gen(6)) > 0.5).float()
-    mcr = MCRRegularizer(lambda t, a: classifier(gmu(t, a)), num_classes=4, seed=SEED)
-    mcr([zt, za], genres)
+    model = GenreGMU()
+    state: dict[str, Any] = {"model": model}
+    if with_mcr:
+        state["captured"] = FusionInputs(model.gmu)  # added
+        model.mcr = MCRRegularizer(lambda t, i: model.classifier(model.gmu(t, i)), task="multilabel", num_classes=4, latent_dims=(7, 5), contrastive=Contrastive(projection_dim=6), seed=SEED)  # added  # fmt: skip
+    state["optimizer"] = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return state
+
+
+def genre_step(state: dict[str, Any]) -> None:
+    model, optimizer = state["model"], state["optimizer"]
+    text, image, genres = _genre_data()
+    logits = model(text, image)
+    loss = F.binary_cross_entropy_with_logits(logits, genres)
+    if hasattr(model, "mcr"):
+        loss = loss + model.mcr(state["captured"], genres, logits).loss  # added
+    optimizer.zero_grad()
+    loss.backward()
+
+
+def genre_reference() -> list[Tensor]:
+    torch.manual_seed(0)
+    model = GenreGMU()
+    mcr = MCRRegularizer(
+        lambda t, i: model.classifier(model.gmu(t, i)), task="multilabel", num_classes=4,
+        latent_dims=(7, 5), contrastive=Contrastive(projection_dim=6), seed=SEED,
+    )  # fmt: skip
+    text, image, genres = _genre_data()
+    zt, zi = model.text_enc(text), model.image_enc(image)
+    logits = model.classifier(model.gmu(zt, zi))
+    (F.binary_cross_entropy_with_logits(logits, genres) + mcr([zt, zi], genres, logits).loss).backward()
+    return encoder_grads([model.text_enc, model.image_enc])
+
+
+def genre_mistake_classification_task() -> None:
+    """The genre head built as a classifier (the default task): MCR names the multi-label
+    task."""
+    state = genre_setup(with_mcr=False)
+    model = state["model"]
+    mcr = MCRRegularizer(lambda t, i: model.classifier(model.gmu(t, i)), num_classes=4, seed=SEED)
+    text, image, genres = _genre_data()
+    mcr([model.text_enc(text), model.image_enc(image)], genres)
 
 
 # =========================================================================== Remix
@@ -880,6 +940,12 @@ CLIENTS = [
         mistakes={"a single-modality step": remix_mistake_zeroed_modality},
     ),
     Client(
+        "gated unit on movie genres, separate classifier, multi-label head",
+        "IsaacRodgz/multimodal-transformers-movies", "gated fusion, multi-label head",
+        genre_setup, genre_step, genre_reference, lambda s: [s["model"].text_enc, s["model"].image_enc], 2, 1,
+        mistakes={"multi-label targets": genre_mistake_classification_task},
+    ),
+    Client(
         "inline concatenation, Pareto gradient mixing", "GeWu-Lab/MMPareto_ICML2024",
         "late fusion, Pareto gradient-modulation loop",
         pareto_setup, pareto_step, pareto_reference, lambda s: [s["model"].audio_net, s["model"].visual_net], 2, 1,
@@ -887,6 +953,4 @@ CLIENTS = [
 ]  # fmt: skip
 
 #: codebases whose shape MCR does not support yet, with the mistake that shows the message
-UNSUPPORTED = {
-    "IsaacRodgz/multimodal-transformers-movies": ("gated fusion, multi-label head", gmu_mistake_multi_label),
-}  # fmt: skip
+UNSUPPORTED: dict[str, tuple[str, Callable[[], None]]] = {}

@@ -55,7 +55,7 @@ def test_there_are_at_least_eight_codebases_of_several_families() -> None:
     assert len(repositories) >= 7 and len(CLIENTS) + len(UNSUPPORTED) >= 8
     families = " ".join(client.family for client in CLIENTS)
     for family in ("late fusion", "list-input", "low-rank", "cross-modal", "gradient modulation",
-                   "gated", "Lightning", "regression"):  # fmt: skip
+                   "gated", "Lightning", "regression", "multi-label"):  # fmt: skip
         assert family in families, family
 
 
@@ -124,7 +124,7 @@ MISTAKES = {
     "sequence-first latents passed as they are": (ValueError, r"latent '0' of shape \(5, 8, 8\) has its axis 0 of size 5, but the labels' batch is 8, the size of its axis 1.*layout="),
     "a padding mask that fits both sequences": (ValueError, r"\[2\]: Tensor \(8, 7\) carry the batch axis .*follows=\{'\[2\]': .*per_sample=\('\[2\]',\)"),
     "the tuple-returning module without output=": (TypeError, r"returned a tuple of 3 .*output=2"),
-    "multi-label targets": (ValueError, r"multi-label targets .*not supported"),
+    "multi-label targets": (ValueError, r"multi-label targets .*task='multilabel' and num_classes=L"),
 }  # fmt: skip
 WARNED = {
     "frozen pretrained embeddings": r"latents \['0', '1'\] require no gradient.*frozen encoder",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -14,6 +16,7 @@ from torch import Tensor, nn
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import CEB, MIPD, Contrastive, Unimodal
 
 
 class ConcatHead(nn.Module):
@@ -41,7 +44,6 @@ class Toy(nn.Module):
         return [enc(x) for enc, x in zip(self.encoders, xs)]
 
 
-
 class LossNet(nn.Module):
     """A Toy model with MCR (every term on) whose ``forward`` returns the training loss: the
     module that DDP or FSDP wraps in the distributed tests."""
@@ -67,12 +69,10 @@ class LossNet(nn.Module):
             strategy=strategy,
             num_classes=classes,
             latent_dims=(latent,) * m,
-            num_permutations=draws,
-            mipd_weight=1.0,
-            contrastive_weight=contrastive_weight,
-            ceb_weight=1.0,
-            unimodal_weight=0.1,
-            gather_distributed=gather,
+            mipd=MIPD(weight=1.0, num_permutations=draws),
+            contrastive=Contrastive(weight=contrastive_weight, gather_distributed=gather),
+            ceb=CEB(weight=1.0),
+            unimodal=Unimodal(weight=0.1),
         )
 
     def forward(self, xs: list[Tensor], y: Tensor, perms: Tensor | None = None) -> Tensor:
@@ -201,10 +201,15 @@ def _gloo_entry(
         dist.destroy_process_group()
 
 
-def launch_gloo(
-    worker: Callable[..., None], folder: Path, *args: object, world: int = 2
-) -> None:
+def launch_gloo(worker: Callable[..., None], folder: Path, *args: object, world: int = 2) -> None:
     """Run ``worker(rank, *args)`` in ``world`` processes joined by a gloo process group (CPU);
     the rendezvous file lives in ``folder``. A worker's exception fails the call."""
     init = str(folder / f"rendezvous-{worker.__name__}")
     mp.spawn(_gloo_entry, args=(world, init, worker, args), nprocs=world, join=True)
+
+
+def mipd_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The MIPD term's options among a test's keyword arguments, taken out of ``options``
+    (tests parametrise them next to the regularizer's own arguments)."""
+    names = set(inspect.signature(MIPD.__init__).parameters) - {"self"}
+    return {k: options.pop(k) for k in list(options) if k in names}

@@ -30,6 +30,10 @@ def divergence(kind: str, ref: Tensor, pert: Tensor) -> Tensor:
     ref, pert = ref.double(), pert.double()
     if kind == "squared_error":
         return (ref - pert).square().sum()
+    if kind == "multilabel_jsd":  # one Bernoulli distribution per label, averaged over labels
+        per_label = [divergence("binary_jsd", ref[:, j : j + 1], pert[:, j : j + 1])
+                     for j in range(ref.shape[-1])]  # fmt: skip
+        return torch.stack(per_label).mean()
     if kind == "binary_jsd":  # Bernoulli distributions of one logit each
         ref = torch.cat([torch.zeros_like(ref), ref], dim=-1)
         pert = torch.cat([torch.zeros_like(pert), pert], dim=-1)

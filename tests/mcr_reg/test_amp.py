@@ -15,6 +15,7 @@ from torch import Tensor
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import CEB, MIPD, Unimodal
 from tests.mcr_reg.helpers import Toy
 
 BATCH, CLASSES = 12, 4
@@ -46,10 +47,9 @@ def _run(
         model.head,
         num_classes=CLASSES,
         latent_dims=(8, 8, 8),
-        num_permutations=6,
-        ceb_weight=1.0,
-        unimodal_weight=0.1,
-        mipd_weight=1.0,
+        mipd=MIPD(weight=1.0, num_permutations=6),
+        ceb=CEB(weight=1.0),
+        unimodal=Unimodal(weight=0.1),
     ).to(device)
     g = torch.Generator().manual_seed(1)
     xs = [torch.randn(BATCH, d, generator=g).to(device) for d in (5, 7, 3)]

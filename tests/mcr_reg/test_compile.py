@@ -20,6 +20,7 @@ from torch._dynamo.testing import CompileCounterWithBackend
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import MIPD, Unimodal
 from tests.mcr_reg.helpers import Toy, assert_grads_equal, build, formula_grads
 
 # compiling takes several seconds per test on a small CPU
@@ -29,8 +30,8 @@ BATCH = 8
 
 CASES = {
     # name: (task, out_dim, strategy, subsets, modalities, extra MCR options)
-    "classification-greedy-3mod": ("classification", 4, "greedy", "all", 3, {"ceb_weight": 1.0}),
-    "regression-collaborative": ("regression", 1, "collaborative", "all", 2, {"ceb_weight": 1.0}),
+    "classification-greedy-3mod": ("classification", 4, "greedy", "all", 3, {"ceb": True}),
+    "regression-collaborative": ("regression", 1, "collaborative", "all", 2, {"ceb": True}),
     "binary-k0.5-singletons": ("binary", 1, 0.5, "singletons", 3, {}),
 }
 
@@ -51,9 +52,8 @@ def _setup(case: str, *, seed: int = 0) -> tuple[Toy, MCRRegularizer, list[Tenso
         task=task,
         num_classes=out_dim if task == "classification" else None,
         latent_dims=(6,) * m,
-        num_permutations=4,
-        subsets=subsets,
-        unimodal_weight=0.1,
+        mipd=MIPD(num_permutations=4, subsets=subsets),
+        unimodal=Unimodal(weight=0.1),
         **extra,
     )
     g = torch.Generator().manual_seed(seed + 1)
@@ -195,7 +195,7 @@ def test_compiled_mipd_follows_the_game(m: int, strategy: str | float, head: str
     expected = formula_grads(model, xs, perms, MF.enumerate_subsets(m), k, weight=0.3)
     fusion = model.head if head == "module" else (lambda *zs: model.head(*zs))
     mcr = MCRRegularizer(
-        fusion, strategy=strategy, mipd_weight=0.3, contrastive_weight=0.0, unimodal_weight=0.0
+        fusion, strategy=strategy, mipd=MIPD(weight=0.3), contrastive=False, unimodal=False
     )
     labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
 
@@ -204,7 +204,10 @@ def test_compiled_mipd_follows_the_game(m: int, strategy: str | float, head: str
 
     model.zero_grad()
     torch.compile(step, fullgraph=True, backend="aot_eager")(xs).backward()
-    got = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+    got = {
+        n: p.grad if p.grad is not None else torch.zeros_like(p)
+        for n, p in model.named_parameters()
+    }
     assert_grads_equal(got, expected)
 
 
@@ -216,7 +219,7 @@ def test_a_step_compiled_before_any_eager_call_compiles() -> None:
         "from mcr_reg import MCRRegularizer\n"
         "from tests.mcr_reg.helpers import build\n"
         "model, xs, perms = build(2, seed=0)\n"
-        "mcr = MCRRegularizer(model.head, contrastive_weight=0.0, unimodal_weight=0.0)\n"
+        "mcr = MCRRegularizer(model.head, contrastive=False, unimodal=False)\n"
         "labels = torch.zeros(6, dtype=torch.long)\n"
         "step = lambda xs: mcr(model.encode(xs), labels, permutations=perms).loss\n"
         "loss = torch.compile(step, fullgraph=True, backend='aot_eager')(xs)\n"

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: N817
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import Contrastive
 from tests.mcr_reg.helpers import LossNet, launch_gloo, ref_ntxent
 
 pytestmark = pytest.mark.ddp
@@ -91,7 +92,7 @@ def _gather_worker(rank: int) -> None:
     torch.manual_seed(0)
     net = Net(gather=True)
     reference = copy.deepcopy(net)
-    reference.mcr.gather_distributed = False  # one process, whole batch
+    reference.mcr.contrastive.gather_distributed = False  # one process, whole batch
     xs_all, y_all = _data(7, WORLD * BATCH)  # identical on every rank
     perms = [_perms(10 + r) for r in range(WORLD)]
     local = slice(rank * BATCH, (rank + 1) * BATCH)
@@ -116,13 +117,11 @@ def _gather_worker(rank: int) -> None:
     contrastive = MCRRegularizer(
         lambda a, b: a,
         num_classes=CLASSES,
-        mipd_weight=0.0,
-        unimodal_weight=0.0,
-        gather_distributed=True,
+        mipd=False,
+        contrastive=Contrastive(gather_distributed=True),
+        unimodal=False,
     )
-    single = MCRRegularizer(
-        lambda a, b: a, num_classes=CLASSES, mipd_weight=0.0, unimodal_weight=0.0
-    )
+    single = MCRRegularizer(lambda a, b: a, num_classes=CLASSES, mipd=False, unimodal=False)
     z_all = torch.randn(WORLD * BATCH, 4, generator=torch.Generator().manual_seed(3))
     z2_all = torch.randn(WORLD * BATCH, 4, generator=torch.Generator().manual_seed(4))
     z_local = z_all[local].clone().requires_grad_()

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import MIPD
 from tests.mcr_reg import reference as R
 
 HEAD_KINDS = (
@@ -40,7 +41,12 @@ HEAD_KINDS = (
     "parameter_later",
     "staged_unfreezing",
 )
-DIVERGENCE = {"classification": "jsd", "binary": "binary_jsd", "regression": "squared_error"}
+DIVERGENCE = {
+    "classification": "jsd",
+    "binary": "binary_jsd",
+    "regression": "squared_error",
+    "multilabel": "multilabel_jsd",
+}
 STEPS = 3
 
 
@@ -192,6 +198,15 @@ def cases(draw: st.DrawFn) -> Case:
     )
 
 
+def labels_of(case: Case, out: int) -> Tensor:
+    """Labels of the case's task: classes, 0/1 values, or one 0/1 column per label."""
+    if case.task == "classification":
+        return torch.arange(case.batch) % out
+    if case.task == "multilabel":
+        return (torch.arange(case.batch * out).reshape(case.batch, out) % 3 == 0).to(case.dtype)
+    return (torch.arange(case.batch) % 2).to(case.dtype)
+
+
 def replaying(head: Callable[..., Tensor], state: Tensor) -> Callable[..., Tensor]:
     """``head`` called from the random state ``state`` every time (the reference's calls)."""
 
@@ -234,7 +249,7 @@ def inputs(case: Case, dtype: torch.dtype) -> tuple[list[Tensor], list[Tensor | 
 
 def run_case(case: Case) -> None:
     torch.manual_seed(case.seed)
-    out = 1 if case.task != "classification" else 3
+    out = 3 if case.task in ("classification", "multilabel") else 1
     client = Client(case.m, 4, out, case.dropout).double()
     reference_client = Client(case.m, 4, out, case.dropout).double()
     reference_client.load_state_dict(client.state_dict())
@@ -245,25 +260,23 @@ def run_case(case: Case) -> None:
         head,
         strategy=case.k,
         task=case.task,  # type: ignore[arg-type]
-        num_classes=out if case.task == "classification" else None,
-        subsets=case.subsets,
-        num_permutations=case.draws,
-        mipd_weight=case.weight,
-        contrastive_weight=0.0,
-        unimodal_weight=0.0,
-        detach_reference=case.detach_reference,
-        head_gradient=case.head_gradient,  # type: ignore[arg-type]
+        num_classes=out if case.task in ("classification", "multilabel") else None,
         batched=case.batched,
-        perturbed_rows=case.rows,  # type: ignore[arg-type]
-        head_dropout=case.head_dropout,  # type: ignore[arg-type]
+        head_dropout=case.head_dropout,
+        mipd=MIPD(
+            weight=case.weight,
+            subsets=case.subsets,
+            num_permutations=case.draws,
+            detach_reference=case.detach_reference,
+            head_gradient=case.head_gradient,
+            perturbed_rows=case.rows,
+        ),
+        contrastive=False,
+        unimodal=False,  # type: ignore[arg-type]
     )
     # head_dropout="eval": MCR's passes run the head's modules in eval mode, so do the reference's
     reference_client.train(case.head_dropout == "train")
-    labels = (
-        torch.arange(case.batch) % out
-        if case.task == "classification"
-        else (torch.arange(case.batch) % 2).to(case.dtype)
-    )
+    labels = labels_of(case, out)
     subsets = mcr.subsets_for(case.m)
     xs, noise, perms = inputs(case, case.dtype)
     xs64, noise64, _ = inputs(case, torch.float64)
@@ -409,7 +422,7 @@ def test_the_head_gets_nothing_under_greedy_with_two_modalities_whatever_its_rou
         case = case_of(kind=kind)
         torch.manual_seed(0)
         client = Client(2, 4, 3, 0.0).double()
-        mcr = MCRRegularizer(make_head(client, kind), contrastive_weight=0.0, unimodal_weight=0.0)
+        mcr = MCRRegularizer(make_head(client, kind), contrastive=False, unimodal=False)
         xs, _, perms = inputs(case, torch.float64)
         labels = torch.arange(case.batch) % 3
         for step in range(4):
@@ -433,8 +446,7 @@ def test_independent_non_owner_gets_exactly_zero_next_to_a_non_finite_row(
     case = case_of(k=0.0, subsets=[(1,)], nonfinite=True, nonfinite_modality=where,
                    detach_reference=detach_reference)  # fmt: skip
     mcr = MCRRegularizer(
-        client.fusion, strategy="independent", subsets=[(1,)], contrastive_weight=0.0,
-        unimodal_weight=0.0, detach_reference=detach_reference, check_values=False,
+        client.fusion, strategy="independent", check_values=False, mipd=MIPD(subsets=[(1,)], detach_reference=detach_reference), contrastive=False, unimodal=False
     )  # fmt: skip
     xs, _, perms = inputs(case, torch.float64)
     got = mcr_step(client, mcr, xs, [None, None], perms, torch.arange(5) % 3, case, 0)
@@ -452,8 +464,7 @@ def test_a_numeric_k_is_exact_in_float64(k: float, kind: str) -> None:
     client = Client(3, 4, 3, 0.0).double()
     reference_client = Client(3, 4, 3, 0.0).double()
     reference_client.load_state_dict(client.state_dict())
-    mcr = MCRRegularizer(make_head(client, kind), strategy=k, mipd_weight=1.0,
-                         contrastive_weight=0.0, unimodal_weight=0.0)  # fmt: skip
+    mcr = MCRRegularizer(make_head(client, kind), strategy=k, mipd=MIPD(weight=1.0), contrastive=False, unimodal=False )  # fmt: skip
     xs, noise, perms = inputs(case, torch.float64)
     labels = torch.arange(case.batch) % 3
     got = mcr_step(client, mcr, xs, noise, perms, labels, case, 0)

@@ -23,11 +23,13 @@ from torch import Tensor, nn
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import MIPD
 from tests.mcr_reg.helpers import (
     Toy,
     assert_grads_equal,
     build,
     formula_grads,
+    mipd_options,
     ref_jsd,
     reference_subset_loss,
 )
@@ -41,10 +43,9 @@ def mcr_grads(
     mcr = MCRRegularizer(
         head,
         strategy=k,
-        subsets=subsets,
-        mipd_weight=weight,
-        contrastive_weight=0.0,
-        unimodal_weight=0.0,
+        mipd=MIPD(weight=weight, subsets=subsets, **mipd_options(kwargs)),
+        contrastive=False,
+        unimodal=False,
         **kwargs,
     )
     model.zero_grad()
@@ -124,9 +125,7 @@ def test_the_plain_sum_rule_is_one_keyword_away() -> None:
 def test_collaborative_is_the_true_gradient() -> None:
     """k = +1 adds nothing to autograd: gradcheck the whole MIPD term in float64."""
     model, xs, perms = build(2, seed=3, batch=4, draws=2)
-    mcr = MCRRegularizer(
-        model.head, strategy="collaborative", contrastive_weight=0.0, unimodal_weight=0.0
-    )
+    mcr = MCRRegularizer(model.head, strategy="collaborative", contrastive=False, unimodal=False)
     labels = torch.zeros(4, dtype=torch.long)
 
     def f(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
@@ -235,7 +234,7 @@ def test_a_head_whose_parameters_are_installed_at_call_time_gets_its_share(
     expected = formula_grads(model, xs, perms, MF.enumerate_subsets(m), k, weight=0.3)
     install_parameters_at_call_time(model.head)
     mcr = MCRRegularizer(
-        model.head, strategy=k, mipd_weight=0.3, contrastive_weight=0.0, unimodal_weight=0.0
+        model.head, strategy=k, mipd=MIPD(weight=0.3), contrastive=False, unimodal=False
     )
     labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
     for _ in range(2):  # the first step finds out; the second uses what it found
@@ -249,14 +248,14 @@ def test_a_plain_module_head_keeps_its_single_pass() -> None:
     model, xs, perms = build(2, seed=1)
     labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
     plain = CallCounter(model.head)
-    mcr = MCRRegularizer(plain, contrastive_weight=0.0, unimodal_weight=0.0)
+    mcr = MCRRegularizer(plain, contrastive=False, unimodal=False)
     for _ in range(2):
         mcr(model.encode(xs), labels, permutations=perms).loss.backward()
     assert plain.calls == 2
 
     install_parameters_at_call_time(model.head)
     wrapped = CallCounter(model.head)
-    mcr = MCRRegularizer(wrapped, contrastive_weight=0.0, unimodal_weight=0.0)
+    mcr = MCRRegularizer(wrapped, contrastive=False, unimodal=False)
     for _ in range(2):
         mcr(model.encode(xs), labels, permutations=perms).loss.backward()
     assert wrapped.calls == 3 + 2
@@ -281,8 +280,8 @@ def test_a_share_that_cannot_be_applied_is_said_once() -> None:
     mcr = MCRRegularizer(
         NoGradientOnDetachedInputs(model.head),
         strategy="independent",
-        contrastive_weight=0.0,
-        unimodal_weight=0.0,
+        contrastive=False,
+        unimodal=False,
     )
     labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
     with pytest.warns(RuntimeWarning, match="could not apply the fusion head's share"):
@@ -306,9 +305,9 @@ def test_a_function_head_follows_the_game_on_every_step(m: int, strategy: str | 
     mcr = MCRRegularizer(
         lambda *zs: model.head(*zs),
         strategy=k,
-        mipd_weight=0.3,
-        contrastive_weight=0.0,
-        unimodal_weight=0.0,
+        mipd=MIPD(weight=0.3),
+        contrastive=False,
+        unimodal=False,
     )
     labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
     for _ in range(3):
@@ -318,7 +317,7 @@ def test_a_function_head_follows_the_game_on_every_step(m: int, strategy: str | 
 def test_a_function_head_runs_once_per_step_after_the_first() -> None:
     model, xs, perms = build(2, seed=1)
     counter = CallCounter(model.head)
-    mcr = MCRRegularizer(lambda *zs: counter(*zs), contrastive_weight=0.0, unimodal_weight=0.0)
+    mcr = MCRRegularizer(lambda *zs: counter(*zs), contrastive=False, unimodal=False)
     labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
     for _ in range(3):
         mcr(model.encode(xs), labels, permutations=perms).loss.backward()
@@ -334,7 +333,7 @@ def test_a_function_head_with_a_parameter_outside_modules_keeps_two_passes() -> 
     def fuse(*zs: Tensor) -> Tensor:
         return model.head(*zs) * scale
 
-    mcr = MCRRegularizer(fuse, strategy="independent", contrastive_weight=0.0, unimodal_weight=0.0)
+    mcr = MCRRegularizer(fuse, strategy="independent", contrastive=False, unimodal=False)
     labels = torch.zeros(xs[0].shape[0], dtype=torch.long)
     grads = []
     for _ in range(3):
@@ -348,9 +347,9 @@ def test_a_function_head_with_a_parameter_outside_modules_keeps_two_passes() -> 
     mcr_sum = MCRRegularizer(
         fuse,
         strategy="independent",
-        contrastive_weight=0.0,
-        unimodal_weight=0.0,
-        head_gradient="sum",
+        mipd=MIPD(head_gradient="sum"),
+        contrastive=False,
+        unimodal=False,
     )
     scale.grad = None
     mcr_sum(model.encode(xs), labels, permutations=perms).loss.backward()

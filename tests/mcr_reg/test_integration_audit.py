@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mcr_reg import MCRRegularizer
+from mcr_reg.terms import MIPD
 
 B, C, D = 8, 3, 6
 
@@ -52,7 +53,9 @@ def _plain(
     def loop(steps: int) -> None:
         torch.manual_seed(0)
         net = Net()
-        mcr = MCRRegularizer(_head(net), num_classes=C, latent_dims=(D, D), num_permutations=2)
+        mcr = MCRRegularizer(
+            _head(net), num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=2)
+        )
         if attach:
             net.mcr = mcr  # type: ignore[assignment]
         params = [*net.parameters()] + ([] if attach or not in_optimizer else [*mcr.parameters()])
@@ -89,7 +92,9 @@ def test_a_correct_loop_stays_silent(
 def test_detached_latents_warn_with_the_cause() -> None:
     torch.manual_seed(0)
     net = Net()
-    mcr = MCRRegularizer(_head(net), num_classes=C, latent_dims=(D, D), num_permutations=2)
+    mcr = MCRRegularizer(
+        _head(net), num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=2)
+    )
     xa, xv, y = _data()
     logits, (za, zv) = net(xa, xv)
     with pytest.warns(
@@ -101,7 +106,9 @@ def test_detached_latents_warn_with_the_cause() -> None:
 def test_a_loss_that_is_only_logged_warns() -> None:
     torch.manual_seed(0)
     net = Net()
-    mcr = MCRRegularizer(_head(net), num_classes=C, latent_dims=(D, D), num_permutations=2)
+    mcr = MCRRegularizer(
+        _head(net), num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=2)
+    )
     optimizer = torch.optim.SGD([*net.parameters(), *mcr.parameters()], lr=0.1)
     xa, xv, y = _data()
 
@@ -137,7 +144,9 @@ def test_zeroing_in_place_seen_by_the_audit_is_what_the_gradients_show() -> None
     are the sum of both steps' gradients, and the head's are the second step's alone."""
     torch.manual_seed(0)
     net = Net()
-    mcr = MCRRegularizer(_head(net), num_classes=C, latent_dims=(D, D), num_permutations=2)
+    mcr = MCRRegularizer(
+        _head(net), num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=2)
+    )
     xa, xv, y = _data()
     own, head = next(iter(mcr.parameters())), net.fusion.weight
     seen: list[tuple[Tensor, Tensor]] = []
@@ -157,7 +166,9 @@ def test_zeroing_in_place_seen_by_the_audit_is_what_the_gradients_show() -> None
 def test_gradients_rewritten_after_backward_point_to_the_probe() -> None:
     torch.manual_seed(0)
     net = Net()
-    mcr = MCRRegularizer(_head(net), num_classes=C, latent_dims=(D, D), num_permutations=2)
+    mcr = MCRRegularizer(
+        _head(net), num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=2)
+    )
     optimizer = torch.optim.SGD([*net.parameters(), *mcr.parameters()], lr=0.1)
     xa, xv, y = _data()
 
@@ -188,7 +199,9 @@ def test_audit_off_and_copies_start_their_own() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         quiet([za, zv.detach()], y, logits)
-    mcr = MCRRegularizer(_head(net), num_classes=C, latent_dims=(D, D), num_permutations=2)
+    mcr = MCRRegularizer(
+        _head(net), num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=2)
+    )
     with pytest.warns(RuntimeWarning):
         mcr([za, zv.detach()], y, logits)
     twin = copy.deepcopy(mcr)

@@ -17,9 +17,10 @@ import mcr_reg.calls
 from mcr_reg import FusionInputs, MCRRegularizer
 from mcr_reg import functional as MF
 from mcr_reg.calls import FusionCall
+from mcr_reg.terms import MIPD
 
 B, C, D, T = 6, 3, 4, 5
-EXACT = {"contrastive_weight": 0.0, "unimodal_weight": 0.0, "mipd_weight": 1.0}
+EXACT = {"contrastive": False, "unimodal": False}  # MIPD alone, weight 1 (below)
 
 
 def _perms(m: int = 2) -> Tensor:
@@ -34,7 +35,9 @@ def _grads(*tensors: Tensor, module: nn.Module) -> list[Tensor]:
 def _mcr_grads(
     head: Callable[..., Tensor], latents: object, params: list[Tensor], **kw: object
 ) -> list[Tensor]:
-    mcr = MCRRegularizer(head, num_classes=C, num_permutations=3, **EXACT, **kw)  # type: ignore[arg-type]
+    mcr = MCRRegularizer(
+        head, num_classes=C, mipd=MIPD(weight=1.0, num_permutations=3), **EXACT, **kw
+    )  # type: ignore[arg-type]
     out = mcr(latents, torch.arange(B) % C, permutations=_perms())  # type: ignore[arg-type]
     grads = torch.autograd.grad(out.loss, params, allow_unused=True)
     return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
@@ -233,7 +236,7 @@ def test_detached_latents_are_named_with_the_cause() -> None:
 
 def test_a_head_that_takes_a_list_gets_the_adapter_not_an_argument_count_error() -> None:
     fusion, (za, zv) = ListFusion(), _leaves((B, D), (B, D))
-    mcr = MCRRegularizer(fusion, num_classes=C, num_permutations=2)
+    mcr = MCRRegularizer(fusion, num_classes=C, mipd=MIPD(num_permutations=2))
     with pytest.raises(
         TypeError,
         match=r"(?s)signature is .*forward\(feats.*FusionCall\(\)\.of.*def fused\(z1, z2\)",
@@ -245,7 +248,7 @@ def test_a_head_that_takes_a_list_gets_the_adapter_not_an_argument_count_error()
 def test_a_sequence_first_latent_passed_as_it_is_names_both_axes() -> None:
     fusion = SequenceFirstFusion()
     za, zv = _leaves((T, B, D), (B, D, T))
-    mcr = MCRRegularizer(fusion, num_classes=C, num_permutations=2)
+    mcr = MCRRegularizer(fusion, num_classes=C, mipd=MIPD(num_permutations=2))
     with pytest.raises(
         ValueError, match=r"axis 0 of size 5, but the labels' batch is 6, the size of its axis 1"
     ):
@@ -281,7 +284,11 @@ def test_a_captured_keyword_call_with_a_mask_and_a_separate_classifier() -> None
     net = CapturedNet()
     captured = FusionInputs(net.fusion, then=net.classifier)
     mcr = MCRRegularizer(
-        captured.head, num_classes=C, latent_dims=(D, D), num_permutations=3, **EXACT
+        captured.head,
+        num_classes=C,
+        latent_dims=(D, D),
+        mipd=MIPD(weight=1.0, num_permutations=3),
+        **EXACT,
     )
     xa, xv, mask, y = torch.randn(B, T, 3), torch.randn(B, 2), _padding_mask(), torch.arange(B) % C
     logits = net(xa, xv, mask)
@@ -295,7 +302,9 @@ def test_a_captured_keyword_call_with_a_mask_and_a_separate_classifier() -> None
     def reference(a: Tensor, v: Tensor) -> Tensor:
         return net.classifier(net.fusion(audio=a[..., :D], video=v, audio_mask=a[..., D] > 0.5))
 
-    ref = MCRRegularizer(reference, num_classes=C, num_permutations=3, **EXACT)
+    ref = MCRRegularizer(
+        reference, num_classes=C, mipd=MIPD(weight=1.0, num_permutations=3), **EXACT
+    )
     want = torch.autograd.grad(
         ref([carried, zv], y, permutations=_perms()).loss, list(net.parameters()), allow_unused=True
     )
@@ -316,7 +325,9 @@ def test_the_module_docstring_example_runs() -> None:
 def test_training_through_a_call_record_learns() -> None:
     torch.manual_seed(0)
     enc_a, enc_v, fusion = nn.Linear(3, D), nn.Linear(2, D), DictFusion()
-    mcr = MCRRegularizer(fusion, num_classes=C, latent_dims=(D, D), num_permutations=4, seed=0)
+    mcr = MCRRegularizer(
+        fusion, num_classes=C, latent_dims=(D, D), seed=0, mipd=MIPD(num_permutations=4)
+    )
     reading = FusionCall(per_sample=("weight",))
     params = [*enc_a.parameters(), *enc_v.parameters(), *fusion.parameters(), *mcr.parameters()]
     optimizer = torch.optim.Adam(params, lr=3e-2)
@@ -338,7 +349,7 @@ def test_training_through_a_call_record_learns() -> None:
 def test_a_recorded_module_that_returns_features_points_to_then() -> None:
     net = CapturedNet()
     captured = FusionInputs(net.fusion)  # the classifier that follows is forgotten
-    mcr = MCRRegularizer(captured.head, num_classes=C, num_permutations=2)
+    mcr = MCRRegularizer(captured.head, num_classes=C, mipd=MIPD(num_permutations=2))
     net(torch.randn(B, T, 3), torch.randn(B, 2), _padding_mask())
     with pytest.raises(
         ValueError, match=r"returned \(6, 8\), not the prediction .*then=classifier"
@@ -348,9 +359,11 @@ def test_a_recorded_module_that_returns_features_points_to_then() -> None:
 
 def test_multi_label_targets_are_named() -> None:
     za, zv = _leaves((B, D), (B, D))
-    mcr = MCRRegularizer(lambda a, v: a[:, :C] + v[:, :C], num_classes=C, num_permutations=2)
+    mcr = MCRRegularizer(
+        lambda a, v: a[:, :C] + v[:, :C], num_classes=C, mipd=MIPD(num_permutations=2)
+    )
     targets = (torch.rand(B, C) > 0.5).float()
     with pytest.raises(
-        ValueError, match=r"multi-label targets .*not supported .*Multi-label heads"
+        ValueError, match=r"multi-label targets .*task='multilabel' .*Multi-label heads"
     ):
         mcr([za, zv], targets)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
 from mcr_reg.capture import FusionInputs, in_mcr_call, mcr_internal_calls
+from mcr_reg.terms import MIPD
 
 B, C = 8, 3
 
@@ -49,7 +50,11 @@ def _data(seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
 
 def _mcr(net: HiddenNet, **kw: object) -> MCRRegularizer:
     return MCRRegularizer(
-        net.fusion, num_classes=C, latent_dims=(6, 6), num_permutations=4, **kw  # type: ignore[arg-type]
+        net.fusion,
+        num_classes=C,
+        latent_dims=(6, 6),
+        mipd=MIPD(num_permutations=4),
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -92,7 +97,7 @@ def test_mcr_own_calls_of_the_fusion_module_are_not_recorded() -> None:
     net = HiddenNet()
     xa, xv, y = _data()
     fusion_inputs = FusionInputs(net.fusion)
-    mcr = _mcr(net, ceb_weight=1.0)  # CEB without logits also calls the head
+    mcr = _mcr(net, ceb=True)  # CEB without logits also calls the head
     net(xa, xv)
     za, zv = fusion_inputs.latents
     mcr([za, zv], y)  # the perturbed passes call net.fusion with (n_blocks * B) rows

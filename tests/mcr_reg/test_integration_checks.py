@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from mcr_reg import MCRRegularizer, _messages
 from mcr_reg import functional as MF
+from mcr_reg.terms import MIPD
 
 B, C, D = 8, 3, 6
 
@@ -56,7 +57,7 @@ def test_latents_that_are_not_the_head_inputs_warn_once_with_the_difference() ->
     za, zv, y = _inputs()
     pa, pv = head.projected(za, zv)
     logits = head(pa, pv)  # what the model's loss used
-    mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), num_permutations=4)
+    mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=4))
     expected = float((head(za, zv) - logits).detach().abs().max())
     assert expected > 0.05
     with warnings.catch_warnings(record=True) as caught:
@@ -74,7 +75,7 @@ def test_matching_latents_do_not_warn_also_under_bf16_autocast() -> None:
     torch.manual_seed(0)
     head = ReprojectingGate()
     za, zv, y = _inputs()
-    mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), num_permutations=4)
+    mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=4))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         mcr([za, zv], y, head(za, zv))
@@ -116,7 +117,7 @@ def test_the_logits_check_reads_one_output_predictions(shape: str) -> None:
     fuse = lambda a, b: head(torch.cat([a, b], dim=-1))  # noqa: E731
     za, zv, _ = _inputs()
     y = torch.randn(B)
-    mcr = MCRRegularizer(fuse, task="regression", latent_dims=(D, D), num_permutations=4)
+    mcr = MCRRegularizer(fuse, task="regression", latent_dims=(D, D), mipd=MIPD(num_permutations=4))
     right = fuse(za, zv)
     wrong = fuse(za, zv.flip(0))  # the video latents of other samples
     if shape == "(B,)":
@@ -154,10 +155,14 @@ def _run(head: nn.Module, perms: Tensor, **kw: object) -> tuple[Tensor, list[Ten
     torch.manual_seed(0)
     za, zv, y = _inputs()
     za.requires_grad_(True)
-    mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), num_permutations=4, **kw)  # type: ignore[arg-type]
+    mcr = MCRRegularizer(
+        head, num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=4), **kw
+    )  # type: ignore[arg-type]
     out = mcr([za, zv], y, permutations=perms)
     out.loss.backward()
-    return out.loss.detach(), [p.grad.clone() for p in [za, *head.parameters()] if p.grad is not None]
+    return out.loss.detach(), [
+        p.grad.clone() for p in [za, *head.parameters()] if p.grad is not None
+    ]
 
 
 def test_output_selects_the_prediction_of_a_tuple_or_dict_head() -> None:
@@ -169,7 +174,9 @@ def test_output_selects_the_prediction_of_a_tuple_or_dict_head() -> None:
     torch.manual_seed(0)
     za, zv, y = _inputs()
     za.requires_grad_(True)
-    mcr = MCRRegularizer(fused_only, num_classes=C, latent_dims=(D, D), num_permutations=4)
+    mcr = MCRRegularizer(
+        fused_only, num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=4)
+    )
     ref = mcr([za, zv], y, permutations=perms)
     ref.loss.backward()
     ref_grads = [za.grad.clone(), *(p.grad.clone() for p in head.parameters())]
@@ -189,7 +196,7 @@ def test_output_selects_the_prediction_of_a_tuple_or_dict_head() -> None:
 def test_a_tuple_head_without_output_gets_an_error_naming_the_batch_and_the_fix() -> None:
     head = TupleHead()
     za, zv, y = _inputs()
-    mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), num_permutations=4)
+    mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=4))
     with pytest.raises(TypeError) as info:
         mcr([za, zv], y)
     message = str(info.value)
@@ -216,7 +223,7 @@ class OneFitHead(nn.Module):
 
 def test_a_single_output_of_the_prediction_shape_is_suggested() -> None:
     za, zv, y = _inputs()
-    mcr = MCRRegularizer(OneFitHead(), num_classes=C, num_permutations=4)
+    mcr = MCRRegularizer(OneFitHead(), num_classes=C, mipd=MIPD(num_permutations=4))
     with pytest.raises(TypeError, match=r"output=1\)"):
         mcr([za, zv], y)
 
@@ -245,8 +252,13 @@ def test_generator_under_compile_warns_once_and_keeps_one_graph(
     torch.manual_seed(0)
     head = nn.Linear(2 * D, C)
     fuse = lambda a, b: head(torch.cat([a, b], dim=-1))  # noqa: E731
-    mcr = MCRRegularizer(fuse, num_classes=C, latent_dims=(D, D), num_permutations=4,
-                         generator=torch.Generator().manual_seed(0))
+    mcr = MCRRegularizer(
+        fuse,
+        num_classes=C,
+        latent_dims=(D, D),
+        generator=torch.Generator().manual_seed(0),
+        mipd=MIPD(num_permutations=4),
+    )
     za, zv, y = _inputs()
 
     def step(za: Tensor, zv: Tensor, y: Tensor) -> Tensor:
@@ -279,7 +291,9 @@ def test_output_selector_and_fusion_inputs_compile_to_one_graph() -> None:
     encoders = nn.ModuleList([nn.Linear(D, D), nn.Linear(D, D)])
     head = TupleHead()
     fusion_inputs = FusionInputs(head)
-    mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), num_permutations=4, output=-1)
+    mcr = MCRRegularizer(
+        head, num_classes=C, latent_dims=(D, D), output=-1, mipd=MIPD(num_permutations=4)
+    )
     za, zv, y = _inputs()
     perms = MF.sample_permutations(4, 2, B, generator=torch.Generator().manual_seed(0))
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mcr_reg import FusionInputs, MCRRegularizer
+from mcr_reg.terms import MIPD
 
 B, C, D = 8, 3, 6
 
@@ -34,7 +35,7 @@ def _model() -> tuple[InlineNet, FusionInputs]:
     net = InlineNet()
     captured = FusionInputs(net.head, split=(D, D), names=("audio", "video"))
     net.mcr = MCRRegularizer(  # type: ignore[assignment]
-        captured.head, num_classes=C, latent_dims=(D, D), num_permutations=3, seed=0
+        captured.head, num_classes=C, latent_dims=(D, D), seed=0, mipd=MIPD(num_permutations=3)
     )
     net.captured = captured  # type: ignore[assignment]  # a plain attribute, as users keep it
     return net, captured
@@ -81,7 +82,7 @@ def test_a_copy_trains_like_the_original_and_records_its_own_calls(how: str) -> 
     with pytest.raises(RuntimeError, match="no call of the Linear fusion module"):
         twin.captured.latents  # noqa: B018  # the record of one step is not copied
     grads, twin_grads = _step(net), _step(twin)
-    assert grads.keys() == twin_grads.keys() and "mcr.unimodal_heads.0.weight" in grads
+    assert grads.keys() == twin_grads.keys() and "mcr.unimodal.heads.0.weight" in grads
     for name in grads:  # same weights, same MCR random state: the same gradients
         torch.testing.assert_close(twin_grads[name], grads[name], msg=name)
     net.zero_grad()

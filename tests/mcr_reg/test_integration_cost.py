@@ -13,6 +13,7 @@ from torch import nn
 
 from mcr_reg import MCRRegularizer
 from mcr_reg.cost import CostReport, estimate_cost, head_batches
+from mcr_reg.terms import MIPD
 
 B, C, D = 8, 3, 6
 
@@ -48,9 +49,11 @@ def test_the_report_and_the_batches_of_the_head_call() -> None:
 
 
 def test_fewer_draws_and_subsets_shrink_the_head_call() -> None:
-    _, mcr = _step_and_mcr(num_permutations=4, subsets="singletons", detach_reference=True)
+    _, mcr = _step_and_mcr(
+        mipd=MIPD(num_permutations=4, subsets="singletons", detach_reference=True)
+    )
     assert head_batches(mcr, 2) == 1 + 2 * 4
-    _, sampled = _step_and_mcr(subsets="sampled", sampled_subsets=2, num_permutations=4)
+    _, sampled = _step_and_mcr(mipd=MIPD(subsets="sampled", sampled_subsets=2, num_permutations=4))
     assert head_batches(sampled, 6) == (6 + 2) * 5
 
 
@@ -58,7 +61,7 @@ def test_above_the_threshold_it_warns_with_the_knobs() -> None:
     step, mcr = _step_and_mcr()
     with pytest.warns(
         RuntimeWarning,
-        match=r"above the threshold 0.0.*num_permutations=32 -> 4 or 8.*singletons.*capture point",
+        match=r"above the threshold 0.0.*num_permutations=32\) -> 4 or 8.*singletons.*capture point",
     ):
         estimate_cost(step, mcr, num_modalities=2, repeats=1, threshold=0.0)
     with pytest.raises(ValueError, match="repeats >= 1"):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mcr_reg import MCRRegularizer
+from mcr_reg.terms import MIPD
 
 B, C, D, P = 12, 3, 6, 8
 
@@ -61,11 +62,7 @@ def test_eval_removes_the_dropout_noise_that_train_keeps(kind: str, function_hea
     found = {}
     for mode in ("train", "eval"):
         mcr = MCRRegularizer(
-            fusion,
-            num_classes=C,
-            head_dropout=mode,
-            num_permutations=P,
-            unimodal_weight=0.0,  # type: ignore[arg-type]
+            fusion, num_classes=C, head_dropout=mode, mipd=MIPD(num_permutations=P), unimodal=False
         )
         out = mcr([za, zv], y, permutations=_identity())
         found[mode] = out.importance
@@ -86,8 +83,7 @@ def test_eval_is_exactly_the_head_in_eval_mode(kind: str, strategy: object) -> N
         za, zv, y = _latents()
         head.train(mode == "eval")
         mcr = MCRRegularizer(
-            head, num_classes=C, strategy=strategy, mipd_weight=1.0, contrastive_weight=0.0,  # type: ignore[arg-type]
-            unimodal_weight=0.0, head_dropout="eval" if mode == "eval" else "train", seed=0,
+            head, num_classes=C, strategy=strategy, head_dropout="eval" if mode == "eval" else "train", seed=0, mipd=MIPD(weight=1.0), contrastive=False, unimodal=False
         )  # fmt: skip
         loss = mcr([za, zv], y).loss
         params = [za, zv, *head.parameters()]

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from mcr_reg import Concatenated, FusionInputs, MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import CEB, Contrastive
 
 B, C = 8, 3
 WIDTHS = (6, 4)
@@ -38,12 +39,22 @@ class InlineNet(nn.Module):
 def _data() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     g = torch.Generator().manual_seed(0)
     perms = MF.sample_permutations(4, 2, B, generator=g)
-    return torch.randn(B, 5, generator=g), torch.randn(B, 7, generator=g), torch.arange(B) % C, perms
+    return (
+        torch.randn(B, 5, generator=g),
+        torch.randn(B, 7, generator=g),
+        torch.arange(B) % C,
+        perms,
+    )
 
 
 def _mcr(head: object, **kwargs: object) -> MCRRegularizer:
     return MCRRegularizer(
-        head, num_classes=C, latent_dims=WIDTHS, projection_dim=4, ceb_weight=1.0, **kwargs
+        head,
+        num_classes=C,
+        latent_dims=WIDTHS,
+        contrastive=Contrastive(projection_dim=4),
+        ceb=CEB(weight=1.0),
+        **kwargs,
     )
 
 
@@ -129,7 +140,9 @@ def test_one_concatenated_tensor_gets_an_error_that_says_how() -> None:
     fusion_inputs = FusionInputs(net.head)  # no split
     mcr = _mcr(net.head)
     net(xa, xv)
-    with pytest.raises(ValueError, match=r"found 1; .*\[0\]: Tensor \(8, 10\).*FusionInputs\(module, split="):
+    with pytest.raises(
+        ValueError, match=r"found 1; .*\[0\]: Tensor \(8, 10\).*FusionInputs\(module, split="
+    ):
         mcr(fusion_inputs, y)
 
 

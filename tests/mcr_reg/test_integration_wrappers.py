@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
 from mcr_reg.capture import FusionInputs
+from mcr_reg.terms import CEB, MIPD
 
 B, C, D = 8, 3, 6
 
@@ -42,8 +43,13 @@ class WithMCR(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.net = Net()
-        self.mcr = MCRRegularizer(self.net.fusion, num_classes=C, latent_dims=(D, D),
-                                  num_permutations=4, ceb_weight=1.0)
+        self.mcr = MCRRegularizer(
+            self.net.fusion,
+            num_classes=C,
+            latent_dims=(D, D),
+            mipd=MIPD(num_permutations=4),
+            ceb=CEB(weight=1.0),
+        )
 
     def forward(self, xa: Tensor, xv: Tensor, y: Tensor, perms: Tensor) -> Tensor:
         logits, zs = self.net(xa, xv)
@@ -53,7 +59,12 @@ class WithMCR(nn.Module):
 def _batch() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     g = torch.Generator().manual_seed(0)
     perms = MF.sample_permutations(4, 2, B, generator=g)
-    return torch.randn(B, 5, generator=g), torch.randn(B, 7, generator=g), torch.arange(B) % C, perms
+    return (
+        torch.randn(B, 5, generator=g),
+        torch.randn(B, 7, generator=g),
+        torch.arange(B) % C,
+        perms,
+    )
 
 
 def test_data_parallel_wrapping_a_model_that_holds_mcr_matches_the_plain_model() -> None:
@@ -70,12 +81,12 @@ def test_data_parallel_wrapping_a_model_that_holds_mcr_matches_the_plain_model()
         assert param.grad is not None, name
         torch.testing.assert_close(param.grad, plain[name], msg=name)
     # MCR's own heads are trained through the wrapper too
-    assert any(n.startswith("mcr.unimodal_heads") for n in plain)
-    assert any(n.startswith("mcr.ceb_head") for n in plain)
+    assert any(n.startswith("mcr.unimodal.heads") for n in plain)
+    assert any(n.startswith("mcr.ceb.head") for n in plain)
 
     keys = list(wrapped.state_dict())
     assert all(k.startswith("module.") for k in keys)
-    assert "module.mcr.unimodal_heads.0.weight" in keys
+    assert "module.mcr.unimodal.heads.0.weight" in keys
     # the fusion head appears once, under the model, never under MCR
     assert [k for k in keys if "fusion.fc.weight" in k] == ["module.net.fusion.fc.weight"]
 
@@ -124,7 +135,7 @@ def test_a_whole_mcr_module_pickles_with_a_method_or_module_head(tmp_path: Path)
     net = Net()
     fuse = net.fusion.forward  # a bound method: a plain callable head
     for head in (fuse, net.fusion):
-        mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), num_permutations=2)
+        mcr = MCRRegularizer(head, num_classes=C, latent_dims=(D, D), mipd=MIPD(num_permutations=2))
         torch.save(mcr, tmp_path / "mcr.pt")
         loaded = torch.load(tmp_path / "mcr.pt", weights_only=False)
         xa, xv, y, _ = _batch()

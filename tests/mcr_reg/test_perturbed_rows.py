@@ -9,6 +9,7 @@ import torch
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import MIPD
 from tests.mcr_reg.helpers import assert_grads_equal, build, ref_jsd
 
 
@@ -68,10 +69,9 @@ def test_rows_follow_the_loop_reference(rows: str, m: int, strategy: str, head: 
     mcr = MCRRegularizer(
         fusion,
         strategy=strategy,
-        mipd_weight=1.0,
-        contrastive_weight=0.0,
-        unimodal_weight=0.0,
-        perturbed_rows=rows,
+        mipd=MIPD(weight=1.0, perturbed_rows=rows),
+        contrastive=False,
+        unimodal=False,
     )
     for _ in range(2):
         model.zero_grad()
@@ -91,7 +91,7 @@ def test_rows_follow_the_loop_reference(rows: str, m: int, strategy: str, head: 
 def test_all_rows_is_the_plain_mean() -> None:
     model, xs, perms = build(2, seed=1)
     labels = torch.zeros(6, dtype=torch.long)
-    plain = MCRRegularizer(model.head, contrastive_weight=0.0, unimodal_weight=0.0)
+    plain = MCRRegularizer(model.head, contrastive=False, unimodal=False)
     mask = MF.permutation_row_mask(perms, MF.enumerate_subsets(2), "moved")
     ones = torch.ones_like(mask)
     zs = model.encode(xs)
@@ -106,7 +106,7 @@ def test_a_block_without_any_counted_row_gives_zero() -> None:
     model, xs, _ = build(2, seed=2, batch=4, draws=1)
     perms = torch.arange(4).expand(1, 2, 4).clone()  # identities only
     mcr = MCRRegularizer(
-        model.head, contrastive_weight=0.0, unimodal_weight=0.0, perturbed_rows="moved"
+        model.head, mipd=MIPD(perturbed_rows="moved"), contrastive=False, unimodal=False
     )
     out = mcr(model.encode(xs), torch.zeros(4, dtype=torch.long), permutations=perms)
     assert float(out.terms["mipd"]) == 0.0 and bool(torch.isfinite(out.loss))
@@ -115,11 +115,11 @@ def test_a_block_without_any_counted_row_gives_zero() -> None:
 def test_rows_need_mcr_permutations() -> None:
     head = torch.nn.Linear(8, 3)
     with pytest.raises(ValueError, match="perturbation='noise'; use perturbation='permutation'"):
-        MCRRegularizer(head, perturbation="noise", perturbed_rows="moved")
+        MCRRegularizer(head, mipd=MIPD(perturbation="noise", perturbed_rows="moved"))
     with pytest.raises(ValueError, match="expected perturbed_rows in"):
-        MCRRegularizer(head, perturbed_rows="fixed")  # type: ignore[arg-type]
+        MCRRegularizer(head, mipd=MIPD(perturbed_rows="fixed"))  # type: ignore[arg-type]
     mcr = MCRRegularizer(
-        lambda a, b: head(torch.cat([a, b], -1)), num_classes=3, perturbed_rows="moved"
+        lambda a, b: head(torch.cat([a, b], -1)), num_classes=3, mipd=MIPD(perturbed_rows="moved")
     )
     za, zb = torch.randn(4, 4), torch.randn(4, 4)
     with pytest.raises(ValueError, match="needs MCR's own permutations"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 from mcr_reg import MCROutput, MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import CEB, MIPD, Contrastive, Unimodal
 from tests.mcr_reg.helpers import ConcatHead, Toy, ref_jsd, ref_ntxent, ref_supcon
 
 B = 6
@@ -56,11 +58,11 @@ def test_loss_is_the_weighted_sum_of_unweighted_terms() -> None:
         h,
         num_classes=3,
         latent_dims=(5, 5),
-        mipd_weight=0.3,
-        contrastive_weight=0.7,
-        ceb_weight=0.2,
-        unimodal_weight=0.05,
         generator=torch.Generator().manual_seed(0),
+        mipd=MIPD(weight=0.3),
+        contrastive=Contrastive(weight=0.7),
+        ceb=CEB(weight=0.2),
+        unimodal=Unimodal(weight=0.05),
     )
     zs, y = batch()
     out = mcr(zs, y, h(*zs))
@@ -74,7 +76,13 @@ def test_terms_match_plain_references() -> None:
     h = head()
     zs, y = batch()
     perms = MF.sample_permutations(4, 2, B, generator=torch.Generator().manual_seed(3))
-    mcr = MCRRegularizer(h, num_classes=3, latent_dims=(5, 5), unimodal_weight=0.1, temperature=0.5)
+    mcr = MCRRegularizer(
+        h,
+        num_classes=3,
+        latent_dims=(5, 5),
+        contrastive=Contrastive(temperature=0.5),
+        unimodal=Unimodal(weight=0.1),
+    )
     out = mcr(zs, y, permutations=perms)
     with torch.no_grad():
         ref = h(*zs)
@@ -87,7 +95,7 @@ def test_terms_match_plain_references() -> None:
             per_subset.append(torch.stack(d).mean())
         mipd = -sum(per_subset)
         con = ref_ntxent(torch.cat(zs), y.repeat(2), 0.5)
-        uni = sum(F.cross_entropy(hd(z), y) for hd, z in zip(mcr.unimodal_heads, zs))
+        uni = sum(F.cross_entropy(hd(z), y) for hd, z in zip(mcr.unimodal.heads, zs))
     torch.testing.assert_close(out.terms["mipd"].double(), mipd, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(out.terms["contrastive"].double(), con, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.terms["unimodal"], uni)
@@ -99,7 +107,7 @@ def test_terms_match_plain_references() -> None:
 
 def test_supcon_is_one_keyword_away() -> None:
     zs, y = batch()
-    out = MCRRegularizer(head(), num_classes=3, contrastive="supcon")(zs, y)
+    out = MCRRegularizer(head(), num_classes=3, contrastive=Contrastive(kind="supcon"))(zs, y)
     expected = ref_supcon(torch.cat(zs), y.repeat(2), 0.5)
     torch.testing.assert_close(out.terms["contrastive"].double(), expected, atol=1e-5, rtol=1e-5)
 
@@ -114,7 +122,7 @@ def test_mapping_latents_keep_their_names_and_order() -> None:
 def test_importance_is_nan_for_modalities_without_singleton_term() -> None:
     h = head(3)
     zs, y = batch(3)
-    out = MCRRegularizer(h, subsets=[(0,), (1, 2)])(zs, y)
+    out = MCRRegularizer(h, mipd=MIPD(subsets=[(0,), (1, 2)]))(zs, y)
     assert not math.isnan(float(out.importance[0]))
     assert math.isnan(float(out.importance[1])) and math.isnan(float(out.importance[2]))
 
@@ -136,8 +144,8 @@ def test_logits_omitted_equals_logits_given() -> None:
             h,
             num_classes=3,
             latent_dims=(5, 5),
-            ceb_weight=1.0,
             generator=torch.Generator().manual_seed(1),
+            ceb=CEB(weight=1.0),
         )
 
     torch.manual_seed(0)
@@ -159,7 +167,9 @@ def test_latents_of_any_shape(shape: tuple[int, ...], axis: object) -> None:
 
     lin = nn.Linear(10, 3)
     zs, y = batch(shape=shape)
-    mcr = MCRRegularizer(fuse, num_classes=3, latent_dims=(5, 5), ceb_weight=1.0, feature_axis=axis)  # type: ignore[arg-type]
+    mcr = MCRRegularizer(
+        fuse, num_classes=3, latent_dims=(5, 5), feature_axis=axis, ceb=CEB(weight=1.0)
+    )  # type: ignore[arg-type]
     out = mcr(zs, y)
     out.loss.backward()
     assert all(z.grad is not None and z.grad.shape == shape for z in zs)
@@ -172,7 +182,7 @@ def test_regression_gives_finite_non_zero_mipd() -> None:
     h = head(out=1)
     zs, _ = batch()
     y = torch.linspace(-3, 3, B)
-    mcr = MCRRegularizer(h, task="regression", latent_dims=(5, 5), ceb_weight=1.0)
+    mcr = MCRRegularizer(h, task="regression", latent_dims=(5, 5), ceb=CEB(weight=1.0))
     out = mcr(zs, y)
     assert math.isfinite(float(out.terms["mipd"])) and float(out.terms["mipd"]) < 0
     assert set(out.terms) == {"mipd", "contrastive", "ceb", "unimodal"}
@@ -183,9 +193,7 @@ def test_regression_gives_finite_non_zero_mipd() -> None:
 def test_regression_contrastive_bins_labels_by_rounding() -> None:
     zs, _ = batch()
     y = torch.tensor([0.2, -0.1, 1.4, 0.6, 1.0, -2.7])
-    out = MCRRegularizer(head(out=1), task="regression", mipd_weight=0.0, unimodal_weight=0.0)(
-        zs, y
-    )
+    out = MCRRegularizer(head(out=1), task="regression", mipd=False, unimodal=False)(zs, y)
     ref = ref_ntxent(torch.cat(zs).detach(), torch.round(y).long().repeat(2), 0.5)
     torch.testing.assert_close(out.terms["contrastive"].double(), ref, atol=1e-5, rtol=1e-5)
 
@@ -206,12 +214,16 @@ def test_binary_single_logit(label_shape: tuple[int, ...]) -> None:
 def test_parameters_never_include_the_fusion_head() -> None:
     model = Toy([3, 4], [5, 5], 3)
     mcr = MCRRegularizer(
-        model.head, num_classes=3, latent_dims=(5, 5), ceb_weight=1.0, projection_dim=4
+        model.head,
+        num_classes=3,
+        latent_dims=(5, 5),
+        contrastive=Contrastive(projection_dim=4),
+        ceb=CEB(weight=1.0),
     )
     head_ids = {id(p) for p in model.head.parameters()}
     own = list(mcr.parameters())
     assert own and not head_ids & {id(p) for p in own}
-    prefixes = ("ceb_head.", "projections.", "unimodal_heads.")
+    prefixes = ("ceb.head.", "contrastive.projections.", "unimodal.heads.")
     assert all(k.startswith(prefixes) or k == "_extra_state" for k in mcr.state_dict())
     # one optimizer over both sees every parameter once
     opt = torch.optim.Adam([*model.parameters(), *mcr.parameters()])
@@ -221,16 +233,24 @@ def test_parameters_never_include_the_fusion_head() -> None:
 
 def test_parameters_are_created_in_init() -> None:
     mcr = MCRRegularizer(
-        head(), num_classes=3, latent_dims=(5, 5), ceb_weight=1.0, projection_dim=4
+        head(),
+        num_classes=3,
+        latent_dims=(5, 5),
+        contrastive=Contrastive(projection_dim=4),
+        ceb=CEB(weight=1.0),
     )
-    names = {n.split(".")[0] for n, _ in mcr.named_parameters()}
-    assert names == {"ceb_head", "projections", "unimodal_heads"}
+    names = {".".join(n.split(".")[:2]) for n, _ in mcr.named_parameters()}
+    assert names == {"ceb.head", "contrastive.projections", "unimodal.heads"}
 
 
 def test_gradients_reach_what_they_should_and_nothing_else() -> None:
     model = Toy([3, 4], [5, 5], 3)
     mcr = MCRRegularizer(
-        model.head, num_classes=3, latent_dims=(5, 5), ceb_weight=1.0, projection_dim=4
+        model.head,
+        num_classes=3,
+        latent_dims=(5, 5),
+        contrastive=Contrastive(projection_dim=4),
+        ceb=CEB(weight=1.0),
     )
     xs = [torch.randn(B, 3), torch.randn(B, 4)]
     y = torch.randint(0, 3, (B,))
@@ -247,25 +267,25 @@ def test_ceb_reads_the_logits_detached() -> None:
         model.head,
         num_classes=3,
         latent_dims=(5, 5),
-        ceb_weight=1.0,
-        mipd_weight=0.0,
-        contrastive_weight=0.0,
-        unimodal_weight=0.0,
+        mipd=False,
+        contrastive=False,
+        ceb=CEB(weight=1.0),
+        unimodal=False,
     )
     zs = model.encode([torch.randn(B, 3), torch.randn(B, 4)])
     mcr(zs, torch.randint(0, 3, (B,)), model.head(*zs)).loss.backward()
     assert all(p.grad is None for p in model.head.parameters())  # no path through the prediction
     assert all(p.grad is not None for p in model.encoders.parameters())  # the latents are targets
-    assert all(p.grad is not None for p in mcr.ceb_head.parameters())
+    assert all(p.grad is not None for p in mcr.ceb.head.parameters())
 
 
 def test_state_dict_round_trip() -> None:
-    kw = dict(num_classes=3, latent_dims=(5, 5), ceb_weight=1.0, projection_dim=4)
+    kw = dict(num_classes=3, latent_dims=(5, 5))
     h = head()
     torch.manual_seed(0)
-    a = MCRRegularizer(h, seed=1, **kw)
+    a = MCRRegularizer(h, seed=1, ceb=True, contrastive=Contrastive(projection_dim=4), **kw)
     torch.manual_seed(1)  # b starts with other weights and another seed
-    b = MCRRegularizer(h, seed=2, **kw)
+    b = MCRRegularizer(h, seed=2, ceb=True, contrastive=Contrastive(projection_dim=4), **kw)
     zs, y = batch()
     perms = MF.sample_permutations(3, 2, B, generator=torch.Generator().manual_seed(0))
     before = b(zs, y, permutations=perms).loss
@@ -341,7 +361,7 @@ def test_private_generator_leaves_global_rng_alone() -> None:
     torch.manual_seed(3)
     expected = torch.rand(2)
     torch.manual_seed(3)
-    MCRRegularizer(h, perturbation="noise")(zs, y)
+    MCRRegularizer(h, mipd=MIPD(perturbation="noise"))(zs, y)
     assert torch.equal(torch.rand(2), expected)
 
 
@@ -357,18 +377,20 @@ def test_one_batched_fusion_call_per_step() -> None:
         return h(*zs)
 
     zs, y = batch(3)
-    MCRRegularizer(counting, num_permutations=4, head_gradient="sum")(zs, y)
+    MCRRegularizer(counting, mipd=MIPD(num_permutations=4, head_gradient="sum"))(zs, y)
     # 6 subsets, one reference each + 4 draws each, B rows per block: all in one call
     assert calls == [(6 + 6 * 4) * B]
     calls.clear()
-    MCRRegularizer(counting, num_permutations=4, detach_reference=True, head_gradient="sum")(zs, y)
+    MCRRegularizer(
+        counting, mipd=MIPD(num_permutations=4, detach_reference=True, head_gradient="sum")
+    )(zs, y)
     assert calls == [(1 + 6 * 4) * B]
     calls.clear()
     # the head's share c(S) for a plain function: a second batched pass on detached inputs
-    MCRRegularizer(counting, num_permutations=4)(zs, y)
+    MCRRegularizer(counting, mipd=MIPD(num_permutations=4))(zs, y)
     assert calls == [(6 + 6 * 4) * B] * 2
     calls.clear()
-    MCRRegularizer(counting, num_permutations=4, strategy="collaborative")(zs, y)
+    MCRRegularizer(counting, strategy="collaborative", mipd=MIPD(num_permutations=4))(zs, y)
     assert calls == [(6 + 6 * 4) * B]  # c(S) = 1: nothing extra
 
 
@@ -379,7 +401,7 @@ def test_module_head_with_one_share_runs_once() -> None:
     sizes: list[int] = []
     h.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
     zs, y = batch()
-    MCRRegularizer(h, num_permutations=4, contrastive_weight=0.0)(zs, y)
+    MCRRegularizer(h, mipd=MIPD(num_permutations=4), contrastive=False)(zs, y)
     assert sizes == [(2 + 2 * 4) * B]
 
 
@@ -393,7 +415,7 @@ def test_second_pass_replays_dropout_masks() -> None:
         return lin(drop(torch.cat([a, b], -1)))
 
     zs, y = batch()
-    mcr = MCRRegularizer(fuse, num_permutations=4, contrastive_weight=0.0, unimodal_weight=0.0)
+    mcr = MCRRegularizer(fuse, mipd=MIPD(num_permutations=4), contrastive=False, unimodal=False)
     out = mcr(zs, y)
     out.loss.backward()
     assert float(out.terms["mipd"].abs()) > 0
@@ -414,7 +436,7 @@ def test_batchnorm_head_falls_back_to_per_block_calls_and_warns_once() -> None:
             return self.lin(self.bn(torch.cat([a, b], -1)))
 
     bn_head = BNHead()
-    mcr = MCRRegularizer(bn_head, num_permutations=2)
+    mcr = MCRRegularizer(bn_head, mipd=MIPD(num_permutations=2))
     zs, y = batch()
     with pytest.warns(RuntimeWarning, match="BatchNorm"):
         mcr(zs, y)
@@ -453,7 +475,7 @@ def test_zero_perturbation_uses_one_draw() -> None:
         return h(*zs)
 
     zs, y = batch()
-    out = MCRRegularizer(counting, perturbation="zero", head_gradient="sum")(zs, y)
+    out = MCRRegularizer(counting, mipd=MIPD(perturbation="zero", head_gradient="sum"))(zs, y)
     assert calls == [(2 + 2) * B]
     with torch.no_grad():
         ref = h(*zs)
@@ -464,8 +486,12 @@ def test_zero_perturbation_uses_one_draw() -> None:
 def test_noise_perturbation_is_finite_and_seeded() -> None:
     zs, y = batch()
     h = head()
-    a = MCRRegularizer(h, perturbation="noise", generator=torch.Generator().manual_seed(0))(zs, y)
-    b = MCRRegularizer(h, perturbation="noise", generator=torch.Generator().manual_seed(0))(zs, y)
+    a = MCRRegularizer(
+        h, generator=torch.Generator().manual_seed(0), mipd=MIPD(perturbation="noise")
+    )(zs, y)
+    b = MCRRegularizer(
+        h, generator=torch.Generator().manual_seed(0), mipd=MIPD(perturbation="noise")
+    )(zs, y)
     assert torch.equal(a.loss, b.loss) and math.isfinite(float(a.loss))
     assert float(a.importance.min()) > 0
 
@@ -489,7 +515,7 @@ def test_user_supplied_perturbed_latents() -> None:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_cpu_autocast_gives_finite_loss_and_gradients(dtype: torch.dtype) -> None:
     model = Toy([3, 4], [5, 5], 3)
-    mcr = MCRRegularizer(model.head, num_classes=3, latent_dims=(5, 5), ceb_weight=1.0)
+    mcr = MCRRegularizer(model.head, num_classes=3, latent_dims=(5, 5), ceb=CEB(weight=1.0))
     xs = [torch.randn(B, 3), torch.randn(B, 4)]
     y = torch.randint(0, 3, (B,))
     with torch.autocast("cpu", dtype=dtype):
@@ -504,7 +530,9 @@ def test_cpu_autocast_gives_finite_loss_and_gradients(dtype: torch.dtype) -> Non
 
 def test_float64_end_to_end() -> None:
     model = Toy([3, 4], [5, 5], 3).double()
-    mcr = MCRRegularizer(model.head, num_classes=3, latent_dims=(5, 5), ceb_weight=1.0).double()
+    mcr = MCRRegularizer(
+        model.head, num_classes=3, latent_dims=(5, 5), ceb=CEB(weight=1.0)
+    ).double()
     zs = model.encode(
         [torch.randn(B, 3, dtype=torch.float64), torch.randn(B, 4, dtype=torch.float64)]
     )
@@ -539,10 +567,10 @@ def test_property_shapes_and_finiteness(m, b, p, t, strategy, dtype, task) -> No
         h,
         strategy=strategy,
         task=task,
-        num_permutations=p,
         latent_dims=[3] * m,
-        ceb_weight=0.5,
         num_classes=4 if task == "classification" else None,
+        mipd=MIPD(num_permutations=p),
+        ceb=CEB(weight=0.5),
     ).to(dtype)
     out = mcr(zs, y)
     assert out.importance.shape == (m,)
@@ -565,33 +593,32 @@ def make(**kw):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"strategy": "selfish"}, ValueError, "expected strategy in"),
-        ({"task": "ranking"}, ValueError, "expected task in"),
-        ({"perturbation": "blur"}, ValueError, "expected perturbation in"),
-        ({"subsets": "pairs"}, ValueError, "expected subsets 'all'"),
-        ({"subsets": [(0, 1)], "latent_dims": (5, 5)}, ValueError, "proper subsets"),
-        ({"num_permutations": 0}, ValueError, "num_permutations >= 1"),
-        ({"num_permutations": 2.5}, TypeError, "num_permutations to be an int"),
-        ({"mipd_weight": -1.0}, ValueError, "mipd_weight to be a finite number >= 0"),
-        ({"temperature": 0.0}, ValueError, "positive temperature"),
-        ({"num_classes": 1}, ValueError, "num_classes >= 2"),
-        ({"task": "regression", "num_classes": 3}, ValueError, "num_classes must be None or 1"),
-        ({"latent_dims": (5,)}, ValueError, "at least two modalities"),
-        ({"latent_dims": (5, 0)}, ValueError, "positive integer latent_dims"),
-        ({"latent_dims": (5, 7)}, ValueError, "set projection_dim"),
-        ({"ceb_weight": 1.0}, ValueError, "ceb_weight > 0 needs latent_dims and num_classes"),
-        (
-            {"ceb_weight": 1.0, "latent_dims": (5, 5)},
-            ValueError,
-            "ceb_weight > 0 needs num_classes",
-        ),
-        ({"projection_dim": 4}, ValueError, "projection_dim needs latent_dims"),
-        ({"generator": 3}, TypeError, "torch.Generator"),
+        (lambda: {"strategy": "selfish"}, ValueError, "expected strategy in"),
+        (lambda: {"task": "ranking"}, ValueError, "expected task in"),
+        (lambda: {"mipd": MIPD(perturbation="blur")}, ValueError, "expected perturbation in"),  # type: ignore[arg-type]
+        (lambda: {"mipd": MIPD(subsets="pairs")}, ValueError, "expected subsets 'all'"),  # type: ignore[arg-type]
+        (lambda: {"mipd": MIPD(subsets=[(0, 1)]), "latent_dims": (5, 5)}, ValueError, "proper subsets"),
+        (lambda: {"mipd": MIPD(num_permutations=0)}, ValueError, "num_permutations >= 1"),
+        (lambda: {"mipd": MIPD(num_permutations=2.5)}, TypeError, "num_permutations to be an int"),  # type: ignore[arg-type]
+        (lambda: {"mipd": MIPD(weight=-1.0)}, ValueError, "the mipd weight to be a finite number >= 0"),
+        (lambda: {"contrastive": Contrastive(temperature=0.0)}, ValueError, "positive temperature"),
+        (lambda: {"num_classes": 1}, ValueError, "num_classes >= 2"),
+        (lambda: {"task": "regression", "num_classes": 3}, ValueError, "num_classes must be None or 1"),
+        (lambda: {"latent_dims": (5,)}, ValueError, "at least two modalities"),
+        (lambda: {"latent_dims": (5, 0)}, ValueError, "positive integer latent_dims"),
+        (lambda: {"latent_dims": (5, 7)}, ValueError, r"set Contrastive\(projection_dim=...\)"),
+        (lambda: {"ceb": True}, ValueError, "the CEB term needs latent_dims and num_classes"),
+        (lambda: {"ceb": CEB(), "latent_dims": (5, 5)}, ValueError, "the CEB term needs num_classes"),
+        (lambda: {"contrastive": Contrastive(projection_dim=4)}, ValueError, "projection_dim needs latent_dims"),
+        (lambda: {"generator": 3}, TypeError, "torch.Generator"),
+        (lambda: {"mipd": "yes"}, TypeError, "expected mipd= to be a MIPD, True"),
     ],
-)
-def test_constructor_errors(kwargs: dict, error: type[Exception], match: str) -> None:
+)  # fmt: skip
+def test_constructor_errors(
+    kwargs: Callable[[], dict[str, object]], error: type[Exception], match: str
+) -> None:
     with pytest.raises(error, match=match):
-        make(**kwargs)
+        make(**kwargs())
 
 
 def test_fusion_head_must_be_callable() -> None:
@@ -602,12 +629,14 @@ def test_fusion_head_must_be_callable() -> None:
 def test_unequal_widths_with_projection_work() -> None:
     lin = nn.Linear(12, 3)
     mcr = MCRRegularizer(
-        lambda a, b: lin(torch.cat([a, b], -1)), latent_dims=(5, 7), projection_dim=4
+        lambda a, b: lin(torch.cat([a, b], -1)),
+        latent_dims=(5, 7),
+        contrastive=Contrastive(projection_dim=4),
     )
     zs = [torch.randn(B, 5, requires_grad=True), torch.randn(B, 7, requires_grad=True)]
     out = mcr(zs, torch.randint(0, 3, (B,)))
     out.loss.backward()
-    assert all(p.grad is not None for p in mcr.projections.parameters())
+    assert all(p.grad is not None for p in mcr.contrastive.projections.parameters())
 
 
 # Inputs of the bad-input tests, which fail before any backward: read-only, without gradients.
@@ -716,7 +745,7 @@ def test_forward_errors_without_sizes() -> None:
     ):
         mcr([torch.randn(B, 5), torch.randn(B, 6)], y_ok)
     with pytest.raises(TypeError, match="unimodal_logits"):
-        MCRRegularizer(head(), unimodal_weight=0.1)(
+        MCRRegularizer(head(), unimodal=Unimodal(weight=0.1))(
             zs_ok, y_ok, unimodal_logits=[torch.randn(B, 3), 3]
         )
 
@@ -766,7 +795,7 @@ def test_check_finite() -> None:
 
 def test_permutations_only_with_permutation_perturbation() -> None:
     with pytest.raises(ValueError, match="only used with perturbation='permutation'"):
-        MCRRegularizer(head(), perturbation="noise")(
+        MCRRegularizer(head(), mipd=MIPD(perturbation="noise"))(
             zs_ok, y_ok, permutations=MF.sample_permutations(2, 2, B)
         )
 

@@ -15,6 +15,7 @@ import torch
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import MIPD
 from tests.mcr_reg.helpers import assert_grads_equal, build
 
 
@@ -27,12 +28,7 @@ def _larger(m: int) -> list[tuple[int, ...]]:
 def test_the_average_over_every_draw_is_the_full_sum(m: int, k: int, strategy: str | float) -> None:
     model, xs, perms = build(m, seed=m + k, batch=5, draws=2)
     labels = torch.zeros(5, dtype=torch.long)
-    options = {
-        "strategy": strategy,
-        "mipd_weight": 1.0,
-        "contrastive_weight": 0.0,
-        "unimodal_weight": 0.0,
-    }
+    options = {"strategy": strategy, "contrastive": False, "unimodal": False}
 
     def run(mcr: MCRRegularizer) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         model.zero_grad()
@@ -40,14 +36,18 @@ def test_the_average_over_every_draw_is_the_full_sum(m: int, k: int, strategy: s
         out.loss.backward()
         return out.terms["mipd"], {n: p.grad.clone() for n, p in model.named_parameters()}
 
-    full_value, full_grads = run(MCRRegularizer(model.head, subsets="all", **options))
-    sampled = MCRRegularizer(model.head, subsets="sampled", sampled_subsets=k, **options)
+    full_value, full_grads = run(
+        MCRRegularizer(model.head, mipd=MIPD(weight=1.0, subsets="all"), **options)
+    )
+    sampled = MCRRegularizer(
+        model.head, mipd=MIPD(weight=1.0, subsets="sampled", sampled_subsets=k), **options
+    )
     draws = list(itertools.combinations(_larger(m), k))
     weight = len(_larger(m)) / k
     values, grads = [], {n: torch.zeros_like(g) for n, g in full_grads.items()}
     singles = tuple((i,) for i in range(m))
     for draw in draws:
-        sampled._subsets_of_step = lambda _m, d=draw: (singles + d, weight)  # type: ignore[method-assign]
+        sampled.mipd.subsets_of_step = lambda _m, _rng, d=draw: (singles + d, weight)  # type: ignore[method-assign, union-attr]
         value, g = run(sampled)
         values.append(value)
         for n in grads:
@@ -60,15 +60,14 @@ def test_each_step_draws_anew_and_importance_stays_defined() -> None:
     model, xs, perms = build(5, seed=1, batch=5, draws=2)
     mcr = MCRRegularizer(
         model.head,
-        subsets="sampled",
-        sampled_subsets=3,
         seed=0,
-        contrastive_weight=0.0,
-        unimodal_weight=0.0,
+        mipd=MIPD(subsets="sampled", sampled_subsets=3),
+        contrastive=False,
+        unimodal=False,
     )
     seen = set()
     for _ in range(6):
-        subsets, weight = mcr._subsets_of_step(5)
+        subsets, weight = mcr.mipd.subsets_of_step(5, mcr._random.subsets)
         assert subsets[:5] == tuple((i,) for i in range(5)) and len(subsets) == 8
         assert weight == (2**5 - 2 - 5) / 3
         seen.add(subsets[5:])
@@ -97,20 +96,20 @@ def test_a_draw_at_least_as_large_as_the_population_is_every_subset() -> None:
 
 def test_the_draws_resume_from_a_checkpoint() -> None:
     model, _, _ = build(5, seed=2)
-    mcr = MCRRegularizer(model.head, subsets="sampled", sampled_subsets=2, seed=3)
-    mcr._subsets_of_step(5)
+    mcr = MCRRegularizer(model.head, seed=3, mipd=MIPD(subsets="sampled", sampled_subsets=2))
+    mcr.mipd.subsets_of_step(5, mcr._random.subsets)
     state = mcr.state_dict()
-    expected = [mcr._subsets_of_step(5) for _ in range(3)]
-    other = MCRRegularizer(model.head, subsets="sampled", sampled_subsets=2, seed=99)
+    expected = [mcr.mipd.subsets_of_step(5, mcr._random.subsets) for _ in range(3)]
+    other = MCRRegularizer(model.head, seed=99, mipd=MIPD(subsets="sampled", sampled_subsets=2))
     other.load_state_dict(state)
-    assert [other._subsets_of_step(5) for _ in range(3)] == expected
+    assert [other.mipd.subsets_of_step(5, other._random.subsets) for _ in range(3)] == expected
 
 
 def test_bad_settings_are_refused() -> None:
     head = torch.nn.Linear(4, 2)
     with pytest.raises(ValueError, match="expected sampled_subsets >= 1, got 0"):
-        MCRRegularizer(head, subsets="sampled", sampled_subsets=0)
+        MCRRegularizer(head, mipd=MIPD(subsets="sampled", sampled_subsets=0))
     with pytest.raises(ValueError, match="expected subsets 'all', 'singletons', 'sampled'"):
-        MCRRegularizer(head, subsets="some")  # type: ignore[arg-type]
+        MCRRegularizer(head, mipd=MIPD(subsets="some"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="expected num_sampled to be an int >= 1"):
         MF.sample_subsets(4, 0, random.Random(0))

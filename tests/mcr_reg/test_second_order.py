@@ -18,6 +18,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import CEB, MIPD, Contrastive, Unimodal
 from tests.mcr_reg.helpers import Toy
 
 
@@ -100,9 +101,7 @@ def setup(strategy: str | float, head: str, mipd_weight: float):
     model = Toy([3, 4], [5, 5], 3).double()
     fusion = model.head if head == "module" else (lambda *zs: model.head(*zs))
     mcr = MCRRegularizer(
-        fusion, strategy=strategy, num_classes=3, latent_dims=(5, 5), num_permutations=2,
-        mipd_weight=mipd_weight, contrastive_weight=0.5, ceb_weight=0.3, unimodal_weight=0.2,
-    ).double()  # fmt: skip
+        fusion, strategy=strategy, num_classes=3, latent_dims=(5, 5), mipd=MIPD(weight=mipd_weight, num_permutations=2), contrastive=Contrastive(weight=0.5), ceb=CEB(weight=0.3), unimodal=Unimodal(weight=0.2) ).double()  # fmt: skip
     g = torch.Generator().manual_seed(3)
     xs = [torch.randn(6, d, generator=g, dtype=torch.float64) for d in (3, 4)]
     y = torch.tensor([0, 1, 2, 0, 1, 2])
@@ -147,8 +146,7 @@ def test_double_backward_under_the_game_is_an_error_not_a_wrong_number(
     torch.manual_seed(0)
     model = Toy([3, 4], [5, 5], 1 if task == "regression" else 3).double()
     fusion = model.head if head == "module" else (lambda *zs: model.head(*zs))
-    mcr = MCRRegularizer(fusion, strategy=strategy, task=task, contrastive_weight=0.0,  # type: ignore[arg-type]
-                         unimodal_weight=0.0)  # fmt: skip
+    mcr = MCRRegularizer(fusion, strategy=strategy, task=task, contrastive=False, unimodal=False )  # fmt: skip
     xs = [torch.randn(6, d, dtype=torch.float64) for d in (3, 4)]
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     loss = mcr(model.encode(xs), y if task != "regression" else y.double()).loss

@@ -141,7 +141,9 @@ def test_the_grid_covers_the_head_share_that_differs_from_the_plain_sum() -> Non
 # --------------------------------------------------------------------------- resume
 
 
-def _steps(net: LossNet, optimizer: torch.optim.Optimizer, rank: int, start: int, count: int) -> None:
+def _steps(
+    net: LossNet, optimizer: torch.optim.Optimizer, rank: int, start: int, count: int
+) -> None:
     for step in range(start, start + count):
         g = torch.Generator().manual_seed(100 + step)
         xs = [torch.randn(WORLD * BATCH, d, generator=g) for d in (3, 4)]
@@ -180,9 +182,7 @@ def _resume_worker(rank: int, folder: str) -> None:
     model_state, optim_state = get_state_dict(net, optimizer)
     state = {"model": model_state, "optim": optim_state}
     dcp.load(state, checkpoint_id=checkpoint)
-    set_state_dict(
-        net, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"]
-    )
+    set_state_dict(net, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     net.mcr.set_extra_state(torch.load(Path(folder) / f"mcr-rank{rank}.pt"))
     _steps(net, optimizer, rank, 2, 2)
     resumed = [_full(p.detach()) for p in net.parameters()]

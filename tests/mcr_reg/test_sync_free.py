@@ -17,6 +17,7 @@ from torch import Tensor
 
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import CEB, MIPD
 from tests.mcr_reg.helpers import Toy
 
 READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
@@ -54,8 +55,8 @@ def _step(
         strategy=strategy,
         num_classes=4,
         latent_dims=(5,) * m,
-        ceb_weight=1.0,
         check_values=check_values,
+        ceb=CEB(weight=1.0),
         **kwargs,
     )
     xs = [torch.randn(8, 3 + i) for i in range(m)]
@@ -80,11 +81,11 @@ def test_a_step_without_value_checks_reads_nothing_on_the_host(
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"perturbation": "noise"},
+        {"mipd": MIPD(perturbation="noise")},
         {"task": "regression", "num_classes": None},
-        {"subsets": "singletons"},
-        {"perturbed_rows": "moved"},
-        {"perturbed_rows": "other_label"},
+        {"mipd": MIPD(subsets="singletons")},
+        {"mipd": MIPD(perturbed_rows="moved")},
+        {"mipd": MIPD(perturbed_rows="other_label")},
     ],
     ids=["noise", "regression", "singletons", "moved-rows", "other-label-rows"],
 )

@@ -33,15 +33,15 @@ def test_without_latent_dims_the_silent_default_warns_once_with_the_fix():
     caught = _call(mcr, times=3)
     assert len(caught) == 1
     message = str(caught[0].message)
-    assert "unimodal_weight=0.01" in message and f"latent_dims=({D}, {D})" in message
-    assert "unimodal_logits" in message and "unimodal_weight=0" in message
+    assert "its weight is 0.01" in message and f"latent_dims=({D}, {D})" in message
+    assert "unimodal_logits" in message and "unimodal=False" in message
     assert caught[0].filename == __file__  # points at the caller's line
     assert "unimodal" not in mcr([torch.randn(6, D), torch.randn(6, D)], torch.arange(6) % C).terms
 
 
 @pytest.mark.parametrize(
     "options",
-    [{"latent_dims": (D, D)}, {"unimodal_weight": 0.0}],
+    [{"latent_dims": (D, D)}, {"unimodal": False}],
     ids=["own heads", "term off on purpose"],
 )
 def test_no_warning_when_the_term_is_trained_or_turned_off(options):

@@ -15,17 +15,48 @@ from examples.common.model import MultimodalModel
 from examples.common.task import TaskSpec
 from mcr_reg import MCRRegularizer
 from mcr_reg.functional import STRATEGIES, pool_latent
+from mcr_reg.terms import CEB, MIPD, Contrastive, Term, Unimodal
 
-#: MCRRegularizer arguments the method sets itself (from the task, the model and the run)
+#: MCRRegularizer arguments the method sets itself (from the task, the model and the run), or
+#: that a flat configuration cannot hold (term objects are built from the options below)
 _SET_BY_METHOD = (
     "fusion_head",
     "task",
     "num_classes",
     "latent_dims",
-    "gather_distributed",
     "generator",
     "seed",
+    "mipd",
+    "contrastive",
+    "ceb",
+    "unimodal",
+    "extra_terms",
 )
+#: the terms' options as flat hyper-parameters (a config or a tuning grid holds scalars):
+#: term -> {option of the term: name of the hyper-parameter}
+_TERM_OPTIONS: dict[type[Term], dict[str, str]] = {
+    MIPD: {
+        "weight": "mipd_weight",
+        "num_permutations": "num_permutations",
+        "subsets": "subsets",
+        "sampled_subsets": "sampled_subsets",
+        "perturbation": "perturbation",
+        "noise_scale": "noise_scale",
+        "perturbed_rows": "perturbed_rows",
+        "head_gradient": "head_gradient",
+        "detach_reference": "detach_reference",
+    },
+    Contrastive: {
+        "weight": "contrastive_weight",
+        "kind": "contrastive",
+        "temperature": "temperature",
+        "projection_dim": "projection_dim",
+    },
+    CEB: {"weight": "ceb_weight", "hidden_dim": "ceb_hidden_dim"},
+    Unimodal: {"weight": "unimodal_weight"},
+}
+#: CEB is off unless its weight is set: its hyper-parameter's default is 0
+_OFF_BY_DEFAULT = {"ceb_weight": 0.0}
 
 #: Options of the method itself (not passed to ``MCRRegularizer``) and their defaults.
 _METHOD_DEFAULTS: dict[str, Any] = {"init": "scratch", "finetune_lr_scale": 0.1}
@@ -67,7 +98,10 @@ class MCR(Method):
             for n, p in params.items()
             if n != "self" and n not in _SET_BY_METHOD and p.kind is p.KEYWORD_ONLY
         }
-        return {**defaults, **_METHOD_DEFAULTS}
+        for term, options in _TERM_OPTIONS.items():
+            term_params = inspect.signature(term.__init__).parameters
+            defaults.update({flat: term_params[option].default for option, flat in options.items()})
+        return {**defaults, **_OFF_BY_DEFAULT, **_METHOD_DEFAULTS}
 
     def __init__(self, model: MultimodalModel, task: TaskSpec, **options: Any) -> None:
         super().__init__(model, task, **options)
@@ -81,19 +115,20 @@ class MCR(Method):
         strategy = kwargs.pop("strategy")
         if isinstance(strategy, str) and strategy not in STRATEGIES:
             strategy = float(strategy)  # a numeric k given as text on the command line
+        terms = _terms(kwargs)
         self.mcr = MCRRegularizer(
             model.fusion_head,
             strategy=strategy,
             task=task.kind,
             num_classes=task.num_classes if task.kind == "classification" else None,
             latent_dims=tuple(model.latent_dims[m] for m in model.modalities),
-            gather_distributed=is_distributed(),
             seed=0,
+            **terms,
             **kwargs,
         )
         self.pretrain = init == "unimodal"
         if self.pretrain:
-            if self.mcr.unimodal_heads is None:
+            if self.mcr.unimodal is None or self.mcr.unimodal.heads is None:
                 raise ValueError(
                     "init='unimodal' trains MCR's unimodal-term heads first and keeps them; "
                     f"it needs unimodal_weight > 0, got {self.options['unimodal_weight']}"
@@ -104,9 +139,13 @@ class MCR(Method):
         self.mcr.manual_seed(int(seed))
 
     # ----------------------------------------------------------------- stages
+    def _unimodal_heads(self) -> nn.ModuleList | None:
+        """MCR's own unimodal heads (the unimodal term's), if it has them."""
+        return self.mcr.unimodal.heads if self.mcr.unimodal is not None else None
+
     def _unimodal(self, latents: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Each modality's prediction by MCR's own unimodal head (the f_{c_m} of eq. 1)."""
-        heads = self.mcr.unimodal_heads
+        heads = self._unimodal_heads()
         assert heads is not None
         return {
             m: head(pool_latent(latents[m]))
@@ -124,8 +163,9 @@ class MCR(Method):
             f"encoder:{m}": list(self.model.encoders[m].parameters()) for m in self.model.modalities
         }
         if self.pretrain and stage == "unimodal":
-            assert self.mcr.unimodal_heads is not None
-            named["method"] = list(self.mcr.unimodal_heads.parameters())
+            heads = self._unimodal_heads()
+            assert heads is not None
+            named["method"] = list(heads.parameters())
             up = 1.0 / float(self.options["finetune_lr_scale"])
             return self._groups(named, {name: up for name in named})
         named["fusion"] = list(self.model.fusion_head.parameters())
@@ -150,7 +190,7 @@ class MCR(Method):
             uni = self._unimodal(latents)
             return self._combine(uni), uni
         fused = self.model.fuse(latents)
-        if self.mcr.unimodal_heads is None:
+        if self._unimodal_heads() is None:
             return fused, None
         return fused, self._unimodal(latents)
 
@@ -161,7 +201,7 @@ class MCR(Method):
     def tracks(self, stage: str) -> dict[str, tuple[str, ...]]:
         if self.pretrain and stage == "unimodal":
             return {
-                m: (f"model.encoders.{m}.", f"mcr.unimodal_heads.{i}.")
+                m: (f"model.encoders.{m}.", f"mcr.unimodal.heads.{i}.")
                 for i, m in enumerate(self.model.modalities)
             }
         return super().tracks(stage)
@@ -170,3 +210,15 @@ class MCR(Method):
         if self.pretrain and stage == "unimodal":
             return {m: float(val["unimodal"][m][self.task.monitor]) for m in self.model.modalities}
         return super().monitor(stage, val)
+
+
+def _terms(options: dict[str, Any]) -> dict[str, Term | bool]:
+    """The term objects from the flat hyper-parameters, which are taken out of ``options``; a
+    weight of 0 leaves a term out."""
+    terms: dict[str, Term | bool] = {}
+    for term, names in _TERM_OPTIONS.items():
+        values = {option: options.pop(flat) for option, flat in names.items()}
+        if term is Contrastive:
+            values["gather_distributed"] = is_distributed()
+        terms[term.name] = term(**values) if values["weight"] > 0 else False
+    return terms

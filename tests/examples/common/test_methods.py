@@ -313,7 +313,7 @@ def test_mcr_unimodal_init_trains_two_stages(tmp_path, tiny_data):
         "encoder:b": 2.0,
         "method": 2.0,
     }
-    head_ids = {id(p) for p in method.mcr.unimodal_heads.parameters()}
+    head_ids = {id(p) for p in method.mcr.unimodal.heads.parameters()}
     assert {id(p) for g in uni_groups if g["name"] == "method" for p in g["params"]} == head_ids
     # joint stage: the whole model at lr, those same unimodal heads inside MCR's parameters
     method.begin_stage("joint")
@@ -363,7 +363,7 @@ def test_mcr_unimodal_init_keeps_the_pretrained_heads(tiny_data):
     stage they hold trained weights (not a fresh initialisation) and MCR's term uses them."""
     method = build_method("mcr", tiny_model(), TASK, {"init": "unimodal", "num_permutations": 4})
     method.set_seed(0)
-    fresh = [p.detach().clone() for p in method.mcr.unimodal_heads.parameters()]
+    fresh = [p.detach().clone() for p in method.mcr.unimodal.heads.parameters()]
     method.begin_stage("unimodal")
     opt = default_optimizer(method.param_groups("unimodal"), TrainConfig(lr=0.05))
     batch = next(iter(build_loaders(tiny_data, batch_size=16, seed=0)["train"]))
@@ -371,14 +371,14 @@ def test_mcr_unimodal_init_keeps_the_pretrained_heads(tiny_data):
     opt.zero_grad()
     out.loss.backward()
     opt.step()
-    trained = [p.detach().clone() for p in method.mcr.unimodal_heads.parameters()]
+    trained = [p.detach().clone() for p in method.mcr.unimodal.heads.parameters()]
     assert not all(torch.equal(a, b) for a, b in zip(fresh, trained))
     method.begin_stage("joint")
     fused, uni = method.heads(method.encode(batch), "joint")
     from mcr_reg.functional import pool_latent
 
     latents = method.encode(batch)
-    expected = method.mcr.unimodal_heads[0](pool_latent(latents["a"]))
+    expected = method.mcr.unimodal.heads[0](pool_latent(latents["a"]))
     torch.testing.assert_close(uni["a"], expected)
     joint_out = method.mcr(latents, batch["label"], fused)
     torch.testing.assert_close(joint_out.unimodal_logits[0], expected)
