@@ -119,7 +119,7 @@ def _warn_deprecated(spelled: list[str], options: dict[str, dict[str, Any]]) -> 
     )
 
 
-#: attributes of release 0.2's regularizer -> (term, its attribute); read or written with a
+#: the flat attributes of the regularizer -> (term, its attribute); read or written with a
 #: DeprecationWarning (the weight of a term that is left out reads 0, its modules None)
 FLAT_ATTRIBUTES: dict[str, tuple[str, str]] = {
     **{k: v for k, v in FLAT_KEYWORDS.items() if k not in ("subsets", "ceb_hidden_dim")},

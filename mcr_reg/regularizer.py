@@ -126,7 +126,7 @@ class MCRRegularizer(nn.Module):
             (detached latents, MCR's loss in no backward, encoders' gradients rewritten after
             the backward, MCR's parameters in no optimizer, MCR's gradients missed by
             ``model.zero_grad()``) and warn once for each (:mod:`mcr_reg.audit`).
-        **flat_keywords: the flat keywords of release 0.2 (``mipd_weight``, ``num_permutations``,
+        **flat_keywords: the flat keywords (``mipd_weight``, ``num_permutations``,
             ``subsets``, ``sampled_subsets``, ``perturbation``, ``noise_scale``,
             ``perturbed_rows``, ``head_gradient``, ``detach_reference``, ``contrastive_weight``,
             ``temperature``, ``contrastive="supcon"``, ``projection_dim``,
@@ -232,7 +232,7 @@ class MCRRegularizer(nn.Module):
     # ------------------------------------------------------------------ settings
 
     def __getattr__(self, name: str) -> Any:
-        if name in FLAT_ATTRIBUTES:  # release 0.2's attributes, deprecated
+        if name in FLAT_ATTRIBUTES:  # the flat attributes, deprecated
             return read_flat_attribute(self._modules, name)
         return super().__getattr__(name)
 
