@@ -39,8 +39,8 @@ class Contrastive(Term):
         >>> from mcr_reg.terms import Contrastive
         >>> mcr = MCRRegularizer(torch.nn.Linear(8, 3), num_classes=3, latent_dims=(4, 6),
         ...                      contrastive=Contrastive(temperature=0.1, projection_dim=5))
-        >>> [tuple(p.weight.shape) for p in mcr.contrastive.projections]
-        [(5, 4), (5, 6)]
+        >>> tuple(tuple(p.weight.shape) for p in mcr.contrastive.projections)
+        ((5, 4), (5, 6))
     """
 
     name = "contrastive"
