@@ -1,4 +1,4 @@
-"""FusionInputs: MCR's latents from a model whose forward hides them (issue #15, point 2)."""
+"""FusionInputs: MCR's latents from a model whose forward hides them."""
 
 from __future__ import annotations
 

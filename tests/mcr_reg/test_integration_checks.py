@@ -1,4 +1,4 @@
-"""What MCR tells a user who wires it up wrongly (issue #15, points 1, 3 and 4).
+"""What MCR tells a user who wires it up wrongly.
 
 1. latents that are not the fusion head's inputs: a one-time warning when the logits passed
    differ from MCR's own unperturbed prediction;

@@ -1,4 +1,4 @@
-"""MCR inside wrappers and checkpoints: nn.DataParallel, state_dict keys (issue #15, point 6)."""
+"""MCR inside wrappers and checkpoints: nn.DataParallel, state_dict keys."""
 
 from __future__ import annotations
 

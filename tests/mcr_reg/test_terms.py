@@ -1,5 +1,5 @@
 """The terms as modules (mcr_reg.terms): the new spelling computes what the flat keywords of
-release 0.2 computed, bit for bit; the flat keywords and attributes still work for one release
+computed, bit for bit; the flat keywords and attributes still work for one release
 and say how to write them now; a term or a divergence of one's own is one new class or function;
 old state_dicts load."""
 
@@ -87,12 +87,12 @@ def test_the_terms_compute_what_the_flat_keywords_computed_bit_for_bit(
 ) -> None:
     common = dict(num_classes=C, latent_dims=(D,) * M, seed=3)
     with pytest.warns(DeprecationWarning, match="deprecated since 0.3"):
-        old_style = MCRRegularizer(nn.Identity(), **common, **flat).double()
+        flat_style = MCRRegularizer(nn.Identity(), **common, **flat).double()
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         new_style = MCRRegularizer(nn.Identity(), **common, **new).double()
-    new_style.load_state_dict(old_style.state_dict())
-    got, expected = _run(new_style, 0), _run(old_style, 0)
+    new_style.load_state_dict(flat_style.state_dict())
+    got, expected = _run(new_style, 0), _run(flat_style, 0)
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert (value is None and got[key] is None) or torch.equal(got[key], value), key
