@@ -1,6 +1,6 @@
-"""The terms as modules (mcr_reg.terms): the new spelling computes what the flat keywords of
-computed, bit for bit; the flat keywords and attributes still work for one release
-and say how to write them now; a term or a divergence of one's own is one new class or function;
+"""The terms as modules (mcr_reg.terms): the term objects compute what the flat keywords
+compute, bit for bit; the flat keywords and attributes still work for one release and say how
+to write them now; a term or a divergence of one's own is one new class or function;
 old state_dicts load."""
 
 from __future__ import annotations
