@@ -53,7 +53,7 @@ ROWS = {  # the first cell of each row of docs/integration.md's table -> the var
     "MCR, defaults (P = 32, 66 batches in the head call)": "mcr P=32",
     "MCR, P = 8": "mcr P=8",
     "MCR, P = 4": "mcr P=4",
-    "MCR, P = 4, `detach_reference=True`": "mcr P=4 detached",
+    "MCR, P = 4, `MIPD(detach_reference=True)`": "mcr P=4 detached",
     "MCR at the output layers (late capture point), P = 32": "late P=32",
 }
 

@@ -3,6 +3,7 @@
 Each block runs alone, in a fresh namespace (what a reader who copies that one block gets), in
 a temporary working directory, with torch's global RNG restored afterwards. No block builds on
 the blocks before it: a step-by-step page repeats its few set-up lines in each block instead.
+A block that uses a deprecated spelling of the package's API fails (the warning is an error).
 Blocks with a directive (see :mod:`tests.docs.blocks`) get their own tests: ``requires`` blocks
 run (alone) when the module is importable; ``run: torchrun`` blocks are launched as scripts
 with two gloo processes; ``skip`` blocks are compiled and skipped with their reason.
@@ -16,6 +17,7 @@ import os
 import shlex
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,9 @@ def _run_alone(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace: dict[str, Any] = {"__name__": "__main__"}
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # a page teaches the current API: a deprecation of the package's fails the block
+        warnings.filterwarnings("error", ".*(MCRRegularizer|mcr_reg)", DeprecationWarning)
         try:
             _run_block(block, namespace)
         except Exception as err:
