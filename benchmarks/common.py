@@ -53,6 +53,7 @@ from examples.common.task import TaskSpec
 from examples.mosei.model import build_model as build_mosei_model
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import MIPD
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -241,7 +242,7 @@ class InputSpaceMCR(MCR):
         if getattr(self, "_perm_generator", None) is None:
             self._perm_generator = torch.Generator(device=device).manual_seed(self.mcr.seed)
         perms = MF.sample_permutations(
-            self.mcr.num_permutations,
+            self.mcr.mipd.num_permutations,
             len(self.model.modalities),
             int(labels.shape[0]),
             generator=self._perm_generator,
@@ -316,10 +317,8 @@ def mcr_alone_step(
         fusion,
         num_classes=classes,
         latent_dims=(dim,) * num_modalities,
-        num_permutations=permutations,
-        subsets=subsets,  # type: ignore[arg-type]
         check_values=False,
-        head_gradient=head_gradient,  # type: ignore[arg-type]
+        mipd=MIPD(num_permutations=permutations, subsets=subsets, head_gradient=head_gradient),
     ).to(device)
 
     def step() -> Tensor:

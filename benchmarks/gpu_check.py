@@ -55,6 +55,7 @@ from benchmarks.overhead import bench_model, clock_name
 from examples.common.provenance import provenance
 from mcr_reg import MCRRegularizer
 from mcr_reg import functional as MF
+from mcr_reg.terms import CEB, MIPD, Unimodal
 
 SCHEMA = "mcr-reg/gpu-check/1"
 #: relative tolerances on gradients (norm of the difference / norm of the float32 gradient)
@@ -110,9 +111,9 @@ def _toy_problem(
         head,
         num_classes=classes,
         latent_dims=(dim,) * m,
-        num_permutations=draws,
-        ceb_weight=1.0,
-        unimodal_weight=0.1,
+        mipd=MIPD(num_permutations=draws),
+        ceb=CEB(weight=1.0),
+        unimodal=Unimodal(weight=0.1),
     ).double()
     head.to(device, dtype)  # in place: MCR calls this very head
     mcr.to(device, dtype)
@@ -218,9 +219,9 @@ def check_sync_free(device: torch.device, quick: bool, details: dict[str, Any]) 
         head,
         num_classes=5,
         latent_dims=(32, 32, 32),
-        ceb_weight=1.0,
-        unimodal_weight=0.1,
         check_values=False,
+        ceb=CEB(weight=1.0),
+        unimodal=Unimodal(weight=0.1),
     ).to(device)
 
     def mcr_alone() -> None:

@@ -58,6 +58,7 @@ from benchmarks.common import (
 )
 from examples.common.provenance import provenance
 from mcr_reg import MCRRegularizer
+from mcr_reg.terms import MIPD
 
 SCHEMA = "mcr-reg/step-cost/1"
 
@@ -131,11 +132,11 @@ def build_steps(
         head,
         num_classes=classes,
         latent_dims=(latent,) * case.modalities,
-        num_permutations=case.draws,
-        subsets=case.subsets,  # type: ignore[arg-type]
-        sampled_subsets=SAMPLED_SUBSETS,
         check_values=False,
         seed=seed,
+        mipd=MIPD(
+            num_permutations=case.draws, subsets=case.subsets, sampled_subsets=SAMPLED_SUBSETS
+        ),
     )
     g = torch.Generator().manual_seed(seed + 1)
     xs = [torch.randn(batch, in_dim, generator=g) for _ in range(case.modalities)]
