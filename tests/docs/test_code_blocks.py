@@ -4,6 +4,8 @@ Each block runs alone, in a fresh namespace (what a reader who copies that one b
 a temporary working directory, with torch's global RNG restored afterwards. No block builds on
 the blocks before it: a step-by-step page repeats its few set-up lines in each block instead.
 A block that uses a deprecated spelling of the package's API fails (the warning is an error).
+A ``text`` block that a page announces as a block's output ("What it printed for us:", "the call
+stops with:") must be what the nearest Python block above it prints, whitespace aside.
 Blocks with a directive (see :mod:`tests.docs.blocks`) get their own tests: ``requires`` blocks
 run (alone) when the module is importable; ``run: torchrun`` blocks are launched as scripts
 with two gloo processes; ``skip`` blocks are compiled and skipped with their reason.
@@ -11,9 +13,12 @@ with two gloo processes; ``skip`` blocks are compiled and skipped with their rea
 
 from __future__ import annotations
 
+import contextlib
 import doctest
 import importlib.util
+import io
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -26,6 +31,7 @@ import torch
 
 from tests.docs.blocks import (
     DOCTEST_LANGS,
+    PYTHON_LANGS,
     ROOT,
     Block,
     executable,
@@ -53,7 +59,8 @@ def _run_block(block: Block, namespace: dict[str, Any]) -> None:
     exec(code, namespace)
 
 
-def _run_alone(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _run_alone(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run ``block`` alone; what it printed."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace: dict[str, Any] = {"__name__": "__main__"}
@@ -61,9 +68,11 @@ def _run_alone(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         # a page teaches the current API: a deprecation of the package's fails the block
         warnings.filterwarnings("error", ".*(MCRRegularizer|mcr_reg)", DeprecationWarning)
         try:
-            _run_block(block, namespace)
+            with contextlib.redirect_stdout(io.StringIO()) as printed:
+                _run_block(block, namespace)
         except Exception as err:
             raise AssertionError(f"code block at {block.where} failed: {err!r}") from err
+    return printed.getvalue()
 
 
 def test_the_documentation_has_runnable_blocks() -> None:
@@ -137,3 +146,47 @@ def test_torchrun_blocks(block: Block, tmp_path: Path) -> None:
         timeout=300,
     )
     assert proc.returncode == 0, f"{block.where} under torchrun:\n{proc.stdout}\n{proc.stderr}"
+
+
+#: The sentence before a ``text`` block that presents it as the output of the block above.
+_ANNOUNCES_OUTPUT = re.compile(r"\b(printed|prints|stops with|warns|raises)\b.*:\s*$", re.I)
+
+
+def _announced_outputs() -> list[tuple[Block, Block, str]]:
+    """``(python block, text block, announcing line)`` for every output a page quotes."""
+    found = []
+    for page in PAGES:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        blocks = parse_blocks(page)
+        for i, block in enumerate(blocks):
+            if block.lang != "text":
+                continue
+            before = [line for line in lines[: block.line - 2] if line.strip()]
+            if not before or not _ANNOUNCES_OUTPUT.search(before[-1]):
+                continue
+            above = [b for b in blocks[:i] if b.lang in PYTHON_LANGS and b.directive is None]
+            assert above, f"{block.where} quotes an output, but no Python block is above it"
+            found.append((above[-1], block, before[-1]))
+    return found
+
+
+OUTPUTS = _announced_outputs()
+
+
+def test_the_quoted_outputs_are_found() -> None:
+    assert {b.path.name for _, b, _ in OUTPUTS} >= {"integration.md", "monitoring.md"}
+
+
+@pytest.mark.parametrize(
+    ("block", "quoted", "announcing"), OUTPUTS, ids=[_block_id(q) for _, q, _ in OUTPUTS]
+)
+def test_a_quoted_output_is_what_the_block_prints(
+    block: Block, quoted: Block, announcing: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    named = re.search(r"torch (\d+\.\d+\.\d+)", announcing)
+    if named and not torch.__version__.startswith(named[1]):
+        pytest.skip(f"{quoted.where} is the output under torch {named[1]}, not {torch.__version__}")
+    printed = " ".join(_run_alone(block, tmp_path, monkeypatch).split())
+    assert " ".join(quoted.code.split()) in printed, (
+        f"{quoted.where} is not what {block.where} prints now:\n{printed}"
+    )
