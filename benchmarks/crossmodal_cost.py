@@ -62,6 +62,7 @@ from torch import Tensor, nn
 
 from examples.common.provenance import provenance
 from mcr_reg import FusionInputs, MCRRegularizer
+from mcr_reg.terms import MIPD
 
 LOCK = Path("/tmp/mcr_timing_lock")
 OUT = Path(__file__).resolve().parent / "results" / "crossmodal_cost_cpu.json"
@@ -141,8 +142,7 @@ def variant(name: str, size: dict[str, int]) -> Callable[[], None]:
         else:
             captured = FusionInputs(model.crossmodal, then=model.output)
         p = int(name.split("P=")[1].split()[0])
-        options["num_permutations"] = p
-        options["detach_reference"] = name.endswith("detached")
+        options["mipd"] = MIPD(num_permutations=p, detach_reference=name.endswith("detached"))
         mcr = MCRRegularizer(captured.head, latent_dims=(size["dim"], size["dim"]), **options)
         model.add_module("mcr", mcr)  # attached: its heads are in model.parameters()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
