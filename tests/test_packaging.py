@@ -71,7 +71,7 @@ def test_version_is_single_sourced() -> None:
     import mcr_reg
 
     assert mcr_reg.__version__ == version
-    for path in (ROOT / "mcr_reg").glob("*.py"):
+    for path in (ROOT / "mcr_reg").rglob("*.py"):
         if path.name != "_version.py":
             assert "__version__ =" not in path.read_text(encoding="utf-8"), path
 
@@ -208,7 +208,12 @@ def test_release_artefacts(tmp_path: Path) -> None:
     check = _run([sys.executable, "-m", "twine", "check", "--strict", *map(str, sdists + wheels)])
     assert check.returncode == 0, check.stdout + check.stderr
 
-    sources = sorted(p.name for p in (ROOT / "mcr_reg").iterdir() if p.suffix in {".py", ".typed"})
+    package = ROOT / "mcr_reg"
+    sources = sorted(
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*")
+        if p.suffix in {".py", ".typed"} and "__pycache__" not in p.parts
+    )
     with zipfile.ZipFile(wheels[0]) as whl:
         names = whl.namelist()
         metadata = whl.read(f"mcr_reg-{version}.dist-info/METADATA").decode()
