@@ -19,23 +19,12 @@ sys.modules["architecture"] = architecture  # dataclasses look their module up b
 SPEC.loader.exec_module(architecture)
 
 
-# Dated 2026-12-06: the multi-view benchmark is moving from examples/multiview/ to benchmarks/
-# (the harness engineer's port); until it lands, the committed tree has pipeline -> benchmark
-# arrows and the page drawn from the tree changes with each step of the move.
-MOVE_IN_PROGRESS = pytest.mark.xfail(
-    reason="2026-12-06: examples/multiview measurement modules mid-port to benchmarks/",
-    strict=False,
-)
-
-
-@MOVE_IN_PROGRESS
 def test_the_committed_page_is_what_the_script_draws_now() -> None:
     text = architecture.PAGE.read_text(encoding="utf-8")
     drawn = architecture.updated_page(text, architecture.render(architecture.build_graph()))
     assert drawn == text, "docs/architecture.md is stale: run python -m docs.scripts.architecture"
 
 
-@MOVE_IN_PROGRESS
 def test_no_arrow_points_the_wrong_way() -> None:
     assert architecture.wrong_arrows(architecture.build_graph()) == []
 
