@@ -396,6 +396,25 @@ def hold_out_groups(
     return train, val
 
 
+def read_split_lists(root: Path, split: int) -> tuple[dict[str, int], dict[str, list[UcfClip]]]:
+    """The class index and the train and test lists of one official fold, checked not to
+    share a clip."""
+    if split not in SPLITS:
+        raise ValueError(f"expected split 1, 2 or 3, got {split!r}")
+    lists = root / LIST_DIR
+    class_index = read_class_index(lists / CLASS_FILE)
+    listed = {
+        "train": read_train_list(lists / train_list(split), class_index),
+        "test": read_test_list(lists / test_list(split), class_index),
+    }
+    overlap = {c.path for c in listed["train"]} & {c.path for c in listed["test"]}
+    if overlap:
+        raise ValueError(
+            f"split {split}: {len(overlap)} clips are in both lists, e.g. {min(overlap)}"
+        )
+    return class_index, listed
+
+
 def load_split(
     root: str | Path,
     split: int = 1,
@@ -422,20 +441,8 @@ def load_split(
         MediaError: a listed clip cannot be opened (without ``skip_bad``).
         ValueError: a bad ``split``, a malformed list line, or no clip with audio at all.
     """
-    if split not in SPLITS:
-        raise ValueError(f"expected split 1, 2 or 3, got {split!r}")
     root = resolve_root(root)
-    lists = root / LIST_DIR
-    class_index = read_class_index(lists / CLASS_FILE)
-    listed = {
-        "train": read_train_list(lists / train_list(split), class_index),
-        "test": read_test_list(lists / test_list(split), class_index),
-    }
-    overlap = {c.path for c in listed["train"]} & {c.path for c in listed["test"]}
-    if overlap:
-        raise ValueError(
-            f"split {split}: {len(overlap)} clips are in both lists, e.g. {min(overlap)}"
-        )
+    class_index, listed = read_split_lists(root, split)
     cache = AudioProbeCache(Path(probe_cache or default_probe_cache(root, cache_dir)))
     answers, bad = probe_clips(root, listed["train"] + listed["test"], cache, skip_bad=skip_bad)
     if cache.probed:
